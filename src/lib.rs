@@ -1,0 +1,2 @@
+//! ringcast: a real-time edge server.
+pub mod ws;
