@@ -1,0 +1,122 @@
+//! Command-line flags: the common knobs, which override the config file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::{Config, ConfigError, LogFormat};
+
+pub const USAGE: &str = "\
+ringcast: a real-time edge server (SSE, WebSocket, HTTP) on io_uring
+
+USAGE:
+    ringcast [OPTIONS]
+
+OPTIONS:
+    -c, --config <FILE>     TOML config file (see src/config/ringcast.example.toml)
+    -l, --listen <ADDR>     address to listen on, e.g. 0.0.0.0:8080 (server.listen)
+    -w, --workers <N>       worker threads, 0 = one per CPU (server.workers)
+        --log-format <F>    text or json (log.format)
+        --log-level <L>     error, warn, info, debug or trace (log.level)
+        --check-config      validate the configuration and exit
+    -h, --help              print this help
+    -V, --version           print the version
+";
+
+/// What the command line asks for.
+#[derive(Debug, Default)]
+pub struct Args {
+    pub config: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub workers: Option<usize>,
+    pub log_format: Option<LogFormat>,
+    pub log_level: Option<String>,
+    pub check_config: bool,
+    pub help: bool,
+    pub version: bool,
+}
+
+/// Parses flags; errors name the flag and the bad value.
+pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Args, String> {
+    use lexopt::prelude::*;
+    let mut p = lexopt::Parser::from_args(args);
+    let mut a = Args::default();
+    while let Some(arg) = p.next().map_err(|e| e.to_string())? {
+        match arg {
+            Short('c') | Long("config") => a.config = Some(p.value().map_err(|e| e.to_string())?.into()),
+            Short('l') | Long("listen") => {
+                let v = p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?;
+                a.listen = Some(v.parse().map_err(|e| {
+                    format!("--listen {v:?}: {e} (expected an address such as 127.0.0.1:8080)")
+                })?);
+            }
+            Short('w') | Long("workers") => {
+                let v = p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?;
+                a.workers = Some(v.parse().map_err(|_| {
+                    format!("--workers {v:?}: expected a whole number (0 = one per CPU)")
+                })?);
+            }
+            Long("log-format") => {
+                let v = p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?;
+                a.log_format = Some(match v.as_str() {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err(format!("--log-format {v:?}: expected text or json")),
+                });
+            }
+            Long("log-level") => {
+                a.log_level = Some(p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?)
+            }
+            Long("check-config") => a.check_config = true,
+            Short('h') | Long("help") => a.help = true,
+            Short('V') | Long("version") => a.version = true,
+            _ => return Err(format!("{}\n\n{USAGE}", arg.unexpected())),
+        }
+    }
+    Ok(a)
+}
+
+/// The configuration: the file (or the defaults), then the flags on top.
+pub fn load_config(args: &Args) -> Result<Config, ConfigError> {
+    let mut cfg = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(l) = args.listen {
+        cfg.server.listen = l;
+    }
+    if let Some(w) = args.workers {
+        cfg.server.workers = w;
+    }
+    if let Some(f) = args.log_format {
+        cfg.log.format = f;
+    }
+    if let Some(l) = &args.log_level {
+        cfg.log.level = l.clone();
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Result<Args, String> {
+        parse(v.iter().map(std::ffi::OsString::from))
+    }
+
+    #[test]
+    fn flags() {
+        let a = args(&["--listen", "127.0.0.1:0", "-w", "2", "--log-format", "json"]).unwrap();
+        assert_eq!(a.listen.unwrap().port(), 0);
+        assert_eq!(a.workers, Some(2));
+        assert_eq!(a.log_format, Some(LogFormat::Json));
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        assert!(args(&["--listen", "nowhere"]).unwrap_err().contains("--listen"));
+        assert!(args(&["--workers", "two"]).unwrap_err().contains("--workers"));
+        assert!(args(&["--frobnicate"]).unwrap_err().contains("frobnicate"));
+    }
+}

@@ -1,0 +1,347 @@
+//! The server's configuration: every knob, its default, and its validation.
+//!
+//! Read from a TOML file (`--config ringcast.toml`, documented in full in
+//! `ringcast.example.toml`), then overridden by command-line flags. Unknown
+//! keys and bad values are start-up errors that name the key.
+
+pub mod units;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use units::{ByteSize, Secs};
+
+/// The whole configuration. Every section has defaults that run well with no file at all.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub http: HttpConfig,
+    #[serde(rename = "static")]
+    pub static_files: StaticConfig,
+    pub log: LogConfig,
+}
+
+/// Which io driver the workers run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoDriver {
+    /// io_uring where the kernel allows it, else the epoll driver (logged once).
+    Auto,
+    /// io_uring only: start-up fails where it is unavailable.
+    IoUring,
+    /// The epoll driver, even where io_uring is available.
+    Legacy,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address every worker listens on (SO_REUSEPORT). Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Worker threads; 0 = the number of CPUs this process may run on.
+    pub workers: usize,
+    /// Pin worker i to the i-th CPU this process may run on.
+    pub pin_workers: bool,
+    pub io_driver: IoDriver,
+    /// io_uring submission queue entries per worker.
+    pub io_uring_entries: u32,
+    /// Listen backlog per worker.
+    pub backlog: u32,
+    /// Open connections in the whole process; 0 = the file-descriptor ceiling less a reserve.
+    pub max_connections: usize,
+    /// Open connections per worker; 0 = same as `max_connections`.
+    pub max_connections_per_worker: usize,
+    /// How long a failing `accept` (EMFILE/ENFILE) waits before trying again.
+    pub accept_backoff: Secs,
+    /// Longest a SIGTERM/SIGINT drain may take before the process exits anyway.
+    pub shutdown_timeout: Secs,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            workers: 0,
+            pin_workers: false,
+            io_driver: IoDriver::Auto,
+            io_uring_entries: 1024,
+            backlog: 4096,
+            max_connections: 0,
+            max_connections_per_worker: 0,
+            accept_backoff: Secs::from_millis(100),
+            shutdown_timeout: Secs::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A request head must be complete this long after its first byte (and a new
+    /// connection must send one within it), or the connection is closed.
+    pub header_timeout: Secs,
+    /// An idle keep-alive connection is closed after this long without a request.
+    pub keepalive_timeout: Secs,
+    /// A request body must arrive in full within this long after its head.
+    pub body_timeout: Secs,
+    /// A response that the client does not read within this long closes the connection.
+    pub send_timeout: Secs,
+    /// Longest request line (method, target, version): 414 beyond it.
+    pub max_request_line: ByteSize,
+    /// Longest request head (request line and headers): 431 beyond it.
+    pub max_header_bytes: ByteSize,
+    /// Most headers in one request: 431 beyond it.
+    pub max_headers: usize,
+    /// Largest request body (Content-Length): 413 beyond it.
+    pub max_body_size: ByteSize,
+    /// Size of each pooled read buffer.
+    pub read_buffer_size: ByteSize,
+    /// Most requests served on one keep-alive connection (0 = no limit).
+    pub max_requests_per_connection: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_timeout: Secs::from_secs(10),
+            keepalive_timeout: Secs::from_secs(75),
+            body_timeout: Secs::from_secs(30),
+            send_timeout: Secs::from_secs(30),
+            max_request_line: ByteSize(8 << 10),
+            max_header_bytes: ByteSize(16 << 10),
+            max_headers: 64,
+            max_body_size: ByteSize(1 << 20),
+            read_buffer_size: ByteSize(16 << 10),
+            max_requests_per_connection: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StaticConfig {
+    /// Directory served at `/`; unset = the built-in pages embedded in the binary.
+    pub dir: Option<PathBuf>,
+    /// `Cache-Control` of static files.
+    pub cache_control: String,
+    /// File served for a directory.
+    pub index: String,
+    /// Largest file served (bigger ones answer 403); bounds what one request can make a worker read.
+    pub max_file_size: ByteSize,
+}
+
+impl Default for StaticConfig {
+    fn default() -> Self {
+        StaticConfig {
+            dir: None,
+            cache_control: "public, max-age=60".to_string(),
+            index: "index.html".to_string(),
+            max_file_size: ByteSize(64 << 20),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// error, warn, info, debug or trace.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_string(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// A configuration error: what is wrong, naming the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Parses TOML text; `origin` names the file in error messages.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        cfg.validate()
+            .map_err(|e| ConfigError(format!("{origin}: {}", e.0)))?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Checks the rules serde cannot express; each message names its key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn fail<T>(msg: String) -> Result<T, ConfigError> {
+            Err(ConfigError(msg))
+        }
+        let s = &self.server;
+        if s.workers > 1024 {
+            return fail(format!("server.workers = {} is more than 1024", s.workers));
+        }
+        if !(2..=32768).contains(&s.io_uring_entries) || !s.io_uring_entries.is_power_of_two() {
+            return fail(format!(
+                "server.io_uring_entries = {} must be a power of two from 2 to 32768",
+                s.io_uring_entries
+            ));
+        }
+        if s.backlog == 0 {
+            return fail("server.backlog must be at least 1".into());
+        }
+        if s.shutdown_timeout.0.is_zero() {
+            return fail("server.shutdown_timeout must be more than 0".into());
+        }
+        let h = &self.http;
+        for (key, v) in [
+            ("http.header_timeout", h.header_timeout),
+            ("http.keepalive_timeout", h.keepalive_timeout),
+            ("http.body_timeout", h.body_timeout),
+            ("http.send_timeout", h.send_timeout),
+        ] {
+            if v.0.is_zero() {
+                return fail(format!("{key} must be more than 0"));
+            }
+        }
+        if h.max_request_line.0 < 16 {
+            return fail(format!(
+                "http.max_request_line = {} is below the minimum of 16 bytes",
+                h.max_request_line.0
+            ));
+        }
+        if h.max_header_bytes.0 < h.max_request_line.0 {
+            return fail(format!(
+                "http.max_header_bytes = {} must be at least http.max_request_line = {}",
+                h.max_header_bytes.0, h.max_request_line.0
+            ));
+        }
+        if h.max_header_bytes.0 > 1 << 20 {
+            return fail(format!(
+                "http.max_header_bytes = {} is more than 1MiB",
+                h.max_header_bytes.0
+            ));
+        }
+        if h.max_headers == 0 || h.max_headers > 1024 {
+            return fail(format!(
+                "http.max_headers = {} must be from 1 to 1024",
+                h.max_headers
+            ));
+        }
+        if h.read_buffer_size.0 < 1024 || h.read_buffer_size.0 > 16 << 20 {
+            return fail(format!(
+                "http.read_buffer_size = {} must be from 1KiB to 16MiB",
+                h.read_buffer_size.0
+            ));
+        }
+        if h.max_body_size.0 > 1 << 30 {
+            return fail(format!(
+                "http.max_body_size = {} is more than 1GiB",
+                h.max_body_size.0
+            ));
+        }
+        if let Some(dir) = &self.static_files.dir {
+            if !dir.is_dir() {
+                return fail(format!(
+                    "static.dir = {:?} is not a directory that can be read",
+                    dir.display().to_string()
+                ));
+            }
+        }
+        let cc = &self.static_files.cache_control;
+        if cc.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return fail("static.cache_control must not contain control characters".into());
+        }
+        let idx = &self.static_files.index;
+        if idx.is_empty() || idx.contains('/') || idx == ".." {
+            return fail(format!(
+                "static.index = {idx:?} must be a plain file name"
+            ));
+        }
+        if crate::logging::parse_level(&self.log.level).is_none() {
+            return fail(format!(
+                "log.level = {:?} must be one of error, warn, info, debug, trace",
+                self.log.level
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = Config::from_toml("", "t.toml").unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.http.max_headers, 64);
+        assert_eq!(c.server.io_driver, IoDriver::Auto);
+    }
+
+    #[test]
+    fn units_parse() {
+        let c = Config::from_toml(
+            "[http]\nheader_timeout = \"250ms\"\nmax_body_size = \"2MiB\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.http.header_timeout.0.as_millis(), 250);
+        assert_eq!(c.http.max_body_size.0, 2 << 20);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("[server]\nlisten_addr = \"1.2.3.4:5\"\n", "t.toml").unwrap_err();
+        assert!(e.0.contains("listen_addr"), "{e}");
+        let e = Config::from_toml("[servr]\n", "t.toml").unwrap_err();
+        assert!(e.0.contains("servr"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Config::from_toml("[http]\nmax_headers = 0\n", "t.toml").unwrap_err();
+        assert!(e.0.contains("http.max_headers"), "{e}");
+        let e = Config::from_toml("[server]\nio_driver = \"kqueue\"\n", "t.toml").unwrap_err();
+        assert!(e.0.contains("kqueue"), "{e}");
+        let e = Config::from_toml("[http]\nheader_timeout = \"5 fortnights\"\n", "t.toml")
+            .unwrap_err();
+        assert!(e.0.contains("fortnights"), "{e}");
+        let e = Config::from_toml("[server]\nworkers = -1\n", "t.toml").unwrap_err();
+        assert!(e.0.contains("workers"), "{e}");
+        let e = Config::from_toml("[log]\nlevel = \"loud\"\n", "t.toml").unwrap_err();
+        assert!(e.0.contains("log.level"), "{e}");
+    }
+
+    #[test]
+    fn example_config_is_valid_and_complete() {
+        let text = include_str!("ringcast.example.toml");
+        let c = Config::from_toml(text, "ringcast.example.toml").unwrap();
+        assert_eq!(c.http.max_headers, HttpConfig::default().max_headers);
+    }
+}

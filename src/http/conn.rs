@@ -1,0 +1,299 @@
+//! One HTTP/1.1 connection, driven on its worker: wait for readiness, read
+//! into a pooled buffer, answer every complete (pipelined) request in order
+//! into one output buffer, write it once (cork), give the buffer back.
+//!
+//! Deadlines: a new connection must send a request head within
+//! `header_timeout`; a head must complete within `header_timeout` of its
+//! first byte; a body within `body_timeout` of its head; an idle keep-alive
+//! connection closes after `keepalive_timeout`; a client that stops reading
+//! is cut after `send_timeout`.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use monoio::net::TcpStream;
+
+use super::request::{self, HeadLimits, Parsed};
+use super::response;
+use super::router::{self, Action};
+use crate::io::sock;
+use crate::server::worker::{ConnGuard, Worker};
+
+/// Where the connection is between requests.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// No byte of the next request yet; `first` = no request served yet.
+    Idle { since: Instant, first: bool },
+    /// Part of a request head has arrived.
+    Head { since: Instant },
+    /// The head is complete; waiting for the rest of the body.
+    Body { since: Instant },
+}
+
+/// What to do after handling the bytes at hand.
+enum Next {
+    KeepGoing,
+    /// Write what is pending, then close gracefully.
+    Close,
+}
+
+struct Conn {
+    stream: TcpStream,
+    fd: RawFd,
+    guard: ConnGuard,
+    worker: Rc<Worker>,
+    /// Bytes of an unfinished request, kept between reads (None when idle).
+    inbuf: Option<BytesMut>,
+    out: BytesMut,
+    phase: Phase,
+    served: u64,
+    sent_continue: bool,
+    limits: HeadLimits,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(stream: TcpStream, guard: ConnGuard) {
+    let worker = guard.worker.clone();
+    let http = &worker.shared.cfg.http;
+    let limits = HeadLimits {
+        max_request_line: http.max_request_line.get(),
+        max_header_bytes: http.max_header_bytes.get(),
+        max_headers: http.max_headers,
+    };
+    let mut conn = Conn {
+        fd: stream.as_raw_fd(),
+        stream,
+        guard,
+        worker: worker.clone(),
+        inbuf: None,
+        out: BytesMut::new(),
+        phase: Phase::Idle {
+            since: Instant::now(),
+            first: true,
+        },
+        served: 0,
+        sent_continue: false,
+        limits,
+    };
+    if let Err(e) = conn.run().await {
+        log::debug!("connection closed: {e}");
+    }
+    if let Some(b) = conn.inbuf.take() {
+        worker.pool.give(b);
+    }
+}
+
+enum Wake {
+    Readable,
+    Kicked,
+    Timeout,
+}
+
+impl Conn {
+    fn deadline(&self) -> (Instant, Duration) {
+        let http = &self.worker.shared.cfg.http;
+        match self.phase {
+            Phase::Idle { since, first: true } => (since, http.header_timeout.0),
+            Phase::Idle { since, first: false } => (since, http.keepalive_timeout.0),
+            Phase::Head { since } => (since, http.header_timeout.0),
+            Phase::Body { since } => (since, http.body_timeout.0),
+        }
+    }
+
+    async fn wait(&self) -> io::Result<Wake> {
+        let (since, limit) = self.deadline();
+        let left = (since + limit).saturating_duration_since(Instant::now());
+        monoio::select! {
+            r = self.stream.readable(false) => r.map(|_| Wake::Readable),
+            _ = self.guard.signal.kicked() => Ok(Wake::Kicked),
+            _ = monoio::time::sleep(left) => Ok(Wake::Timeout),
+        }
+    }
+
+    async fn run(&mut self) -> io::Result<()> {
+        let stats = self.worker.stats.clone();
+        loop {
+            if self.worker.draining() && matches!(self.phase, Phase::Idle { .. }) {
+                return Ok(());
+            }
+            match self.wait().await? {
+                Wake::Kicked => continue,
+                Wake::Timeout => {
+                    stats.timeouts.inc();
+                    if !matches!(self.phase, Phase::Idle { .. }) {
+                        // The client started a request and did not finish it in time.
+                        let mut out = BytesMut::new();
+                        response::error(&mut out, 408, "request not received in time", false, false);
+                        let _ = sock::send(self.fd, &out);
+                        self.linger().await;
+                    }
+                    return Ok(());
+                }
+                Wake::Readable => {}
+            }
+            let mut buf = self.inbuf.take().unwrap_or_else(|| self.worker.pool.take());
+            let want = self.worker.pool.size();
+            let n = match sock::recv_into(self.fd, &mut buf, want) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.keep_or_return(buf);
+                    continue;
+                }
+                Err(e) => {
+                    self.worker.pool.give(buf);
+                    return Err(e);
+                }
+            };
+            if n == 0 {
+                self.worker.pool.give(buf);
+                return Ok(());
+            }
+            stats.bytes_in.add(n as u64);
+            let next = self.handle(&mut buf).await;
+            self.keep_or_return(buf);
+            let flushed = self.flush().await;
+            match (next, flushed) {
+                (_, Err(e)) => {
+                    if e.kind() == io::ErrorKind::TimedOut {
+                        stats.timeouts.inc();
+                    }
+                    return Err(e);
+                }
+                (Next::Close, Ok(())) => {
+                    self.linger().await;
+                    return Ok(());
+                }
+                (Next::KeepGoing, Ok(())) => {}
+            }
+        }
+    }
+
+    /// Keeps a buffer holding part of a request; returns an empty one to the pool.
+    fn keep_or_return(&mut self, buf: BytesMut) {
+        if buf.is_empty() {
+            self.worker.pool.give(buf);
+        } else {
+            self.inbuf = Some(buf);
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.worker.shared.cfg.http.send_timeout.0;
+        sock::write_all(&self.stream, &self.out, timeout).await?;
+        self.worker.stats.bytes_out.add(self.out.len() as u64);
+        self.out.clear();
+        if self.out.capacity() > 64 << 10 {
+            self.out = BytesMut::new();
+        }
+        Ok(())
+    }
+
+    async fn linger(&mut self) {
+        sock::linger_close(&self.stream, Duration::from_secs(1)).await;
+    }
+
+    /// Answers every complete request in `buf`, in order; leaves a partial one in it.
+    async fn handle(&mut self, buf: &mut BytesMut) -> Next {
+        let stats = self.worker.stats.clone();
+        let http = &self.worker.shared.cfg.http;
+        let max_body = http.max_body_size.0;
+        let max_requests = http.max_requests_per_connection;
+        loop {
+            if buf.is_empty() {
+                return Next::KeepGoing;
+            }
+            let now = Instant::now();
+            let mut storage = request::header_storage();
+            let head = match request::parse(buf, &mut storage, &self.limits) {
+                Err(rej) => {
+                    match rej.status {
+                        400 => stats.http_400.inc(),
+                        414 => stats.http_414.inc(),
+                        431 => stats.http_431.inc(),
+                        _ => stats.http_other_errors.inc(),
+                    }
+                    response::error(&mut self.out, rej.status, rej.reason, false, false);
+                    return Next::Close;
+                }
+                Ok(Parsed::Incomplete) => {
+                    if let Phase::Idle { .. } = self.phase {
+                        self.phase = Phase::Head { since: now };
+                    }
+                    return Next::KeepGoing;
+                }
+                Ok(Parsed::Complete(head)) => head,
+            };
+            let head_only = head.method == "HEAD";
+            if head.content_length > max_body {
+                stats.http_413.inc();
+                response::error(
+                    &mut self.out,
+                    413,
+                    "request body is larger than http.max_body_size",
+                    false,
+                    head_only,
+                );
+                return Next::Close;
+            }
+            let total = head.head_len + head.content_length as usize;
+            if buf.len() < total {
+                if !matches!(self.phase, Phase::Body { .. }) {
+                    self.phase = Phase::Body { since: now };
+                }
+                if head.expect_continue && !self.sent_continue {
+                    self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    self.sent_continue = true;
+                }
+                buf.reserve(total - buf.len());
+                return Next::KeepGoing;
+            }
+            self.served += 1;
+            stats.http_requests.inc();
+            let keep_alive = head.keep_alive
+                && !self.worker.draining()
+                && (max_requests == 0 || self.served < max_requests);
+            let body = &buf[head.head_len..total];
+            let action = router::route(&self.worker, &head, body, &mut self.out, keep_alive);
+            drop(head);
+            buf.advance(total);
+            self.sent_continue = false;
+            self.phase = Phase::Idle {
+                since: now,
+                first: false,
+            };
+            if let Action::File { path, len } = action {
+                if self.send_file(&path, len).await.is_err() {
+                    return Next::Close;
+                }
+            }
+            if !keep_alive {
+                return Next::Close;
+            }
+        }
+    }
+
+    /// Appends (small files) or streams (large files) a file body after its head.
+    async fn send_file(&mut self, path: &std::path::Path, len: u64) -> io::Result<()> {
+        const CHUNK: u64 = 256 << 10;
+        let file = monoio::fs::File::open(path).await?;
+        let mut pos = 0u64;
+        while pos < len {
+            let n = (len - pos).min(CHUNK) as usize;
+            let (res, chunk) = file.read_exact_at(Vec::with_capacity(n), pos).await;
+            res?;
+            if self.out.len() + chunk.len() > CHUNK as usize {
+                self.flush().await?;
+            }
+            self.out.extend_from_slice(&chunk);
+            pos += n as u64;
+        }
+        let _ = file.close().await;
+        Ok(())
+    }
+}

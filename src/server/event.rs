@@ -1,0 +1,106 @@
+//! Single-threaded wake-ups inside one worker: a [`LocalEvent`] that several
+//! tasks can wait on, and a [`Signal`] per connection that the worker uses to
+//! kick it (drain now; later, "your write queue has data").
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+/// A level-triggered event for a few waiters (accept loop, worker main task).
+#[derive(Default)]
+pub struct LocalEvent {
+    set: Cell<bool>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl LocalEvent {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the event and wakes every waiter.
+    pub fn set(&self) {
+        self.set.set(true);
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Wakes the waiters without setting the event (they re-check their condition).
+    pub fn notify(&self) {
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// Resolves once the event is set.
+    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.set.get() {
+                return Poll::Ready(());
+            }
+            self.register(cx.waker());
+            Poll::Pending
+        })
+    }
+
+    /// Resolves when `cond` holds, re-checked on every `notify`/`set`.
+    pub fn wait_until<'a>(&'a self, cond: impl Fn() -> bool + 'a) -> impl Future<Output = ()> + 'a {
+        std::future::poll_fn(move |cx| {
+            if cond() {
+                return Poll::Ready(());
+            }
+            self.register(cx.waker());
+            Poll::Pending
+        })
+    }
+
+    fn register(&self, waker: &Waker) {
+        let mut ws = self.waiters.borrow_mut();
+        if !ws.iter().any(|w| w.will_wake(waker)) {
+            ws.push(waker.clone());
+        }
+    }
+}
+
+/// One connection's wake-up: a flag plus the waker of the connection task.
+#[derive(Default)]
+pub struct Signal {
+    kicked: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Signal {
+    /// Marks the signal and wakes the connection task if it waits.
+    pub fn kick(&self) {
+        self.kicked.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Resolves when kicked, clearing the flag.
+    pub fn kicked(&self) -> Kicked<'_> {
+        Kicked(self)
+    }
+}
+
+/// Future of [`Signal::kicked`].
+pub struct Kicked<'a>(&'a Signal);
+
+impl Future for Kicked<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let s = self.0;
+        if s.kicked.replace(false) {
+            return Poll::Ready(());
+        }
+        s.waker.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+}

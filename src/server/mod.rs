@@ -1,0 +1,316 @@
+//! The process around the workers: binds the SO_REUSEPORT listeners, raises
+//! the file-descriptor limit, picks the io driver, starts one thread per
+//! worker (optionally pinned to a core), and drains them on shutdown.
+
+pub mod event;
+pub mod stats;
+pub mod worker;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, IoDriver};
+use stats::WorkerStats;
+use worker::{Control, Driver};
+
+/// File descriptors kept back from the connection ceiling (listeners, rings, files, logs).
+const FD_RESERVE: usize = 64;
+
+/// State every worker can read: the configuration, the global connection count, the counters.
+pub struct Shared {
+    pub cfg: Arc<Config>,
+    /// Connections open in the whole process.
+    pub conns: AtomicUsize,
+    pub max_connections: usize,
+    pub max_connections_per_worker: usize,
+    /// `static.dir`, canonicalised at start-up.
+    pub static_root: Option<PathBuf>,
+    /// One entry per worker.
+    pub stats: Vec<Arc<WorkerStats>>,
+}
+
+/// A configured server, ready to start.
+pub struct Server {
+    cfg: Config,
+}
+
+/// A running server: its address, and the means to drain and wait for it.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    controls: Vec<flume::Sender<Control>>,
+    threads: Vec<JoinHandle<()>>,
+    done: std::sync::mpsc::Receiver<usize>,
+    driver: Driver,
+}
+
+impl Server {
+    /// Validates `cfg` and returns a server that can be started.
+    pub fn new(cfg: Config) -> Result<Server, crate::config::ConfigError> {
+        cfg.validate()?;
+        Ok(Server { cfg })
+    }
+
+    /// Binds the listeners and starts the workers.
+    pub fn start(self) -> io::Result<ServerHandle> {
+        let cfg = self.cfg;
+        let cpus = allowed_cpus();
+        let workers = if cfg.server.workers == 0 {
+            cpus.len().max(1)
+        } else {
+            cfg.server.workers
+        };
+
+        let nofile = raise_nofile_limit();
+        let ceiling = (nofile as usize).saturating_sub(FD_RESERVE + 4 * workers).max(1);
+        let max_connections = match cfg.server.max_connections {
+            0 => ceiling,
+            n => {
+                if n > ceiling {
+                    log::warn!(
+                        "server.max_connections = {n} is above the file-descriptor ceiling of {ceiling}; accept will back off at the ceiling"
+                    );
+                }
+                n
+            }
+        };
+        let max_connections_per_worker = match cfg.server.max_connections_per_worker {
+            0 => max_connections,
+            n => n,
+        };
+        log::info!(
+            "connection ceiling {max_connections} (RLIMIT_NOFILE {nofile}), {max_connections_per_worker} per worker"
+        );
+
+        let static_root = match &cfg.static_files.dir {
+            Some(d) => Some(std::fs::canonicalize(d).map_err(|e| {
+                io::Error::new(e.kind(), format!("static.dir {}: {e}", d.display()))
+            })?),
+            None => None,
+        };
+
+        let listeners = bind_listeners(cfg.server.listen, workers, cfg.server.backlog)?;
+        let addr = listeners[0].local_addr()?;
+        let driver = choose_driver(cfg.server.io_driver, cfg.server.io_uring_entries)?;
+
+        let shared = Arc::new(Shared {
+            cfg: Arc::new(cfg),
+            conns: AtomicUsize::new(0),
+            max_connections,
+            max_connections_per_worker,
+            static_root,
+            stats: (0..workers).map(|_| Arc::new(WorkerStats::default())).collect(),
+        });
+
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let mut controls = Vec::with_capacity(workers);
+        let mut threads = Vec::with_capacity(workers);
+        let pin = shared.cfg.server.pin_workers;
+        for (id, listener) in listeners.into_iter().enumerate() {
+            let (tx, rx) = flume::unbounded();
+            controls.push(tx);
+            let shared = shared.clone();
+            let done_tx = done_tx.clone();
+            let cpu = if pin { cpus.get(id % cpus.len().max(1)).copied() } else { None };
+            let t = std::thread::Builder::new()
+                .name(format!("worker-{id}"))
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        match pin_to_cpu(cpu) {
+                            Ok(()) => log::info!("worker {id} pinned to cpu {cpu}"),
+                            Err(e) => log::warn!("worker {id}: cannot pin to cpu {cpu}: {e}"),
+                        }
+                    }
+                    if let Err(e) = worker::run(id, shared, listener, rx, driver) {
+                        log::error!("worker {id} stopped: {e}");
+                    }
+                    let _ = done_tx.send(id);
+                })?;
+            threads.push(t);
+        }
+        log::info!(
+            "listening on {addr} with {workers} worker{} ({} driver)",
+            if workers == 1 { "" } else { "s" },
+            driver.name()
+        );
+        Ok(ServerHandle {
+            addr,
+            shared,
+            controls,
+            threads,
+            done,
+            driver,
+        })
+    }
+}
+
+impl ServerHandle {
+    /// The address the workers listen on (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The io driver the workers run.
+    pub fn driver(&self) -> Driver {
+        self.driver
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Counters of every worker.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Starts the drain on every worker: stop accepting, finish in-flight
+    /// requests, close idle connections.
+    pub fn shutdown(&self) {
+        for c in &self.controls {
+            let _ = c.send(Control::Drain);
+        }
+    }
+
+    /// Waits for the workers to finish, at most `timeout`. True if all finished.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut finished = 0;
+        while finished < self.threads.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.done.recv_timeout(left) {
+                Ok(_) => finished += 1,
+                Err(_) => return false,
+            }
+        }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        true
+    }
+
+    /// Drains and waits for the workers, at most `shutdown_timeout`.
+    pub fn stop(mut self) -> bool {
+        self.shutdown();
+        let t = self.shared.cfg.server.shutdown_timeout.0;
+        self.wait_timeout(t)
+    }
+}
+
+/// The CPUs this process may run on, in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            return (0..n).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain data; the call affects only this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit; returns the resulting soft limit.
+pub fn raise_nofile_limit() -> u64 {
+    // SAFETY: rlimit is plain data.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return 1024;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                rl.rlim_cur = rl.rlim_max;
+            }
+        }
+        rl.rlim_cur
+    }
+}
+
+/// One listener per worker on the same address (SO_REUSEPORT); port 0 is
+/// resolved by the first bind and shared by the rest.
+fn bind_listeners(
+    addr: SocketAddr,
+    workers: usize,
+    backlog: u32,
+) -> io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Socket, Type};
+    let mut addr = addr;
+    let mut out = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.set_nonblocking(true)?;
+        s.set_cloexec(true)?;
+        s.bind(&addr.into()).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {addr} (server.listen): {e}"))
+        })?;
+        s.listen(backlog.min(i32::MAX as u32) as i32)?;
+        let l: std::net::TcpListener = s.into();
+        if addr.port() == 0 {
+            addr = l.local_addr()?;
+        }
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// Picks the io driver once for all workers, logging a fallback once.
+fn choose_driver(wanted: IoDriver, entries: u32) -> io::Result<Driver> {
+    let uring_works = || {
+        monoio::utils::detect_uring()
+            && monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .with_entries(entries)
+                .build()
+                .is_ok()
+    };
+    match wanted {
+        IoDriver::Legacy => {
+            log::info!("server.io_driver = \"legacy\": workers run the epoll driver");
+            Ok(Driver::Legacy)
+        }
+        IoDriver::IoUring => {
+            if uring_works() {
+                Ok(Driver::IoUring)
+            } else {
+                Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "server.io_driver = \"io_uring\" but io_uring cannot be used here (old kernel, seccomp, or kernel.io_uring_disabled)",
+                ))
+            }
+        }
+        IoDriver::Auto => {
+            if uring_works() {
+                Ok(Driver::IoUring)
+            } else {
+                log::warn!("io_uring is unavailable here; falling back to the epoll driver");
+                Ok(Driver::Legacy)
+            }
+        }
+    }
+}

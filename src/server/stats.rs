@@ -1,0 +1,51 @@
+//! Per-worker counters. Each worker is the only writer of its own counters
+//! (a relaxed load and store, no locked instruction on the hot path); readers
+//! on other threads sum them when scraped.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A counter with a single writer thread.
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1)
+    }
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+    #[inline]
+    pub fn sub(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_sub(n), Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// What one worker counts.
+#[derive(Default, Debug)]
+pub struct WorkerStats {
+    /// Connections open right now.
+    pub open: Counter,
+    pub accepted: Counter,
+    pub closed: Counter,
+    /// Connections refused with 503 because a `max_connections` limit was reached.
+    pub rejected_max_connections: Counter,
+    /// `accept` failures for lack of file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+    pub accept_resource_errors: Counter,
+    pub http_requests: Counter,
+    /// Requests refused by a limit or a parse error, by status.
+    pub http_400: Counter,
+    pub http_413: Counter,
+    pub http_414: Counter,
+    pub http_431: Counter,
+    pub http_other_errors: Counter,
+    /// Connections closed because `header_timeout`, `keepalive_timeout`, `body_timeout` or `send_timeout` ran out.
+    pub timeouts: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+}

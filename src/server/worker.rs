@@ -1,0 +1,290 @@
+//! One worker: a thread with its own monoio runtime (io_uring, or the epoll
+//! driver as fallback), its own SO_REUSEPORT listener, and every connection
+//! it accepts for that connection's whole life.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use slab::Slab;
+
+use super::event::{LocalEvent, Signal};
+use super::stats::WorkerStats;
+use super::Shared;
+use crate::io::bufpool::BufPool;
+use crate::io::sock;
+
+/// Messages from the main thread to a worker.
+#[derive(Debug, Clone, Copy)]
+pub enum Control {
+    /// Stop accepting, finish in-flight requests, close idle connections, then exit.
+    Drain,
+}
+
+/// The io driver a worker ended up running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    IoUring,
+    Legacy,
+}
+
+impl Driver {
+    pub fn name(self) -> &'static str {
+        match self {
+            Driver::IoUring => "io_uring",
+            Driver::Legacy => "epoll",
+        }
+    }
+}
+
+/// A worker's own state, shared by its tasks (never leaves its thread).
+pub struct Worker {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub stats: Arc<WorkerStats>,
+    pub pool: BufPool,
+    /// Every open connection's signal, so the worker can reach them all (drain).
+    conns: RefCell<Slab<Rc<Signal>>>,
+    draining: Cell<bool>,
+    /// Set when draining starts.
+    pub drain: LocalEvent,
+    /// Notified whenever a connection closes.
+    closed: LocalEvent,
+}
+
+impl Worker {
+    pub fn new(id: usize, shared: Arc<Shared>) -> Rc<Worker> {
+        let cfg = &shared.cfg;
+        let pool = BufPool::new(cfg.http.read_buffer_size.get(), 256);
+        Rc::new(Worker {
+            id,
+            stats: shared.stats[id].clone(),
+            shared,
+            pool,
+            conns: RefCell::new(Slab::new()),
+            draining: Cell::new(false),
+            drain: LocalEvent::new(),
+            closed: LocalEvent::new(),
+        })
+    }
+
+    pub fn draining(&self) -> bool {
+        self.draining.get()
+    }
+
+    /// Connections this worker holds right now.
+    pub fn live(&self) -> usize {
+        self.conns.borrow().len()
+    }
+
+    /// Starts the drain: the accept loop stops and every connection is kicked
+    /// so that idle ones close and busy ones close after their request.
+    pub fn begin_drain(&self) {
+        if self.draining.replace(true) {
+            return;
+        }
+        self.drain.set();
+        let signals: Vec<Rc<Signal>> = self.conns.borrow().iter().map(|(_, s)| s.clone()).collect();
+        for s in signals {
+            s.kick();
+        }
+    }
+
+    /// Registers a new connection; the returned guard unregisters it when dropped.
+    pub fn register(self: &Rc<Self>) -> ConnGuard {
+        let signal = Rc::new(Signal::default());
+        let key = self.conns.borrow_mut().insert(signal.clone());
+        self.stats.open.inc();
+        self.stats.accepted.inc();
+        ConnGuard {
+            worker: self.clone(),
+            key,
+            signal,
+        }
+    }
+}
+
+/// Holds a connection's place in the worker and the global count.
+pub struct ConnGuard {
+    pub worker: Rc<Worker>,
+    key: usize,
+    pub signal: Rc<Signal>,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let w = &self.worker;
+        w.conns.borrow_mut().remove(self.key);
+        w.shared.conns.fetch_sub(1, Ordering::Relaxed);
+        w.stats.open.sub(1);
+        w.stats.closed.inc();
+        w.closed.notify();
+    }
+}
+
+/// The worker thread's body: builds the runtime for `driver` and runs the worker until drained.
+pub fn run(
+    id: usize,
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    control: flume::Receiver<Control>,
+    driver: Driver,
+) -> io::Result<()> {
+    let entries = shared.cfg.server.io_uring_entries;
+    match driver {
+        Driver::IoUring => {
+            let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .with_entries(entries)
+                .enable_timer()
+                .build()?;
+            rt.block_on(worker_main(id, shared, listener, control, driver))
+        }
+        Driver::Legacy => {
+            let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+                .enable_timer()
+                .build()?;
+            rt.block_on(worker_main(id, shared, listener, control, driver))
+        }
+    }
+}
+
+async fn worker_main(
+    id: usize,
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    control: flume::Receiver<Control>,
+    driver: Driver,
+) -> io::Result<()> {
+    let worker = Worker::new(id, shared);
+    let listener = monoio::net::TcpListener::from_std(listener)?;
+    log::info!("worker {id} running on the {} driver", driver.name());
+    let acceptor = monoio::spawn(accept_loop(worker.clone(), listener));
+    // Either a Drain message or the handle being dropped ends the worker.
+    let _ = control.recv_async().await;
+    worker.begin_drain();
+    acceptor.await;
+    worker.closed.wait_until(|| worker.live() == 0).await;
+    log::debug!("worker {id} drained");
+    Ok(())
+}
+
+fn is_resource_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)
+    )
+}
+
+/// Accepts connections until the drain starts. Waits for readiness, then
+/// accepts with non-blocking `accept4` until the queue is empty.
+async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
+    let lfd = listener.as_raw_fd();
+    let backoff = worker.shared.cfg.server.accept_backoff.0;
+    let mut last_resource_log: Option<Instant> = None;
+    loop {
+        monoio::select! {
+            r = listener.readable(false) => {
+                if let Err(e) = r {
+                    log::warn!("worker {}: waiting on the listener failed: {e}", worker.id);
+                    monoio::time::sleep(backoff).await;
+                }
+            }
+            _ = worker.drain.wait() => break,
+        }
+        loop {
+            if worker.draining() {
+                return;
+            }
+            // SAFETY: plain syscall; the returned fd is owned below.
+            let fd = unsafe {
+                libc::accept4(
+                    lfd,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => break,
+                    io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted => continue,
+                    _ if is_resource_error(&e) => {
+                        worker.stats.accept_resource_errors.inc();
+                        let now = Instant::now();
+                        if last_resource_log.is_none_or(|t| now.duration_since(t).as_secs() >= 5) {
+                            log::warn!(
+                                "worker {}: accept failed ({e}); backing off {:?}, existing connections keep running",
+                                worker.id, backoff
+                            );
+                            last_resource_log = Some(now);
+                        }
+                        monoio::select! {
+                            _ = monoio::time::sleep(backoff) => {}
+                            _ = worker.drain.wait() => return,
+                        }
+                        break;
+                    }
+                    _ => {
+                        log::warn!("worker {}: accept failed: {e}", worker.id);
+                        monoio::time::sleep(backoff).await;
+                        break;
+                    }
+                }
+            }
+            // SAFETY: accept4 returned a fresh socket that nothing else owns.
+            let std_stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+            admit(&worker, std_stream);
+        }
+    }
+}
+
+/// Applies the connection limits, then starts the connection's task or refuses it with 503.
+fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream) {
+    let shared = &worker.shared;
+    let global = shared.conns.fetch_add(1, Ordering::Relaxed) + 1;
+    let over_global = global > shared.max_connections;
+    let over_local = worker.live() >= shared.max_connections_per_worker;
+    if over_global || over_local {
+        shared.conns.fetch_sub(1, Ordering::Relaxed);
+        worker.stats.rejected_max_connections.inc();
+        let which = if over_global {
+            "server.max_connections"
+        } else {
+            "server.max_connections_per_worker"
+        };
+        refuse(std_stream, which);
+        return;
+    }
+    let _ = std_stream.set_nodelay(true);
+    let stream = match monoio::net::TcpStream::from_std(std_stream) {
+        Ok(s) => s,
+        Err(e) => {
+            shared.conns.fetch_sub(1, Ordering::Relaxed);
+            log::warn!("worker {}: cannot register a connection: {e}", worker.id);
+            return;
+        }
+    };
+    let guard = worker.register();
+    monoio::spawn(crate::http::conn::serve(stream, guard));
+}
+
+/// Answers 503 on a connection over a limit and closes it gracefully.
+fn refuse(stream: std::net::TcpStream, limit: &str) {
+    let body = format!("503 Service Unavailable: connection limit {limit} reached\n");
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nServer: ringcast\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = sock::send(stream.as_raw_fd(), resp.as_bytes());
+    // The refused socket lingers at most half a second, outside the connection count.
+    if let Ok(s) = monoio::net::TcpStream::from_std(stream) {
+        monoio::spawn(async move {
+            sock::linger_close(&s, std::time::Duration::from_millis(500)).await;
+        });
+    }
+}
