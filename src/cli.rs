@@ -42,21 +42,35 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Args
     let mut a = Args::default();
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
-            Short('c') | Long("config") => a.config = Some(p.value().map_err(|e| e.to_string())?.into()),
+            Short('c') | Long("config") => {
+                a.config = Some(p.value().map_err(|e| e.to_string())?.into())
+            }
             Short('l') | Long("listen") => {
-                let v = p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?;
+                let v = p
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .string()
+                    .map_err(|e| e.to_string())?;
                 a.listen = Some(v.parse().map_err(|e| {
                     format!("--listen {v:?}: {e} (expected an address such as 127.0.0.1:8080)")
                 })?);
             }
             Short('w') | Long("workers") => {
-                let v = p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?;
+                let v = p
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .string()
+                    .map_err(|e| e.to_string())?;
                 a.workers = Some(v.parse().map_err(|_| {
                     format!("--workers {v:?}: expected a whole number (0 = one per CPU)")
                 })?);
             }
             Long("log-format") => {
-                let v = p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?;
+                let v = p
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .string()
+                    .map_err(|e| e.to_string())?;
                 a.log_format = Some(match v.as_str() {
                     "text" => LogFormat::Text,
                     "json" => LogFormat::Json,
@@ -64,7 +78,12 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Args
                 });
             }
             Long("log-level") => {
-                a.log_level = Some(p.value().map_err(|e| e.to_string())?.string().map_err(|e| e.to_string())?)
+                a.log_level = Some(
+                    p.value()
+                        .map_err(|e| e.to_string())?
+                        .string()
+                        .map_err(|e| e.to_string())?,
+                )
             }
             Long("check-config") => a.check_config = true,
             Short('h') | Long("help") => a.help = true,
@@ -115,8 +134,12 @@ mod tests {
 
     #[test]
     fn bad_flags_are_named() {
-        assert!(args(&["--listen", "nowhere"]).unwrap_err().contains("--listen"));
-        assert!(args(&["--workers", "two"]).unwrap_err().contains("--workers"));
+        assert!(args(&["--listen", "nowhere"])
+            .unwrap_err()
+            .contains("--listen"));
+        assert!(args(&["--workers", "two"])
+            .unwrap_err()
+            .contains("--workers"));
         assert!(args(&["--frobnicate"]).unwrap_err().contains("frobnicate"));
     }
 }

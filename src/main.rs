@@ -60,7 +60,9 @@ fn main() -> ExitCode {
     let mut server = server;
     for sig in signals.forever() {
         match sig {
-            SIGHUP => log::info!("SIGHUP: live reload of the configuration is not supported yet; nothing changed"),
+            SIGHUP => log::info!(
+                "SIGHUP: live reload of the configuration is not supported yet; nothing changed"
+            ),
             _ => {
                 let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
                 log::info!("{name}: draining (at most {shutdown_timeout:?})");

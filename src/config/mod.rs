@@ -9,12 +9,12 @@ pub mod units;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use units::{ByteSize, Secs};
 
 /// The whole configuration. Every section has defaults that run well with no file at all.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -25,7 +25,7 @@ pub struct Config {
 }
 
 /// Which io driver the workers run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IoDriver {
     /// io_uring where the kernel allows it, else the epoll driver (logged once).
@@ -36,7 +36,7 @@ pub enum IoDriver {
     Legacy,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address every worker listens on (SO_REUSEPORT). Port 0 picks a free port.
@@ -77,7 +77,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// A request head must be complete this long after its first byte (and a new
@@ -120,7 +120,7 @@ impl Default for HttpConfig {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StaticConfig {
     /// Directory served at `/`; unset = the built-in pages embedded in the binary.
@@ -144,14 +144,14 @@ impl Default for StaticConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Text,
     Json,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// error, warn, info, debug or trace.
@@ -278,9 +278,7 @@ impl Config {
         }
         let idx = &self.static_files.index;
         if idx.is_empty() || idx.contains('/') || idx == ".." {
-            return fail(format!(
-                "static.index = {idx:?} must be a plain file name"
-            ));
+            return fail(format!("static.index = {idx:?} must be a plain file name"));
         }
         if crate::logging::parse_level(&self.log.level).is_none() {
             return fail(format!(
@@ -329,8 +327,8 @@ mod tests {
         assert!(e.0.contains("http.max_headers"), "{e}");
         let e = Config::from_toml("[server]\nio_driver = \"kqueue\"\n", "t.toml").unwrap_err();
         assert!(e.0.contains("kqueue"), "{e}");
-        let e = Config::from_toml("[http]\nheader_timeout = \"5 fortnights\"\n", "t.toml")
-            .unwrap_err();
+        let e =
+            Config::from_toml("[http]\nheader_timeout = \"5 fortnights\"\n", "t.toml").unwrap_err();
         assert!(e.0.contains("fortnights"), "{e}");
         let e = Config::from_toml("[server]\nworkers = -1\n", "t.toml").unwrap_err();
         assert!(e.0.contains("workers"), "{e}");
@@ -341,7 +339,28 @@ mod tests {
     #[test]
     fn example_config_is_valid_and_complete() {
         let text = include_str!("ringcast.example.toml");
-        let c = Config::from_toml(text, "ringcast.example.toml").unwrap();
-        assert_eq!(c.http.max_headers, HttpConfig::default().max_headers);
+        Config::from_toml(text, "ringcast.example.toml").unwrap();
+        // Every key of every section is documented (set, or shown commented out).
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let mut section = String::new();
+        let mut documented = std::collections::HashSet::new();
+        for line in text.lines() {
+            let l = line.trim_start_matches('#').trim();
+            if l.starts_with('[') && l.ends_with(']') {
+                section = l[1..l.len() - 1].to_string();
+            } else if let Some((k, _)) = l.split_once(" = ") {
+                documented.insert(format!("{section}.{k}"));
+            }
+        }
+        for (sec, table) in defaults.as_table().unwrap() {
+            for key in table.as_table().unwrap().keys() {
+                let k = format!("{sec}.{key}");
+                assert!(
+                    documented.contains(&k),
+                    "{k} is missing from ringcast.example.toml"
+                );
+            }
+        }
+        assert!(documented.contains("static.dir"));
     }
 }

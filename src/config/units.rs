@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use serde::de::{self, Deserializer, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// A duration written as `"10s"`, `"250ms"`, `"2m"`, `"1h"` or a bare integer of seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,9 +36,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: write e.g. \"10s\", \"250ms\", \"2m\""))?;
+    let n: u64 = num.parse().map_err(|_| {
+        format!("`{text}` is not a duration: write e.g. \"10s\", \"250ms\", \"2m\"")
+    })?;
     let d = match unit.trim() {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
@@ -124,6 +124,18 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+impl Serialize for Secs {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", self.0.as_millis()))
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,7 +147,9 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("10 parsecs").unwrap_err().contains("parsecs"));
+        assert!(parse_duration("10 parsecs")
+            .unwrap_err()
+            .contains("parsecs"));
         assert!(parse_duration("s").is_err());
     }
 

@@ -97,7 +97,10 @@ impl Conn {
         let http = &self.worker.shared.cfg.http;
         match self.phase {
             Phase::Idle { since, first: true } => (since, http.header_timeout.0),
-            Phase::Idle { since, first: false } => (since, http.keepalive_timeout.0),
+            Phase::Idle {
+                since,
+                first: false,
+            } => (since, http.keepalive_timeout.0),
             Phase::Head { since } => (since, http.header_timeout.0),
             Phase::Body { since } => (since, http.body_timeout.0),
         }
@@ -126,7 +129,13 @@ impl Conn {
                     if !matches!(self.phase, Phase::Idle { .. }) {
                         // The client started a request and did not finish it in time.
                         let mut out = BytesMut::new();
-                        response::error(&mut out, 408, "request not received in time", false, false);
+                        response::error(
+                            &mut out,
+                            408,
+                            "request not received in time",
+                            false,
+                            false,
+                        );
                         let _ = sock::send(self.fd, &out);
                         self.linger().await;
                     }

@@ -105,10 +105,16 @@ pub fn parse<'b>(
     let line_end = memchr_nl(buf, limits.max_request_line + 1);
     match line_end {
         None if buf.len() > limits.max_request_line => {
-            return Err(reject(414, "request line is longer than http.max_request_line"));
+            return Err(reject(
+                414,
+                "request line is longer than http.max_request_line",
+            ));
         }
         Some(i) if i > limits.max_request_line => {
-            return Err(reject(414, "request line is longer than http.max_request_line"));
+            return Err(reject(
+                414,
+                "request line is longer than http.max_request_line",
+            ));
         }
         _ => {}
     }
@@ -119,17 +125,26 @@ pub fn parse<'b>(
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > limits.max_header_bytes {
-                return Err(reject(431, "request head is larger than http.max_header_bytes"));
+                return Err(reject(
+                    431,
+                    "request head is larger than http.max_header_bytes",
+                ));
             }
             return Ok(Parsed::Incomplete);
         }
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(reject(431, "request has more headers than http.max_headers"));
+            return Err(reject(
+                431,
+                "request has more headers than http.max_headers",
+            ));
         }
         Err(e) => return Err(reject(400, httparse_reason(e))),
     };
     if head_len > limits.max_header_bytes {
-        return Err(reject(431, "request head is larger than http.max_header_bytes"));
+        return Err(reject(
+            431,
+            "request head is larger than http.max_header_bytes",
+        ));
     }
     let method = req.method.unwrap_or("");
     let raw_target = req.path.unwrap_or("");
@@ -218,8 +233,9 @@ fn parse_content_length(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    v.iter()
-        .try_fold(0u64, |acc, &d| acc.checked_mul(10)?.checked_add((d - b'0') as u64))
+    v.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add((d - b'0') as u64)
+    })
 }
 
 fn memchr_nl(buf: &[u8], limit: usize) -> Option<usize> {
@@ -270,8 +286,10 @@ mod tests {
 
     #[test]
     fn simple_get() {
-        let r = p(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
-        assert_eq!(r, ("/a".into(), "b=1".into(), 0, true, 34));
+        let r = p(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r, ("/a".into(), "b=1".into(), 0, true, 32));
     }
 
     #[test]
@@ -286,8 +304,18 @@ mod tests {
     #[test]
     fn keep_alive_rules() {
         assert!(!p(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().3);
-        assert!(p(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().unwrap().3);
-        assert!(!p(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: foo, Close\r\n\r\n").unwrap().unwrap().3);
+        assert!(
+            p(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .3
+        );
+        assert!(
+            !p(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: foo, Close\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .3
+        );
     }
 
     #[test]
@@ -304,16 +332,26 @@ mod tests {
 
     #[test]
     fn malformed() {
-        assert_eq!(p(b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n").unwrap_err().status, 400);
+        assert_eq!(
+            p(b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n").unwrap_err().status,
+            400
+        );
         assert_eq!(p(b"G(T / HTTP/1.1\r\n\r\n").unwrap_err().status, 400);
         assert_eq!(p(b"GET / HTTP/9.9\r\n\r\n").unwrap_err().status, 400);
         assert_eq!(p(b"GET / HTTP/1.1\r\n\r\n").unwrap_err().status, 400); // no Host
-        assert_eq!(p(b"GET foo HTTP/1.1\r\nHost: x\r\n\r\n").unwrap_err().status, 400);
+        assert_eq!(
+            p(b"GET foo HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 
     #[test]
     fn bodies() {
-        let r = p(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n").unwrap().unwrap();
+        let r = p(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(r.2, 12);
         let e = p(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n");
         assert_eq!(e.unwrap_err().status, 400);
@@ -327,7 +365,9 @@ mod tests {
 
     #[test]
     fn absolute_form() {
-        let r = p(b"GET http://example.com/a/b?q HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
+        let r = p(b"GET http://example.com/a/b?q HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!((r.0.as_str(), r.1.as_str()), ("/a/b", "q"));
     }
 

@@ -45,7 +45,10 @@ thread_local! {
 /// Writes `Date: <IMF-fixdate>\r\n`, formatting at most once per second per thread.
 fn put_date(out: &mut BytesMut) {
     let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     DATE.with(|d| {
         let mut d = d.borrow_mut();
         if d.0 != secs {
@@ -122,7 +125,9 @@ mod tests {
         simple(&mut out, 200, "ok", true, false);
         let s = String::from_utf8(out.to_vec()).unwrap();
         assert!(s.starts_with("HTTP/1.1 200 OK\r\nServer: ringcast\r\nDate: "));
-        assert!(s.ends_with(" GMT\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\n\r\nok"));
+        assert!(s.ends_with(
+            " GMT\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\n\r\nok"
+        ));
     }
 
     #[test]
@@ -132,6 +137,6 @@ mod tests {
         let s = String::from_utf8(out.to_vec()).unwrap();
         assert!(s.contains("Connection: close\r\n\r\n"));
         assert!(s.ends_with("\r\n\r\n"));
-        assert!(s.contains("Content-Length: 31\r\n"), "{s}");
+        assert!(s.contains("Content-Length: 28\r\n"), "{s}");
     }
 }

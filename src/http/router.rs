@@ -94,7 +94,13 @@ fn serve_static(
         return Action::Done;
     }
     if file.len > cfg.max_file_size.0 {
-        response::error(out, 403, "file is larger than static.max_file_size", keep_alive, head_only);
+        response::error(
+            out,
+            403,
+            "file is larger than static.max_file_size",
+            keep_alive,
+            head_only,
+        );
         return Action::Done;
     }
     let last_modified = file.modified.map(httpdate::fmt_http_date);

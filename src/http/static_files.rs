@@ -24,7 +24,10 @@ pub fn percent_decode(path: &str) -> Result<String, Denied> {
     while i < b.len() {
         if b[i] == b'%' {
             let hex = |c: u8| (c as char).to_digit(16);
-            match (b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c))) {
+            match (
+                b.get(i + 1).and_then(|&c| hex(c)),
+                b.get(i + 2).and_then(|&c| hex(c)),
+            ) {
                 (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
                 _ => return Err(Denied::BadPath("malformed percent-encoding in the path")),
             }
@@ -200,14 +203,23 @@ mod tests {
 
     #[test]
     fn absolute_and_dot_paths_stay_inside() {
-        assert_eq!(relative_path("//etc/passwd").unwrap(), PathBuf::from("etc/passwd"));
+        assert_eq!(
+            relative_path("//etc/passwd").unwrap(),
+            PathBuf::from("etc/passwd")
+        );
         assert_eq!(relative_path("/./a/./b").unwrap(), PathBuf::from("a/b"));
-        assert_eq!(relative_path("/a%20b.txt").unwrap(), PathBuf::from("a b.txt"));
+        assert_eq!(
+            relative_path("/a%20b.txt").unwrap(),
+            PathBuf::from("a b.txt")
+        );
     }
 
     #[test]
     fn types() {
-        assert_eq!(content_type(Path::new("a/b.HTML")), "text/html; charset=utf-8");
+        assert_eq!(
+            content_type(Path::new("a/b.HTML")),
+            "text/html; charset=utf-8"
+        );
         assert_eq!(content_type(Path::new("x.wasm")), "application/wasm");
         assert_eq!(content_type(Path::new("noext")), "application/octet-stream");
     }
@@ -215,8 +227,14 @@ mod tests {
     #[test]
     fn conditional() {
         let t = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert!(not_modified(Some(t), Some(b"Sun, 06 Nov 1994 08:49:37 GMT")));
-        assert!(!not_modified(Some(t), Some(b"Sun, 06 Nov 1994 08:49:36 GMT")));
+        assert!(not_modified(
+            Some(t),
+            Some(b"Sun, 06 Nov 1994 08:49:37 GMT")
+        ));
+        assert!(!not_modified(
+            Some(t),
+            Some(b"Sun, 06 Nov 1994 08:49:36 GMT")
+        ));
         assert!(!not_modified(Some(t), Some(b"garbage")));
         assert!(!not_modified(None, Some(b"Sun, 06 Nov 1994 08:49:37 GMT")));
     }

@@ -67,7 +67,9 @@ impl Server {
         };
 
         let nofile = raise_nofile_limit();
-        let ceiling = (nofile as usize).saturating_sub(FD_RESERVE + 4 * workers).max(1);
+        let ceiling = (nofile as usize)
+            .saturating_sub(FD_RESERVE + 4 * workers)
+            .max(1);
         let max_connections = match cfg.server.max_connections {
             0 => ceiling,
             n => {
@@ -104,7 +106,9 @@ impl Server {
             max_connections,
             max_connections_per_worker,
             static_root,
-            stats: (0..workers).map(|_| Arc::new(WorkerStats::default())).collect(),
+            stats: (0..workers)
+                .map(|_| Arc::new(WorkerStats::default()))
+                .collect(),
         });
 
         let (done_tx, done) = std::sync::mpsc::channel();
@@ -116,7 +120,11 @@ impl Server {
             controls.push(tx);
             let shared = shared.clone();
             let done_tx = done_tx.clone();
-            let cpu = if pin { cpus.get(id % cpus.len().max(1)).copied() } else { None };
+            let cpu = if pin {
+                cpus.get(id % cpus.len().max(1)).copied()
+            } else {
+                None
+            };
             let t = std::thread::Builder::new()
                 .name(format!("worker-{id}"))
                 .spawn(move || {
@@ -209,7 +217,9 @@ pub fn allowed_cpus() -> Vec<usize> {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let n = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
             return (0..n).collect();
         }
         (0..libc::CPU_SETSIZE as usize)
@@ -268,7 +278,10 @@ fn bind_listeners(
         s.set_nonblocking(true)?;
         s.set_cloexec(true)?;
         s.bind(&addr.into()).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {addr} (server.listen): {e}"))
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} (server.listen): {e}"),
+            )
         })?;
         s.listen(backlog.min(i32::MAX as u32) as i32)?;
         let l: std::net::TcpListener = s.into();

@@ -1,0 +1,326 @@
+//! Test harness: starts the real `ringcast` binary on a free loopback port
+//! and talks to it over raw sockets, so tests see exactly the bytes a client
+//! would.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Longest any single socket read may block before the test fails (a bound, not a synchronisation).
+pub const IO_LIMIT: Duration = Duration::from_secs(10);
+
+/// A running server process. Killed when dropped.
+pub struct TestServer {
+    pub child: Child,
+    pub addr: SocketAddr,
+    /// Every log line the server printed so far (stderr), collected in the background.
+    log_rx: mpsc::Receiver<String>,
+    pub log: Vec<String>,
+    _dir: TempDir,
+}
+
+/// A directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p =
+            std::env::temp_dir().join(format!("ringcast-test-{}-{tag}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Options for starting a server.
+#[derive(Default)]
+pub struct Opts {
+    /// TOML config text (without `[server] listen`, which is always 127.0.0.1:0).
+    pub config: String,
+    pub args: Vec<String>,
+    /// Hard and soft RLIMIT_NOFILE of the server process.
+    pub nofile: Option<u64>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ringcast")
+}
+
+impl TestServer {
+    pub fn start(config: &str) -> TestServer {
+        Self::start_with(Opts {
+            config: config.to_string(),
+            ..Default::default()
+        })
+    }
+
+    pub fn start_with(opts: Opts) -> TestServer {
+        let dir = TempDir::new("srv");
+        let cfg_path = dir.0.join("ringcast.toml");
+        std::fs::write(&cfg_path, &opts.config).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config")
+            .arg(&cfg_path)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(&opts.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(n) = opts.nofile {
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let rl = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd.spawn().expect("spawn ringcast");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, log_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut srv = TestServer {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            log_rx,
+            log: Vec::new(),
+            _dir: dir,
+        };
+        let line = srv.wait_log("listening on ");
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        srv.addr = addr.parse().unwrap();
+        srv
+    }
+
+    /// Waits (bounded) for a log line containing `needle`; returns it.
+    pub fn wait_log(&mut self, needle: &str) -> String {
+        if let Some(l) = self.log.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + IO_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log_rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "server never logged {needle:?}; log so far:\n{}",
+                    self.log.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Lines logged so far (drains what has arrived without waiting).
+    pub fn log_now(&mut self) -> &[String] {
+        while let Ok(l) = self.log_rx.try_recv() {
+            self.log.push(l);
+        }
+        &self.log
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits (bounded by `limit`) for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A raw TCP client with a read buffer (so pipelined responses can be read one by one).
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(IO_LIMIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.stream.write_all(bytes.as_ref()).expect("write");
+    }
+
+    /// Sends, ignoring errors (the server may already have closed).
+    pub fn try_send(&mut self, bytes: impl AsRef<[u8]>) -> std::io::Result<()> {
+        self.stream.write_all(bytes.as_ref())
+    }
+
+    pub fn get(&mut self, path: &str) -> Response {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        self.read_response()
+    }
+
+    fn fill(&mut self) -> usize {
+        let mut tmp = [0u8; 16384];
+        match self.stream.read(&mut tmp) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                n
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+
+    /// Reads exactly `n` more bytes (or what arrives before end of stream).
+    pub fn read_exact_bytes(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            if self.fill() == 0 {
+                break;
+            }
+        }
+        let n = n.min(self.buf.len());
+        self.buf.drain(..n).collect()
+    }
+
+    /// Reads one response (`Content-Length` delimited; no body for 1xx/204/304 or `head_only`).
+    pub fn read_response_for(&mut self, head_only: bool) -> Response {
+        let end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if self.fill() == 0 {
+                panic!(
+                    "connection closed before a full response head; got {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
+            }
+        };
+        let head = String::from_utf8(self.buf.drain(..end).collect()).unwrap();
+        let status: u16 = head[9..12].parse().unwrap();
+        let mut r = Response {
+            status,
+            head,
+            body: Vec::new(),
+        };
+        let len: usize = r
+            .header("content-length")
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0);
+        if !(head_only || status == 304 || status < 200 || status == 204) {
+            r.body = self.read_exact_bytes(len);
+            assert_eq!(r.body.len(), len, "body shorter than Content-Length");
+        }
+        r
+    }
+
+    pub fn read_response(&mut self) -> Response {
+        self.read_response_for(false)
+    }
+
+    /// Waits for the server to close: true if end of stream (or reset) came
+    /// with no further bytes before it.
+    pub fn closed_by_server(&mut self) -> bool {
+        let before = self.buf.len();
+        loop {
+            let n = self.fill();
+            if n == 0 {
+                return self.buf.len() == before;
+            }
+        }
+    }
+
+    /// Everything until end of stream.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        while self.fill() > 0 {}
+        std::mem::take(&mut self.buf)
+    }
+
+    pub fn shutdown_write(&self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
