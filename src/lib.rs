@@ -14,9 +14,12 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod hub;
 pub mod io;
 pub mod logging;
 pub mod server;
+pub mod sse;
 pub mod ws;
 
+pub use hub::{Hub, Message};
 pub use server::{Server, ServerHandle};

@@ -22,6 +22,8 @@ pub struct Config {
     #[serde(rename = "static")]
     pub static_files: StaticConfig,
     pub log: LogConfig,
+    pub hub: HubConfig,
+    pub sse: SseConfig,
 }
 
 /// Which io driver the workers run.
@@ -140,6 +142,70 @@ impl Default for StaticConfig {
             cache_control: "public, max-age=60".to_string(),
             index: "index.html".to_string(),
             max_file_size: ByteSize(64 << 20),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// Messages kept per room for resume and polling.
+    pub history_size: usize,
+    /// A message leaves the history after this long.
+    pub history_ttl: Secs,
+    /// Rooms that may exist at once (counted per home worker, summed). Beyond it: 503.
+    pub max_rooms: usize,
+    /// Longest room name in bytes; names use A-Z a-z 0-9 and `_ - . : @`.
+    pub max_room_name: usize,
+    /// Room every subscriber joins besides the ones it asks for ("" = none).
+    pub auto_join_room: String,
+    /// Largest published message (the `POST /publish` body). Beyond it: 413.
+    pub max_message_size: ByteSize,
+    /// Bytes waiting to be written to one subscriber; a subscriber that falls
+    /// further behind is disconnected (it can resume from history).
+    pub max_queued_bytes: ByteSize,
+    /// Messages waiting in one worker's cross-core inbox; publishers wait when it is full.
+    pub bus_capacity: usize,
+    /// When set, `POST /publish` needs `Authorization: Bearer <publish_token>` (else 401).
+    pub publish_token: String,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            history_size: 1000,
+            history_ttl: Secs::from_secs(300),
+            max_rooms: 1_000_000,
+            max_room_name: 128,
+            auto_join_room: "__all".to_string(),
+            max_message_size: ByteSize(64 << 10),
+            max_queued_bytes: ByteSize(1 << 20),
+            bus_capacity: 65536,
+            publish_token: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SseConfig {
+    /// The exact path of the SSE endpoint (`GET /sse?room=a&room=b`).
+    pub path: String,
+    /// `retry:` sent at stream start and on drain: the client's reconnection delay in ms.
+    pub retry_ms: u64,
+    /// A comment is sent when a stream has been idle this long (keeps proxies from timing out).
+    pub keepalive: Secs,
+    /// Rooms one stream may ask for (the auto-join room not counted). Beyond it: 400.
+    pub max_rooms_per_connection: usize,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        SseConfig {
+            path: "/sse".to_string(),
+            retry_ms: 3000,
+            keepalive: Secs::from_secs(15),
+            max_rooms_per_connection: 16,
         }
     }
 }
@@ -279,6 +345,67 @@ impl Config {
         let idx = &self.static_files.index;
         if idx.is_empty() || idx.contains('/') || idx == ".." {
             return fail(format!("static.index = {idx:?} must be a plain file name"));
+        }
+        let hub = &self.hub;
+        if hub.history_size > 1_000_000 {
+            return fail(format!(
+                "hub.history_size = {} is more than 1000000",
+                hub.history_size
+            ));
+        }
+        if hub.max_rooms == 0 {
+            return fail("hub.max_rooms must be at least 1".into());
+        }
+        if !(1..=1024).contains(&hub.max_room_name) {
+            return fail(format!(
+                "hub.max_room_name = {} must be from 1 to 1024",
+                hub.max_room_name
+            ));
+        }
+        if !hub.auto_join_room.is_empty()
+            && !crate::hub::valid_room_name(&hub.auto_join_room, hub.max_room_name)
+        {
+            return fail(format!(
+                "hub.auto_join_room = {:?} is not a valid room name (A-Z a-z 0-9 _ - . : @, at most hub.max_room_name bytes)",
+                hub.auto_join_room
+            ));
+        }
+        if hub.max_message_size.0 == 0 || hub.max_message_size.0 > 64 << 20 {
+            return fail(format!(
+                "hub.max_message_size = {} must be from 1 byte to 64MiB",
+                hub.max_message_size.0
+            ));
+        }
+        if hub.max_queued_bytes.0 < hub.max_message_size.0 {
+            return fail(format!(
+                "hub.max_queued_bytes = {} must be at least hub.max_message_size = {}",
+                hub.max_queued_bytes.0, hub.max_message_size.0
+            ));
+        }
+        if !(16..=1 << 24).contains(&hub.bus_capacity) {
+            return fail(format!(
+                "hub.bus_capacity = {} must be from 16 to 16777216",
+                hub.bus_capacity
+            ));
+        }
+        if hub.publish_token.bytes().any(|b| !b.is_ascii_graphic()) {
+            return fail("hub.publish_token must be printable ASCII without spaces".into());
+        }
+        let sse = &self.sse;
+        if !sse.path.starts_with('/') || sse.path.contains('?') {
+            return fail(format!(
+                "sse.path = {:?} must be a path starting with /",
+                sse.path
+            ));
+        }
+        if sse.keepalive.0.is_zero() {
+            return fail("sse.keepalive must be more than 0".into());
+        }
+        if sse.max_rooms_per_connection == 0 || sse.max_rooms_per_connection > 256 {
+            return fail(format!(
+                "sse.max_rooms_per_connection = {} must be from 1 to 256",
+                sse.max_rooms_per_connection
+            ));
         }
         if crate::logging::parse_level(&self.log.level).is_none() {
             return fail(format!(

@@ -19,8 +19,10 @@ use monoio::net::TcpStream;
 use super::request::{self, HeadLimits, Parsed};
 use super::response;
 use super::router::{self, Action};
+use crate::hub::HubError;
 use crate::io::sock;
 use crate::server::worker::{ConnGuard, Worker};
+use crate::sse::stream::SseRequest;
 
 /// Where the connection is between requests.
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +40,8 @@ enum Next {
     KeepGoing,
     /// Write what is pending, then close gracefully.
     Close,
+    /// The connection becomes an SSE stream (what is pending goes out with its head).
+    Sse(SseRequest),
 }
 
 struct Conn {
@@ -78,11 +82,18 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard) {
         sent_continue: false,
         limits,
     };
-    if let Err(e) = conn.run().await {
-        log::debug!("connection closed: {e}");
-    }
+    let upgrade = match conn.run().await {
+        Ok(u) => u,
+        Err(e) => {
+            log::debug!("connection closed: {e}");
+            None
+        }
+    };
     if let Some(b) = conn.inbuf.take() {
         worker.pool.give(b);
+    }
+    if let Some(req) = upgrade {
+        crate::sse::stream::serve(conn.stream, conn.guard, req, conn.out).await;
     }
 }
 
@@ -116,11 +127,12 @@ impl Conn {
         }
     }
 
-    async fn run(&mut self) -> io::Result<()> {
+    /// Serves requests until the connection closes (`None`) or becomes a stream.
+    async fn run(&mut self) -> io::Result<Option<SseRequest>> {
         let stats = self.worker.stats.clone();
         loop {
             if self.worker.draining() && matches!(self.phase, Phase::Idle { .. }) {
-                return Ok(());
+                return Ok(None);
             }
             match self.wait().await? {
                 Wake::Kicked => continue,
@@ -139,7 +151,7 @@ impl Conn {
                         let _ = sock::send(self.fd, &out);
                         self.linger().await;
                     }
-                    return Ok(());
+                    return Ok(None);
                 }
                 Wake::Readable => {}
             }
@@ -158,10 +170,15 @@ impl Conn {
             };
             if n == 0 {
                 self.worker.pool.give(buf);
-                return Ok(());
+                return Ok(None);
             }
             stats.bytes_in.add(n as u64);
             let next = self.handle(&mut buf).await;
+            if let Next::Sse(req) = next {
+                // Bytes after the stream request are not requests any more.
+                self.worker.pool.give(buf);
+                return Ok(Some(req));
+            }
             self.keep_or_return(buf);
             let flushed = self.flush().await;
             match (next, flushed) {
@@ -173,9 +190,9 @@ impl Conn {
                 }
                 (Next::Close, Ok(())) => {
                     self.linger().await;
-                    return Ok(());
+                    return Ok(None);
                 }
-                (Next::KeepGoing, Ok(())) => {}
+                (Next::KeepGoing, Ok(())) | (Next::Sse(_), Ok(())) => {}
             }
         }
     }
@@ -276,9 +293,63 @@ impl Conn {
                 since: now,
                 first: false,
             };
-            if let Action::File { path, len } = action {
-                if self.send_file(&path, len).await.is_err() {
-                    return Next::Close;
+            match action {
+                Action::Done => {}
+                Action::File { path, len } => {
+                    if self.send_file(&path, len).await.is_err() {
+                        return Next::Close;
+                    }
+                }
+                Action::Sse(req) => return Next::Sse(req),
+                Action::Publish { room, msg } => {
+                    let r = self.worker.hub.publish(room.clone(), msg).await;
+                    match r {
+                        Ok(id) => {
+                            let body = serde_json::json!({ "room": &*room, "id": id });
+                            json(&mut self.out, 202, &body, keep_alive, false);
+                        }
+                        Err(e) => hub_error(&mut self.out, &e, keep_alive),
+                    }
+                }
+                Action::RoomInfo { room } => match self.worker.hub.info(room.clone()).await {
+                    Ok(info) => {
+                        let body = serde_json::json!({
+                            "room": &*room,
+                            "subscribers": info.subscribers,
+                            "last_id": info.last_id,
+                            "history": info.history_len,
+                        });
+                        json(&mut self.out, 200, &body, keep_alive, head_only);
+                    }
+                    Err(e) => hub_error(&mut self.out, &e, keep_alive),
+                },
+                Action::RoomHistory { room, since } => {
+                    match self.worker.hub.history(room.clone(), since).await {
+                        Ok(h) => {
+                            let messages: Vec<serde_json::Value> = h
+                                .messages
+                                .iter()
+                                .map(|p| {
+                                    serde_json::json!({
+                                        "id": p.seq,
+                                        "event": p.event.as_deref(),
+                                        "data": String::from_utf8_lossy(&p.data),
+                                    })
+                                })
+                                .collect();
+                            let gap = h.gap.map(|g| {
+                                serde_json::json!({ "resume_from": g.resume_from, "reason": g.reason })
+                            });
+                            let body = serde_json::json!({
+                                "room": &*room,
+                                "since": since,
+                                "messages": messages,
+                                "gap": gap,
+                            });
+                            json(&mut self.out, 200, &body, keep_alive, head_only);
+                        }
+                        Err(e) => hub_error(&mut self.out, &e, keep_alive),
+                    }
                 }
             }
             if !keep_alive {
@@ -305,4 +376,28 @@ impl Conn {
         let _ = file.close().await;
         Ok(())
     }
+}
+
+/// A JSON response.
+fn json(
+    out: &mut BytesMut,
+    status: u16,
+    body: &serde_json::Value,
+    keep_alive: bool,
+    head_only: bool,
+) {
+    let mut text = serde_json::to_vec(body).unwrap_or_default();
+    text.push(b'\n');
+    response::start(out, status);
+    response::header(out, "Content-Type", b"application/json");
+    response::finish(out, &text, keep_alive, head_only);
+}
+
+/// The status a hub failure gives a client.
+fn hub_error(out: &mut BytesMut, e: &HubError, keep_alive: bool) {
+    let status = match e {
+        HubError::BadRoom(_) => 400,
+        HubError::TooManyRooms | HubError::Busy | HubError::Closed => 503,
+    };
+    response::error(out, status, &e.to_string(), keep_alive, false);
 }

@@ -4,13 +4,18 @@
 //! returned as an [`Action`] for the connection to finish asynchronously.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::request::RequestHead;
 use super::response;
 use super::static_files::{self, Denied};
+use crate::hub::{valid_room_name, Message, RoomName};
 use crate::server::worker::Worker;
+use crate::sse::cursor;
+use crate::sse::encode::valid_event_name;
+use crate::sse::stream::SseRequest;
 
 /// What the connection still has to do after routing.
 pub enum Action {
@@ -18,6 +23,14 @@ pub enum Action {
     Done,
     /// The head is in the output buffer; the body is this file's `len` bytes.
     File { path: PathBuf, len: u64 },
+    /// The connection becomes an SSE stream.
+    Sse(SseRequest),
+    /// `POST /publish/{room}`: publish, then answer 202 with the id.
+    Publish { room: RoomName, msg: Message },
+    /// `GET /rooms/{room}`.
+    RoomInfo { room: RoomName },
+    /// `GET /rooms/{room}/messages?since=ID`.
+    RoomHistory { room: RoomName, since: u64 },
 }
 
 /// Methods a path accepts, for `405` and its `Allow` header.
@@ -35,13 +48,14 @@ fn method_not_allowed(out: &mut BytesMut, allow: &str, keep_alive: bool, head_on
 pub fn route(
     worker: &Worker,
     head: &RequestHead<'_>,
-    _body: &[u8],
+    body: &[u8],
     out: &mut BytesMut,
     keep_alive: bool,
 ) -> Action {
     let head_only = head.method == "HEAD";
     let get_like = head.method == "GET" || head_only;
-    if head.path == "/healthz" {
+    let path = head.path;
+    if path == "/healthz" {
         if get_like {
             response::simple(out, 200, "ok", keep_alive, head_only);
         } else {
@@ -49,7 +63,186 @@ pub fn route(
         }
         return Action::Done;
     }
+    let cfg = &worker.shared.cfg;
+    if path == cfg.sse.path {
+        if head.method != "GET" {
+            method_not_allowed(out, "GET", keep_alive, head_only);
+            return Action::Done;
+        }
+        return match sse_request(worker, head) {
+            Ok(req) => Action::Sse(req),
+            Err(why) => bad_request(worker, out, &why, keep_alive),
+        };
+    }
+    if let Some(room) = path.strip_prefix("/publish/") {
+        if head.method != "POST" {
+            method_not_allowed(out, "POST", keep_alive, head_only);
+            return Action::Done;
+        }
+        return publish_request(worker, head, room, body, out, keep_alive);
+    }
+    if let Some(rest) = path.strip_prefix("/rooms/") {
+        if !get_like {
+            method_not_allowed(out, GET_HEAD, keep_alive, head_only);
+            return Action::Done;
+        }
+        let (room, sub) = match rest.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (rest, None),
+        };
+        let room = match room_name(worker, room) {
+            Ok(r) => r,
+            Err(why) => return bad_request(worker, out, &why, keep_alive),
+        };
+        return match sub {
+            None => Action::RoomInfo { room },
+            Some("messages") => {
+                let since = head.query_params("since").next().unwrap_or("0");
+                match since.parse::<u64>() {
+                    Ok(since) => Action::RoomHistory { room, since },
+                    Err(_) => bad_request(
+                        worker,
+                        out,
+                        &format!("since={since:?} is not a message id"),
+                        keep_alive,
+                    ),
+                }
+            }
+            Some(_) => not_found(out, keep_alive, head_only),
+        };
+    }
     serve_static(worker, head, out, keep_alive, head_only, get_like)
+}
+
+fn bad_request(worker: &Worker, out: &mut BytesMut, why: &str, keep_alive: bool) -> Action {
+    worker.stats.hub_rejects.inc();
+    response::error(out, 400, why, keep_alive, false);
+    Action::Done
+}
+
+/// A room name from a URL (percent-decoded), checked against the naming rule.
+fn room_name(worker: &Worker, raw: &str) -> Result<RoomName, String> {
+    let max = worker.shared.cfg.hub.max_room_name;
+    let name = static_files::percent_decode(raw)
+        .map_err(|_| format!("room {raw:?} is not valid percent-encoded UTF-8"))?;
+    if valid_room_name(&name, max) {
+        Ok(Arc::from(name))
+    } else {
+        Err(format!(
+            "room {name:?} is not a valid room name (1 to {max} bytes of A-Z a-z 0-9 _ - . : @)"
+        ))
+    }
+}
+
+/// Checks an SSE request: its rooms, their number, and the resume cursor.
+fn sse_request(worker: &Worker, head: &RequestHead<'_>) -> Result<SseRequest, String> {
+    let cfg = &worker.shared.cfg;
+    let mut rooms: Vec<RoomName> = Vec::new();
+    for raw in head.query_params("room") {
+        let r = room_name(worker, raw)?;
+        if !rooms.contains(&r) {
+            rooms.push(r);
+        }
+    }
+    if rooms.len() > cfg.sse.max_rooms_per_connection {
+        return Err(format!(
+            "{} rooms asked for; sse.max_rooms_per_connection is {}",
+            rooms.len(),
+            cfg.sse.max_rooms_per_connection
+        ));
+    }
+    let auto = &cfg.hub.auto_join_room;
+    if !auto.is_empty() && !rooms.iter().any(|r| **r == **auto) {
+        rooms.push(Arc::from(auto.as_str()));
+    }
+    if rooms.is_empty() {
+        return Err("no room: add ?room=NAME (hub.auto_join_room is off)".into());
+    }
+    let cursor_text = match head.header("last-event-id") {
+        Some(v) => Some(
+            std::str::from_utf8(v)
+                .map_err(|_| "Last-Event-ID is not UTF-8".to_string())?
+                .trim()
+                .to_string(),
+        ),
+        None => head
+            .query_params("last_event_id")
+            .next()
+            .map(|v| static_files::percent_decode(v).unwrap_or_default()),
+    };
+    let resume = match cursor_text {
+        Some(t) if !t.is_empty() => Some(cursor::parse(&t, rooms.len())?),
+        _ => None,
+    };
+    Ok(SseRequest { rooms, resume })
+}
+
+/// Checks a publish: token, size, event name; returns the message to publish.
+fn publish_request(
+    worker: &Worker,
+    head: &RequestHead<'_>,
+    raw_room: &str,
+    body: &[u8],
+    out: &mut BytesMut,
+    keep_alive: bool,
+) -> Action {
+    let hub = &worker.shared.cfg.hub;
+    if !hub.publish_token.is_empty() {
+        let expected = format!("Bearer {}", hub.publish_token);
+        let ok = head
+            .header("authorization")
+            .is_some_and(|v| constant_time_eq(v, expected.as_bytes()));
+        if !ok {
+            worker.stats.hub_rejects.inc();
+            response::start(out, 401);
+            response::header(out, "WWW-Authenticate", b"Bearer");
+            response::header(out, "Content-Type", b"text/plain; charset=utf-8");
+            let body =
+                "401 Unauthorized: publishing needs Authorization: Bearer <hub.publish_token>\n";
+            response::finish(out, body.as_bytes(), keep_alive, false);
+            return Action::Done;
+        }
+    }
+    let room = match room_name(worker, raw_room) {
+        Ok(r) => r,
+        Err(why) => return bad_request(worker, out, &why, keep_alive),
+    };
+    if body.len() as u64 > hub.max_message_size.0 {
+        worker.stats.hub_rejects.inc();
+        response::error(
+            out,
+            413,
+            "message is larger than hub.max_message_size",
+            keep_alive,
+            false,
+        );
+        return Action::Done;
+    }
+    let event = match head.query_params("event").next() {
+        None => None,
+        Some(raw) => match static_files::percent_decode(raw) {
+            Ok(e) if valid_event_name(&e) => Some(e),
+            _ => {
+                return bad_request(
+                    worker,
+                    out,
+                    "event must be 1 to 128 bytes of UTF-8 without line breaks",
+                    keep_alive,
+                )
+            }
+        },
+    };
+    Action::Publish {
+        room,
+        msg: Message {
+            event,
+            data: Bytes::copy_from_slice(body),
+        },
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn serve_static(

@@ -4,3 +4,4 @@
 
 pub mod bufpool;
 pub mod sock;
+pub mod writeq;

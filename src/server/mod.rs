@@ -15,6 +15,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, IoDriver};
+use crate::hub::{Bus, Hub};
+use crate::sse::stream::OnConnect;
 use stats::WorkerStats;
 use worker::{Control, Driver};
 
@@ -32,11 +34,18 @@ pub struct Shared {
     pub static_root: Option<PathBuf>,
     /// One entry per worker.
     pub stats: Vec<Arc<WorkerStats>>,
+    /// The cross-core bus of the rooms.
+    pub bus: Arc<Bus>,
+    /// Rooms in the whole process.
+    pub room_count: Arc<AtomicUsize>,
+    /// The embedding application's first events for every new SSE stream.
+    pub sse_on_connect: Option<Arc<OnConnect>>,
 }
 
 /// A configured server, ready to start.
 pub struct Server {
     cfg: Config,
+    sse_on_connect: Option<Arc<OnConnect>>,
 }
 
 /// A running server: its address, and the means to drain and wait for it.
@@ -53,12 +62,31 @@ impl Server {
     /// Validates `cfg` and returns a server that can be started.
     pub fn new(cfg: Config) -> Result<Server, crate::config::ConfigError> {
         cfg.validate()?;
-        Ok(Server { cfg })
+        Ok(Server {
+            cfg,
+            sse_on_connect: None,
+        })
+    }
+
+    /// Events to send first on every new SSE stream (after `retry:`), e.g. a
+    /// welcome or the current state. The default binary sends none.
+    pub fn on_sse_connect(
+        mut self,
+        hook: impl Fn(&crate::sse::stream::SseRequest) -> Vec<crate::hub::Message>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Server {
+        self.sse_on_connect = Some(Arc::new(hook));
+        self
     }
 
     /// Binds the listeners and starts the workers.
     pub fn start(self) -> io::Result<ServerHandle> {
-        let cfg = self.cfg;
+        let Server {
+            cfg,
+            sse_on_connect,
+        } = self;
         let cpus = allowed_cpus();
         let workers = if cfg.server.workers == 0 {
             cpus.len().max(1)
@@ -100,6 +128,7 @@ impl Server {
         let addr = listeners[0].local_addr()?;
         let driver = choose_driver(cfg.server.io_driver, cfg.server.io_uring_entries)?;
 
+        let (bus, inboxes) = Bus::new(workers, cfg.hub.bus_capacity);
         let shared = Arc::new(Shared {
             cfg: Arc::new(cfg),
             conns: AtomicUsize::new(0),
@@ -109,13 +138,16 @@ impl Server {
             stats: (0..workers)
                 .map(|_| Arc::new(WorkerStats::default()))
                 .collect(),
+            bus,
+            room_count: Arc::new(AtomicUsize::new(0)),
+            sse_on_connect,
         });
 
         let (done_tx, done) = std::sync::mpsc::channel();
         let mut controls = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         let pin = shared.cfg.server.pin_workers;
-        for (id, listener) in listeners.into_iter().enumerate() {
+        for (id, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
             let (tx, rx) = flume::unbounded();
             controls.push(tx);
             let shared = shared.clone();
@@ -134,7 +166,7 @@ impl Server {
                             Err(e) => log::warn!("worker {id}: cannot pin to cpu {cpu}: {e}"),
                         }
                     }
-                    if let Err(e) = worker::run(id, shared, listener, rx, driver) {
+                    if let Err(e) = worker::run(id, shared, listener, inbox, rx, driver) {
                         log::error!("worker {id} stopped: {e}");
                     }
                     let _ = done_tx.send(id);
@@ -176,6 +208,11 @@ impl ServerHandle {
     /// Counters of every worker.
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The rooms: publish and query from any thread.
+    pub fn hub(&self) -> Hub {
+        Hub::new(self.shared.bus.clone(), self.shared.cfg.hub.max_room_name)
     }
 
     /// Starts the drain on every worker: stop accepting, finish in-flight

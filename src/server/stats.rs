@@ -46,6 +46,16 @@ pub struct WorkerStats {
     pub http_other_errors: Counter,
     /// Connections closed because `header_timeout`, `keepalive_timeout`, `body_timeout` or `send_timeout` ran out.
     pub timeouts: Counter,
+    /// SSE streams open right now.
+    pub sse_open: Counter,
+    /// Messages numbered by this worker as a room's home.
+    pub messages_published: Counter,
+    /// Messages queued to this worker's subscribers.
+    pub messages_delivered: Counter,
+    /// Subscribers disconnected for falling more than `hub.max_queued_bytes` behind.
+    pub slow_consumer_drops: Counter,
+    /// Requests refused by hub rules (bad room name, cursor, too many rooms, size).
+    pub hub_rejects: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
 }

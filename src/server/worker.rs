@@ -15,6 +15,8 @@ use slab::Slab;
 use super::event::{LocalEvent, Signal};
 use super::stats::WorkerStats;
 use super::Shared;
+use crate::hub::bus::Inbox;
+use crate::hub::local::HubLocal;
 use crate::io::bufpool::BufPool;
 use crate::io::sock;
 
@@ -47,6 +49,8 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     pub stats: Arc<WorkerStats>,
     pub pool: BufPool,
+    /// This worker's part of the rooms.
+    pub hub: Rc<HubLocal>,
     /// Every open connection's signal, so the worker can reach them all (drain).
     conns: RefCell<Slab<Rc<Signal>>>,
     draining: Cell<bool>,
@@ -60,9 +64,18 @@ impl Worker {
     pub fn new(id: usize, shared: Arc<Shared>) -> Rc<Worker> {
         let cfg = &shared.cfg;
         let pool = BufPool::new(cfg.http.read_buffer_size.get(), 256);
+        let stats = shared.stats[id].clone();
+        let hub = Rc::new(HubLocal::new(
+            id,
+            shared.bus.clone(),
+            cfg,
+            shared.room_count.clone(),
+            stats.clone(),
+        ));
         Rc::new(Worker {
             id,
-            stats: shared.stats[id].clone(),
+            hub,
+            stats,
             shared,
             pool,
             conns: RefCell::new(Slab::new()),
@@ -131,6 +144,7 @@ pub fn run(
     id: usize,
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
+    inbox: Inbox,
     control: flume::Receiver<Control>,
     driver: Driver,
 ) -> io::Result<()> {
@@ -141,13 +155,13 @@ pub fn run(
                 .with_entries(entries)
                 .enable_timer()
                 .build()?;
-            rt.block_on(worker_main(id, shared, listener, control, driver))
+            rt.block_on(worker_main(id, shared, listener, inbox, control, driver))
         }
         Driver::Legacy => {
             let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
                 .enable_timer()
                 .build()?;
-            rt.block_on(worker_main(id, shared, listener, control, driver))
+            rt.block_on(worker_main(id, shared, listener, inbox, control, driver))
         }
     }
 }
@@ -156,10 +170,12 @@ async fn worker_main(
     id: usize,
     shared: Arc<Shared>,
     listener: std::net::TcpListener,
+    inbox: Inbox,
     control: flume::Receiver<Control>,
     driver: Driver,
 ) -> io::Result<()> {
     let worker = Worker::new(id, shared);
+    crate::hub::local::spawn_tasks(&worker.hub, inbox, &worker.shared.cfg);
     let listener = monoio::net::TcpListener::from_std(listener)?;
     log::info!("worker {id} running on the {} driver", driver.name());
     let acceptor = monoio::spawn(accept_loop(worker.clone(), listener));

@@ -217,7 +217,10 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Client::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(IO_LIMIT)).unwrap();
         stream.set_nodelay(true).unwrap();
         Client {
@@ -323,4 +326,145 @@ impl Client {
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One SSE event as a client assembles it (per the WHATWG parsing rules).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Event {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    pub data: String,
+    pub retry: Option<u64>,
+}
+
+/// An SSE stream read over a raw socket.
+pub struct SseClient {
+    pub client: Client,
+    pub head: Response,
+    /// Comments seen so far (without the leading colon and space).
+    pub comments: Vec<String>,
+}
+
+impl SseClient {
+    /// Opens `GET target` with extra header lines; asserts 200.
+    pub fn open(addr: SocketAddr, target: &str, extra_headers: &str) -> SseClient {
+        let mut client = Client::connect(addr);
+        client.send(format!(
+            "GET {target} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{extra_headers}\r\n"
+        ));
+        let head = client.read_response_for(true);
+        assert_eq!(head.status, 200, "{}", head.head);
+        SseClient {
+            client,
+            head,
+            comments: Vec::new(),
+        }
+    }
+
+    /// Reads one line (without its `\n`); None at end of stream.
+    fn line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.client.buf.iter().position(|&b| b == b'\n') {
+                let l: Vec<u8> = self.client.buf.drain(..=i).collect();
+                return Some(String::from_utf8(l[..l.len() - 1].to_vec()).unwrap());
+            }
+            if self.client.fill() == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// The next block (event, retry-only block); comments are collected, not returned.
+    /// None at end of stream.
+    pub fn next_block(&mut self) -> Option<Event> {
+        let mut ev = Event::default();
+        let mut has_data = false;
+        let mut any = false;
+        loop {
+            let line = self.line()?;
+            if line.is_empty() {
+                if any {
+                    return Some(ev);
+                }
+                continue;
+            }
+            if let Some(c) = line.strip_prefix(':') {
+                self.comments.push(c.trim_start().to_string());
+                continue;
+            }
+            any = true;
+            let (field, value) = match line.split_once(':') {
+                Some((f, v)) => (f.to_string(), v.strip_prefix(' ').unwrap_or(v).to_string()),
+                None => (line.clone(), String::new()),
+            };
+            match field.as_str() {
+                "id" => ev.id = Some(value),
+                "event" => ev.event = Some(value),
+                "retry" => ev.retry = value.parse().ok(),
+                "data" => {
+                    if has_data {
+                        ev.data.push('\n');
+                    }
+                    ev.data.push_str(&value);
+                    has_data = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The next block that carries data (skips `retry:`-only blocks). Panics at end of stream.
+    pub fn next_event(&mut self) -> Event {
+        loop {
+            let b = self
+                .next_block()
+                .expect("stream ended before the next event");
+            if b.retry.is_some() && b.id.is_none() && b.event.is_none() && b.data.is_empty() {
+                continue;
+            }
+            return b;
+        }
+    }
+}
+
+/// Publishes over HTTP; returns the id the server gave the message.
+pub fn publish(addr: SocketAddr, room: &str, event: Option<&str>, data: &str) -> u64 {
+    let mut c = Client::connect(addr);
+    let q = event.map(|e| format!("?event={e}")).unwrap_or_default();
+    c.send(format!(
+        "POST /publish/{room}{q} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{data}",
+        data.len()
+    ));
+    let r = c.read_response();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["room"], room);
+    v["id"].as_u64().unwrap()
+}
+
+/// A keep-alive publisher connection (for many publishes).
+pub struct Publisher(pub Client);
+
+impl Publisher {
+    pub fn new(addr: SocketAddr) -> Publisher {
+        Publisher(Client::connect(addr))
+    }
+    pub fn publish(&mut self, room: &str, data: &str) -> u64 {
+        self.0.send(format!(
+            "POST /publish/{room} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{data}",
+            data.len()
+        ));
+        let r = self.0.read_response();
+        assert_eq!(r.status, 202, "{}", r.text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        v["id"].as_u64().unwrap()
+    }
+}
+
+/// `GET /rooms/{room}` as JSON.
+pub fn room_info(addr: SocketAddr, room: &str) -> serde_json::Value {
+    let mut c = Client::connect(addr);
+    let r = c.get(&format!("/rooms/{room}"));
+    assert_eq!(r.status, 200);
+    serde_json::from_slice(&r.body).unwrap()
 }

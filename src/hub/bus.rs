@@ -1,0 +1,189 @@
+//! The cross-core bus: every worker has two bounded inboxes.
+//!
+//! - **requests** (publish, join, leave, queries) go to a room's home worker;
+//!   a sender waits when the inbox is full.
+//! - **deliveries** (numbered messages, join replies, connection room
+//!   changes) go from a home to the workers with subscribers. The task that
+//!   handles deliveries never waits on anything, so a home that waits for
+//!   delivery space always makes progress: the two inboxes cannot deadlock.
+//!
+//! Wake-ups cross cores through the receiving runtime's waker (monoio's
+//! `sync` feature); a woken inbox task drains its inbox in batches, so a
+//! burst of messages costs one wake.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use super::{ConnId, Gap, HubError, Message, Published, RoomInfo, RoomName};
+
+/// A message on the bus.
+pub enum BusMsg {
+    // ---- requests, to a room's home ----
+    Publish {
+        room: RoomName,
+        msg: Message,
+        group: u64,
+        reply: Option<flume::Sender<Result<u64, HubError>>>,
+    },
+    /// A subscriber on worker `from` joins `room`, resuming after `since`.
+    Join {
+        room: RoomName,
+        from: usize,
+        sub: SubRef,
+        since: Option<u64>,
+    },
+    /// One subscriber on worker `from` left `room`.
+    Leave {
+        room: RoomName,
+        from: usize,
+    },
+    Info {
+        room: RoomName,
+        reply: flume::Sender<RoomInfo>,
+    },
+    History {
+        room: RoomName,
+        since: u64,
+        reply: flume::Sender<HistoryReply>,
+    },
+    // ---- deliveries, from a home to subscriber workers ----
+    Deliver(Arc<Published>),
+    Joined(JoinReply),
+    /// The library asks a connection to join or leave a room.
+    ConnRoom {
+        conn: ConnId,
+        room: RoomName,
+        join: bool,
+    },
+}
+
+/// Which subscriber (on the joining worker) a join is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubRef {
+    pub key: usize,
+    pub generation: u32,
+    /// The subscriber's index for this room in its own room list.
+    pub idx: usize,
+}
+
+/// A home's answer to a join: where the room is, and what the subscriber missed.
+pub struct JoinReply {
+    pub room: RoomName,
+    pub sub: SubRef,
+    /// The room's last sequence id (the joiner's position if it asked for no replay).
+    pub head: u64,
+    pub replay: Vec<Arc<Published>>,
+    pub gap: Option<Gap>,
+    /// The join was refused (`hub.max_rooms`).
+    pub refused: bool,
+}
+
+/// A home's answer to a history query.
+pub struct HistoryReply {
+    pub messages: Vec<Arc<Published>>,
+    pub gap: Option<Gap>,
+    pub exists: bool,
+}
+
+/// The inboxes of every worker.
+pub struct Bus {
+    requests: Vec<flume::Sender<BusMsg>>,
+    deliveries: Vec<flume::Sender<BusMsg>>,
+}
+
+/// One worker's receiving ends.
+pub struct Inbox {
+    pub requests: flume::Receiver<BusMsg>,
+    pub deliveries: flume::Receiver<BusMsg>,
+}
+
+impl Bus {
+    /// A bus for `workers` workers with inboxes of `capacity` messages each.
+    pub fn new(workers: usize, capacity: usize) -> (Arc<Bus>, Vec<Inbox>) {
+        let mut requests = Vec::with_capacity(workers);
+        let mut deliveries = Vec::with_capacity(workers);
+        let mut inboxes = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (rtx, rrx) = flume::bounded(capacity);
+            let (dtx, drx) = flume::bounded(capacity);
+            requests.push(rtx);
+            deliveries.push(dtx);
+            inboxes.push(Inbox {
+                requests: rrx,
+                deliveries: drx,
+            });
+        }
+        (
+            Arc::new(Bus {
+                requests,
+                deliveries,
+            }),
+            inboxes,
+        )
+    }
+
+    pub fn workers(&self) -> usize {
+        self.requests.len()
+    }
+
+    /// The home worker of a room (stable for the life of the process).
+    pub fn home_of(&self, room: &str) -> usize {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        room.hash(&mut h);
+        (h.finish() % self.requests.len() as u64) as usize
+    }
+
+    fn home_of_msg(&self, msg: &BusMsg) -> usize {
+        match msg {
+            BusMsg::Publish { room, .. }
+            | BusMsg::Join { room, .. }
+            | BusMsg::Leave { room, .. }
+            | BusMsg::Info { room, .. }
+            | BusMsg::History { room, .. } => self.home_of(room),
+            _ => unreachable!("not a request"),
+        }
+    }
+
+    /// Sends a request to its room's home, waiting for space.
+    pub async fn request(&self, msg: BusMsg) -> Result<(), HubError> {
+        let home = self.home_of_msg(&msg);
+        self.requests[home]
+            .send_async(msg)
+            .await
+            .map_err(|_| HubError::Closed)
+    }
+
+    /// Sends a request without waiting.
+    pub fn try_request(&self, msg: BusMsg) -> Result<(), HubError> {
+        let home = self.home_of_msg(&msg);
+        self.requests[home].try_send(msg).map_err(|e| match e {
+            flume::TrySendError::Full(_) => HubError::Busy,
+            flume::TrySendError::Disconnected(_) => HubError::Closed,
+        })
+    }
+
+    /// Sends a request from a thread outside the workers (blocks for space).
+    pub fn request_blocking(&self, msg: BusMsg) -> Result<(), HubError> {
+        let home = self.home_of_msg(&msg);
+        self.requests[home].send(msg).map_err(|_| HubError::Closed)
+    }
+
+    /// Sends a delivery to a worker, waiting for space.
+    pub async fn deliver(&self, worker: usize, msg: BusMsg) -> Result<(), HubError> {
+        self.deliveries[worker]
+            .send_async(msg)
+            .await
+            .map_err(|_| HubError::Closed)
+    }
+
+    /// Sends a delivery without waiting.
+    pub fn try_deliver(&self, worker: usize, msg: BusMsg) -> Result<(), HubError> {
+        if worker >= self.deliveries.len() {
+            return Err(HubError::Closed);
+        }
+        self.deliveries[worker].try_send(msg).map_err(|e| match e {
+            flume::TrySendError::Full(_) => HubError::Busy,
+            flume::TrySendError::Disconnected(_) => HubError::Closed,
+        })
+    }
+}

@@ -1,0 +1,432 @@
+//! The hub inside one worker: the rooms it is home of, its share of room
+//! membership, its subscribers, and the tasks that serve its two inboxes.
+//!
+//! When a room's home is this worker, publishing and joining happen inline
+//! with no bus hop; otherwise they go over the bus and the answer comes back
+//! on this worker's delivery inbox, in order with the room's messages.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use slab::Slab;
+
+use super::bus::{HistoryReply, Inbox, JoinReply, SubRef};
+use super::home::HomeRooms;
+use super::shard::LocalRooms;
+use super::subscriber::{Closing, Subscriber};
+use super::{Bus, BusMsg, HubError, Message, Published, RoomInfo, RoomName};
+use crate::config::Config;
+use crate::server::stats::WorkerStats;
+
+/// The hub state of one worker.
+pub struct HubLocal {
+    pub worker: usize,
+    pub bus: Arc<Bus>,
+    home: RefCell<HomeRooms>,
+    shard: RefCell<LocalRooms>,
+    subs: RefCell<Slab<Rc<Subscriber>>>,
+    generation: Cell<u32>,
+    stats: Arc<WorkerStats>,
+}
+
+impl HubLocal {
+    pub fn new(
+        worker: usize,
+        bus: Arc<Bus>,
+        cfg: &Config,
+        room_count: Arc<AtomicUsize>,
+        stats: Arc<WorkerStats>,
+    ) -> HubLocal {
+        HubLocal {
+            worker,
+            home: RefCell::new(HomeRooms::new(
+                bus.workers(),
+                cfg.hub.history_size,
+                cfg.hub.history_ttl.0,
+                cfg.hub.max_rooms,
+                room_count,
+            )),
+            bus,
+            shard: RefCell::new(LocalRooms::default()),
+            subs: RefCell::new(Slab::new()),
+            generation: Cell::new(0),
+            stats,
+        }
+    }
+
+    fn is_home(&self, room: &str) -> bool {
+        self.bus.home_of(room) == self.worker
+    }
+
+    // ---------------------------------------------------------------- publish
+
+    /// Publishes a message to a room; returns its id in the room.
+    pub async fn publish(&self, room: RoomName, msg: Message) -> Result<u64, HubError> {
+        if self.is_home(&room) {
+            return self.publish_at_home(room, msg, 0).await;
+        }
+        let (tx, rx) = flume::bounded(1);
+        self.bus
+            .request(BusMsg::Publish {
+                room,
+                msg,
+                group: 0,
+                reply: Some(tx),
+            })
+            .await?;
+        rx.recv_async().await.map_err(|_| HubError::Closed)?
+    }
+
+    async fn publish_at_home(
+        &self,
+        room: RoomName,
+        msg: Message,
+        group: u64,
+    ) -> Result<u64, HubError> {
+        let (p, targets) = self
+            .home
+            .borrow_mut()
+            .publish(&room, msg, group, Instant::now())?;
+        self.stats.messages_published.inc();
+        for w in targets {
+            if w == self.worker {
+                self.deliver_here(&p);
+            } else {
+                self.bus.deliver(w, BusMsg::Deliver(p.clone())).await?;
+            }
+        }
+        Ok(p.seq)
+    }
+
+    fn deliver_here(&self, p: &Arc<Published>) {
+        let d = self.shard.borrow().deliver(p);
+        self.stats.messages_delivered.add(d.delivered);
+    }
+
+    // ------------------------------------------------------------ membership
+
+    /// Registers a subscriber with this worker (before it joins rooms).
+    pub fn add_subscriber(&self, sub: &Rc<Subscriber>) {
+        let key = self.subs.borrow_mut().insert(sub.clone());
+        sub.key.set(key);
+    }
+
+    /// A fresh generation number for a new subscriber.
+    pub fn next_generation(&self) -> u32 {
+        let g = self.generation.get().wrapping_add(1);
+        self.generation.set(g);
+        g
+    }
+
+    /// Joins room `idx` of a subscriber, resuming after `since` when given.
+    pub async fn join(
+        &self,
+        sub: &Rc<Subscriber>,
+        idx: usize,
+        since: Option<u64>,
+    ) -> Result<(), HubError> {
+        let room = sub.rooms()[idx].name.clone();
+        let sref = SubRef {
+            key: sub.key.get(),
+            generation: sub.generation,
+            idx,
+        };
+        if self.is_home(&room) {
+            let reply = self.join_at_home(room, self.worker, sref, since);
+            self.apply_joined(reply);
+            Ok(())
+        } else {
+            self.bus
+                .request(BusMsg::Join {
+                    room,
+                    from: self.worker,
+                    sub: sref,
+                    since,
+                })
+                .await
+        }
+    }
+
+    fn join_at_home(
+        &self,
+        room: RoomName,
+        from: usize,
+        sub: SubRef,
+        since: Option<u64>,
+    ) -> JoinReply {
+        match self
+            .home
+            .borrow_mut()
+            .join(&room, from, since, Instant::now())
+        {
+            Ok(j) => JoinReply {
+                room,
+                sub,
+                head: j.head,
+                replay: j.replay,
+                gap: j.gap,
+                refused: false,
+            },
+            Err(_) => JoinReply {
+                room,
+                sub,
+                head: 0,
+                replay: Vec::new(),
+                gap: None,
+                refused: true,
+            },
+        }
+    }
+
+    /// Completes a join on this worker: the gap notice, the replay, then live membership.
+    fn apply_joined(&self, r: JoinReply) {
+        let sub = {
+            let subs = self.subs.borrow();
+            match subs.get(r.sub.key) {
+                Some(s) if s.generation == r.sub.generation => s.clone(),
+                _ => return, // gone meanwhile; its leave is already on the way
+            }
+        };
+        if r.refused {
+            sub.close_with(Closing::Refused);
+            return;
+        }
+        if let Some(g) = &r.gap {
+            sub.push_gap(g);
+        }
+        for p in &r.replay {
+            sub.deliver(p, r.sub.idx);
+        }
+        {
+            let mut rooms = sub.rooms_mut();
+            let slot = &mut rooms[r.sub.idx];
+            if slot.pos < r.head && r.replay.is_empty() && r.gap.is_none() {
+                slot.pos = r.head;
+            }
+        }
+        let key = self.shard.borrow_mut().add(&r.room, sub.clone(), r.sub.idx);
+        sub.rooms_mut()[r.sub.idx].local_key = Some(key);
+    }
+
+    /// Removes a subscriber from every room it is in and from this worker.
+    pub fn remove_subscriber(&self, sub: &Rc<Subscriber>, joined: usize) {
+        let rooms: Vec<(RoomName, Option<usize>)> = sub
+            .rooms()
+            .iter()
+            .map(|r| (r.name.clone(), r.local_key))
+            .collect();
+        for (i, (room, key)) in rooms.into_iter().enumerate() {
+            if let Some(k) = key {
+                self.shard.borrow_mut().remove(&room, k);
+            }
+            if i < joined {
+                self.leave_home(room);
+            }
+        }
+        let key = sub.key.get();
+        let mut subs = self.subs.borrow_mut();
+        if subs.get(key).is_some_and(|s| Rc::ptr_eq(s, sub)) {
+            subs.remove(key);
+        }
+    }
+
+    fn leave_home(&self, room: RoomName) {
+        if self.is_home(&room) {
+            self.home.borrow_mut().leave(&room, self.worker);
+        } else {
+            let bus = self.bus.clone();
+            let from = self.worker;
+            monoio::spawn(async move {
+                let _ = bus.request(BusMsg::Leave { room, from }).await;
+            });
+        }
+    }
+
+    // --------------------------------------------------------------- queries
+
+    pub async fn info(&self, room: RoomName) -> Result<RoomInfo, HubError> {
+        if self.is_home(&room) {
+            return Ok(self.home.borrow_mut().info(&room, Instant::now()));
+        }
+        let (tx, rx) = flume::bounded(1);
+        self.bus.request(BusMsg::Info { room, reply: tx }).await?;
+        rx.recv_async().await.map_err(|_| HubError::Closed)
+    }
+
+    pub async fn history(&self, room: RoomName, since: u64) -> Result<HistoryReply, HubError> {
+        if self.is_home(&room) {
+            return Ok(self.home.borrow_mut().history(&room, since, Instant::now()));
+        }
+        let (tx, rx) = flume::bounded(1);
+        self.bus
+            .request(BusMsg::History {
+                room,
+                since,
+                reply: tx,
+            })
+            .await?;
+        rx.recv_async().await.map_err(|_| HubError::Closed)
+    }
+
+    /// Subscribers of this worker (for the keep-alive tick and drain).
+    pub fn subscribers(&self) -> Vec<Rc<Subscriber>> {
+        self.subs.borrow().iter().map(|(_, s)| s.clone()).collect()
+    }
+
+    /// Rooms this worker is home of, and messages in their histories.
+    pub fn home_stats(&self) -> (usize, usize) {
+        let h = self.home.borrow();
+        (h.len(), h.history_messages())
+    }
+
+    // ----------------------------------------------------------------- tasks
+
+    /// Serves requests addressed to this worker as a home.
+    pub async fn serve_requests(self: Rc<Self>, rx: flume::Receiver<BusMsg>) {
+        while let Ok(msg) = rx.recv_async().await {
+            match msg {
+                BusMsg::Publish {
+                    room,
+                    msg,
+                    group,
+                    reply,
+                } => {
+                    let r = self.publish_at_home(room, msg, group).await;
+                    if let Some(tx) = reply {
+                        let _ = tx.try_send(r);
+                    }
+                }
+                BusMsg::Join {
+                    room,
+                    from,
+                    sub,
+                    since,
+                } => {
+                    let reply = self.join_at_home(room, from, sub, since);
+                    if from == self.worker {
+                        self.apply_joined(reply);
+                    } else if self.bus.deliver(from, BusMsg::Joined(reply)).await.is_err() {
+                        return;
+                    }
+                }
+                BusMsg::Leave { room, from } => self.home.borrow_mut().leave(&room, from),
+                BusMsg::Info { room, reply } => {
+                    let _ = reply.try_send(self.home.borrow_mut().info(&room, Instant::now()));
+                }
+                BusMsg::History { room, since, reply } => {
+                    let _ = reply.try_send(self.home.borrow_mut().history(
+                        &room,
+                        since,
+                        Instant::now(),
+                    ));
+                }
+                _ => log::error!(
+                    "worker {}: a delivery arrived on the request inbox",
+                    self.worker
+                ),
+            }
+        }
+    }
+
+    /// Serves deliveries to this worker's subscribers. Never waits on anything
+    /// but its inbox, so homes that wait for delivery space always progress.
+    pub async fn serve_deliveries(self: Rc<Self>, rx: flume::Receiver<BusMsg>) {
+        while let Ok(msg) = rx.recv_async().await {
+            match msg {
+                BusMsg::Deliver(p) => self.deliver_here(&p),
+                BusMsg::Joined(r) => self.apply_joined(r),
+                BusMsg::ConnRoom { conn, room, join } => self.conn_room(conn, room, join),
+                _ => log::error!(
+                    "worker {}: a request arrived on the delivery inbox",
+                    self.worker
+                ),
+            }
+        }
+    }
+
+    /// The library's join/leave for a connection, by id.
+    fn conn_room(&self, conn: super::ConnId, room: RoomName, join: bool) {
+        let sub = match self.subs.borrow().get(conn.key) {
+            Some(s) if s.generation == conn.generation => s.clone(),
+            _ => return,
+        };
+        let existing = sub.rooms().iter().position(|r| r.name == room);
+        match (join, existing) {
+            (true, None) => {
+                let idx = {
+                    let mut rooms = sub.rooms_mut();
+                    rooms.push(super::subscriber::SubRoom {
+                        name: room.clone(),
+                        pos: 0,
+                        local_key: None,
+                    });
+                    rooms.len() - 1
+                };
+                let sref = SubRef {
+                    key: sub.key.get(),
+                    generation: sub.generation,
+                    idx,
+                };
+                if self.is_home(&room) {
+                    let reply = self.join_at_home(room, self.worker, sref, None);
+                    self.apply_joined(reply);
+                } else {
+                    // The home is elsewhere: ask from a task so this loop never waits.
+                    let (bus, from) = (self.bus.clone(), self.worker);
+                    monoio::spawn(async move {
+                        let req = BusMsg::Join {
+                            room,
+                            from,
+                            sub: sref,
+                            since: None,
+                        };
+                        let _ = bus.request(req).await;
+                    });
+                }
+            }
+            (false, Some(idx)) => {
+                let key = sub.rooms_mut()[idx].local_key.take();
+                if let Some(k) = key {
+                    self.shard.borrow_mut().remove(&room, k);
+                }
+                self.leave_home(room);
+            }
+            _ => {}
+        }
+    }
+
+    /// Every `hub.history_ttl` slice: expire history, remove empty rooms.
+    pub async fn sweep_rooms(self: Rc<Self>, every: Duration) {
+        loop {
+            monoio::time::sleep(every).await;
+            self.home.borrow_mut().sweep(Instant::now());
+        }
+    }
+
+    /// Every `sse.keepalive`: a comment to every stream idle since the last tick.
+    pub async fn keepalive(self: Rc<Self>, every: Duration) {
+        let comment = Bytes::from_static(b": keepalive\n\n");
+        loop {
+            monoio::time::sleep(every).await;
+            for s in self.subscribers() {
+                if s.idle_since_last_tick() && !s.has_queued() {
+                    s.push(comment.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Starts the hub tasks of a worker.
+pub fn spawn_tasks(hub: &Rc<HubLocal>, inbox: Inbox, cfg: &Config) {
+    monoio::spawn(hub.clone().serve_requests(inbox.requests));
+    monoio::spawn(hub.clone().serve_deliveries(inbox.deliveries));
+    let sweep =
+        (cfg.hub.history_ttl.0 / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    monoio::spawn(hub.clone().sweep_rooms(sweep));
+    monoio::spawn(hub.clone().keepalive(cfg.sse.keepalive.0));
+}

@@ -1,0 +1,74 @@
+//! One worker's share of the rooms: `room -> local subscribers`, and the
+//! delivery of a published message to each of them.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use slab::Slab;
+
+use super::subscriber::Subscriber;
+use super::{Published, RoomName};
+
+/// What one delivery did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+/// The local subscribers of every room this worker has connections in.
+#[derive(Default)]
+pub struct LocalRooms {
+    rooms: HashMap<RoomName, Slab<(Rc<Subscriber>, usize)>>,
+}
+
+impl LocalRooms {
+    /// Adds a subscriber (its room index `idx`); returns its key in the room.
+    pub fn add(&mut self, room: &RoomName, sub: Rc<Subscriber>, idx: usize) -> usize {
+        self.rooms
+            .entry(room.clone())
+            .or_default()
+            .insert((sub, idx))
+    }
+
+    /// Removes a subscriber; the room goes when its last local subscriber does.
+    pub fn remove(&mut self, room: &RoomName, key: usize) {
+        if let Some(subs) = self.rooms.get_mut(room) {
+            if subs.contains(key) {
+                subs.remove(key);
+            }
+            if subs.is_empty() {
+                self.rooms.remove(room);
+            }
+        }
+    }
+
+    /// Queues a message on every local subscriber of its room.
+    pub fn deliver(&self, p: &Published) -> Delivered {
+        let mut d = Delivered::default();
+        if let Some(subs) = self.rooms.get(&p.room) {
+            for (_, (sub, idx)) in subs.iter() {
+                if sub.deliver(p, *idx) {
+                    d.delivered += 1;
+                } else {
+                    d.dropped += 1;
+                }
+            }
+        }
+        d
+    }
+
+    /// Local subscribers of a room.
+    pub fn subscribers(&self, room: &str) -> usize {
+        self.rooms.get(room).map_or(0, |s| s.len())
+    }
+
+    /// Rooms with local subscribers.
+    pub fn len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+    }
+}

@@ -1,0 +1,291 @@
+//! One subscriber connection as the hub sees it: its rooms and its position
+//! in each (the resume cursor), and its bounded write queue of shared frames.
+//!
+//! Delivering a message pushes a clone of the shared `Bytes` (a reference
+//! count, not a copy) and kicks the connection's task, which drains the queue
+//! with one vectored write. A subscriber whose queue would pass
+//! `hub.max_queued_bytes` is marked dropped and disconnected; it can resume
+//! from history.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Gap, Published, RoomName};
+use crate::server::event::Signal;
+
+/// How many recent multi-room message groups a subscriber remembers, to receive each once.
+const RECENT_GROUPS: usize = 64;
+
+/// One of a subscriber's rooms.
+#[derive(Debug)]
+pub struct SubRoom {
+    pub name: RoomName,
+    /// The last sequence id received from this room (the room's head at join when not resuming).
+    pub pos: u64,
+    /// Its place in the worker's local room, once the join is complete.
+    pub local_key: Option<usize>,
+}
+
+/// Why a subscriber must close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closing {
+    Open,
+    /// It fell more than `hub.max_queued_bytes` behind.
+    SlowConsumer,
+    /// A room could not be joined (`hub.max_rooms`).
+    Refused,
+}
+
+pub struct Subscriber {
+    pub key: Cell<usize>,
+    pub generation: u32,
+    rooms: RefCell<Vec<SubRoom>>,
+    queue: RefCell<VecDeque<Bytes>>,
+    queued: Cell<usize>,
+    max_queued: usize,
+    closing: Cell<Closing>,
+    pub signal: Rc<Signal>,
+    /// Something was written since the last keep-alive tick.
+    active: Cell<bool>,
+    recent_groups: RefCell<VecDeque<u64>>,
+}
+
+impl Subscriber {
+    pub fn new(
+        rooms: Vec<(RoomName, u64)>,
+        max_queued: usize,
+        signal: Rc<Signal>,
+        generation: u32,
+    ) -> Subscriber {
+        Subscriber {
+            key: Cell::new(usize::MAX),
+            generation,
+            rooms: RefCell::new(
+                rooms
+                    .into_iter()
+                    .map(|(name, pos)| SubRoom {
+                        name,
+                        pos,
+                        local_key: None,
+                    })
+                    .collect(),
+            ),
+            queue: RefCell::new(VecDeque::new()),
+            queued: Cell::new(0),
+            max_queued,
+            closing: Cell::new(Closing::Open),
+            signal,
+            active: Cell::new(false),
+            recent_groups: RefCell::new(VecDeque::new()),
+        }
+    }
+
+    pub fn closing(&self) -> Closing {
+        self.closing.get()
+    }
+
+    pub fn close_with(&self, why: Closing) {
+        if self.closing.get() == Closing::Open {
+            self.closing.set(why);
+            self.queue.borrow_mut().clear();
+            self.queued.set(0);
+        }
+        self.signal.kick();
+    }
+
+    /// The rooms, in the stream's order.
+    pub fn rooms(&self) -> std::cell::Ref<'_, Vec<SubRoom>> {
+        self.rooms.borrow()
+    }
+
+    pub fn rooms_mut(&self) -> std::cell::RefMut<'_, Vec<SubRoom>> {
+        self.rooms.borrow_mut()
+    }
+
+    /// Queues bytes for the connection; false (and closing) when over the limit.
+    pub fn push(&self, b: Bytes) -> bool {
+        if self.closing.get() != Closing::Open {
+            return false;
+        }
+        let n = self.queued.get() + b.len();
+        if n > self.max_queued {
+            self.close_with(Closing::SlowConsumer);
+            return false;
+        }
+        self.queued.set(n);
+        self.queue.borrow_mut().push_back(b);
+        self.signal.kick();
+        true
+    }
+
+    /// Delivers a room message (room `idx` of this subscriber). Messages at
+    /// or before the room position are skipped (no duplicate at the seam
+    /// between history and live). Returns false if the subscriber was dropped.
+    pub fn deliver(&self, p: &Published, idx: usize) -> bool {
+        if self.closing.get() != Closing::Open {
+            return false;
+        }
+        let frame = {
+            let mut rooms = self.rooms.borrow_mut();
+            let Some(r) = rooms.get_mut(idx) else {
+                return true;
+            };
+            if p.seq <= r.pos {
+                return true;
+            }
+            r.pos = p.seq;
+            if p.group != 0 {
+                let mut recent = self.recent_groups.borrow_mut();
+                if recent.contains(&p.group) {
+                    return true; // already received through another room; the cursor moved on anyway
+                }
+                if recent.len() == RECENT_GROUPS {
+                    recent.pop_front();
+                }
+                recent.push_back(p.group);
+            }
+            if rooms.len() == 1 {
+                p.sse.clone()
+            } else {
+                let mut line = BytesMut::with_capacity(8 + 17 * rooms.len());
+                line.extend_from_slice(b"id: ");
+                let mut buf = itoa::Buffer::new();
+                for (i, r) in rooms.iter().enumerate() {
+                    if i > 0 {
+                        line.extend_from_slice(b".");
+                    }
+                    line.extend_from_slice(buf.format(r.pos).as_bytes());
+                }
+                line.extend_from_slice(b"\n");
+                drop(rooms);
+                if !self.push(line.freeze()) {
+                    return false;
+                }
+                p.sse_body()
+            }
+        };
+        self.push(frame)
+    }
+
+    /// Tells the client that part of what it missed is gone (`event: ringcast-gap`).
+    pub fn push_gap(&self, gap: &Gap) -> bool {
+        let data = serde_json::json!({
+            "room": &*gap.room,
+            "since": gap.since,
+            "resume_from": gap.resume_from,
+            "reason": gap.reason,
+        })
+        .to_string();
+        let mut out = BytesMut::new();
+        crate::sse::encode::event(&mut out, None, Some("ringcast-gap"), data.as_bytes());
+        self.push(out.freeze())
+    }
+
+    /// Moves the queued frames out for writing.
+    pub fn take_queue(&self, into: &mut VecDeque<Bytes>) {
+        let mut q = self.queue.borrow_mut();
+        if into.is_empty() {
+            std::mem::swap(&mut *q, into);
+        } else {
+            into.extend(q.drain(..));
+        }
+    }
+
+    /// Frames have left the queue for the socket: `n` bytes are no longer queued.
+    pub fn written(&self, n: usize) {
+        self.queued.set(self.queued.get().saturating_sub(n));
+        self.active.set(true);
+    }
+
+    pub fn has_queued(&self) -> bool {
+        !self.queue.borrow().is_empty()
+    }
+
+    /// For the keep-alive tick: true if nothing was written since the last call.
+    pub fn idle_since_last_tick(&self) -> bool {
+        !self.active.replace(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Message;
+    use std::sync::Arc;
+
+    fn sub(rooms: &[(&str, u64)], max: usize) -> Subscriber {
+        Subscriber::new(
+            rooms.iter().map(|(n, p)| (Arc::from(*n), *p)).collect(),
+            max,
+            Rc::new(Signal::default()),
+            0,
+        )
+    }
+
+    fn drain(s: &Subscriber) -> String {
+        let mut q = VecDeque::new();
+        s.take_queue(&mut q);
+        q.iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    }
+
+    fn msg(room: &str, seq: u64, group: u64, data: &str) -> Published {
+        Published::encode(Arc::from(room), seq, group, Message::new(data.to_string()))
+    }
+
+    #[test]
+    fn single_room_frames_are_the_shared_bytes() {
+        let s = sub(&[("a", 10)], 1 << 20);
+        let p = msg("a", 11, 0, "hi");
+        assert!(s.deliver(&p, 0));
+        let mut q = VecDeque::new();
+        s.take_queue(&mut q);
+        assert_eq!(q.len(), 1);
+        assert_eq!(q[0].as_ptr(), p.sse.as_ptr(), "no copy per subscriber");
+        assert_eq!(&q[0][..], b"id: 11\ndata: hi\n\n");
+    }
+
+    #[test]
+    fn multi_room_id_is_the_cursor() {
+        let s = sub(&[("a", 10), ("b", 20)], 1 << 20);
+        s.deliver(&msg("b", 21, 0, "x"), 1);
+        s.deliver(&msg("a", 11, 0, "y"), 0);
+        assert_eq!(drain(&s), "id: 10.21\ndata: x\n\nid: 11.21\ndata: y\n\n");
+    }
+
+    #[test]
+    fn duplicates_at_the_seam_are_skipped() {
+        let s = sub(&[("a", 10)], 1 << 20);
+        s.deliver(&msg("a", 11, 0, "1"), 0);
+        s.deliver(&msg("a", 11, 0, "1"), 0);
+        s.deliver(&msg("a", 9, 0, "old"), 0);
+        s.deliver(&msg("a", 12, 0, "2"), 0);
+        assert_eq!(drain(&s), "id: 11\ndata: 1\n\nid: 12\ndata: 2\n\n");
+    }
+
+    #[test]
+    fn a_group_arrives_once_but_moves_every_cursor() {
+        let s = sub(&[("a", 10), ("b", 20)], 1 << 20);
+        s.deliver(&msg("a", 11, 7, "once"), 0);
+        s.deliver(&msg("b", 21, 7, "once"), 1);
+        s.deliver(&msg("b", 22, 0, "next"), 1);
+        assert_eq!(
+            drain(&s),
+            "id: 11.20\ndata: once\n\nid: 11.22\ndata: next\n\n"
+        );
+    }
+
+    #[test]
+    fn slow_consumer_is_dropped_at_the_limit() {
+        let s = sub(&[("a", 0)], 40);
+        assert!(s.deliver(&msg("a", 1, 0, "0123456789"), 0)); // 24 bytes
+        assert!(!s.deliver(&msg("a", 2, 0, "0123456789"), 0)); // would be 48
+        assert_eq!(s.closing(), Closing::SlowConsumer);
+        assert!(!s.has_queued(), "its queue is released");
+        assert!(!s.deliver(&msg("a", 3, 0, "x"), 0));
+    }
+}

@@ -1,0 +1,194 @@
+//! One SSE subscriber connection, after its request was accepted: write the
+//! response head and `retry:`, join the rooms (replaying what a resuming
+//! client missed), then write whatever the hub queues, one vectored write per
+//! wake-up, until the client leaves, falls too far behind, or the server
+//! drains (a last `retry:` hint, then close).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+
+use bytes::{Bytes, BytesMut};
+use monoio::net::TcpStream;
+
+use super::encode;
+use crate::hub::subscriber::{Closing, Subscriber};
+use crate::hub::{Message, RoomName};
+use crate::io::{sock, writeq};
+use crate::server::worker::ConnGuard;
+
+/// An accepted SSE request.
+#[derive(Debug, Clone)]
+pub struct SseRequest {
+    /// Rooms in the URL's order, the auto-join room last.
+    pub rooms: Vec<RoomName>,
+    /// Positions to resume after, one per room, from `Last-Event-ID`.
+    pub resume: Option<Vec<u64>>,
+}
+
+/// What the embedding application may send first on every new stream.
+pub type OnConnect = dyn Fn(&SseRequest) -> Vec<Message> + Send + Sync;
+
+/// The response head of every stream.
+pub const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
+Server: ringcast\r\n\
+Content-Type: text/event-stream; charset=utf-8\r\n\
+Cache-Control: no-cache\r\n\
+Connection: keep-alive\r\n\
+X-Accel-Buffering: no\r\n\r\n";
+
+enum Wake {
+    Readable(io::Result<()>),
+    Kicked,
+}
+
+/// Runs the stream until it ends. `out` may hold earlier pipelined responses.
+pub async fn serve(stream: TcpStream, guard: ConnGuard, req: SseRequest, mut out: BytesMut) {
+    let worker = guard.worker.clone();
+    let cfg = &worker.shared.cfg;
+    let hub = worker.hub.clone();
+    let stats = worker.stats.clone();
+    let fd = stream.as_raw_fd();
+    let send_timeout = cfg.http.send_timeout.0;
+
+    out.extend_from_slice(HEAD);
+    encode::retry(&mut out, cfg.sse.retry_ms);
+    if let Some(hook) = &worker.shared.sse_on_connect {
+        for m in hook(&req) {
+            encode::event(&mut out, None, m.event.as_deref(), &m.data);
+        }
+    }
+    if sock::write_all(&stream, &out, send_timeout).await.is_err() {
+        return;
+    }
+    stats.bytes_out.add(out.len() as u64);
+    drop(out);
+
+    let rooms: Vec<(RoomName, u64)> = req
+        .rooms
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.clone(), req.resume.as_ref().map_or(0, |c| c[i])))
+        .collect();
+    let sub = Rc::new(Subscriber::new(
+        rooms,
+        cfg.hub.max_queued_bytes.get(),
+        guard.signal.clone(),
+        hub.next_generation(),
+    ));
+    hub.add_subscriber(&sub);
+    stats.sse_open.inc();
+    let mut joined = 0;
+    for i in 0..req.rooms.len() {
+        let since = req.resume.as_ref().map(|c| c[i]);
+        if hub.join(&sub, i, since).await.is_err() {
+            break;
+        }
+        joined += 1;
+    }
+
+    let end = pump(&stream, &sub, &guard, send_timeout).await;
+    match end {
+        End::SlowConsumer => stats.slow_consumer_drops.inc(),
+        End::Draining => {
+            let mut last = BytesMut::new();
+            encode::retry(&mut last, cfg.sse.retry_ms);
+            let _ = sock::send(fd, &last);
+        }
+        End::Timeout => stats.timeouts.inc(),
+        End::Gone | End::Refused => {}
+    }
+    hub.remove_subscriber(&sub, joined);
+    stats.sse_open.sub(1);
+    if matches!(end, End::Draining | End::SlowConsumer | End::Refused) {
+        sock::linger_close(&stream, std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// Why a stream ended.
+enum End {
+    /// The client closed or the socket failed.
+    Gone,
+    SlowConsumer,
+    Refused,
+    Draining,
+    Timeout,
+}
+
+/// Writes what the hub queues until the stream ends.
+async fn pump(
+    stream: &TcpStream,
+    sub: &Rc<Subscriber>,
+    guard: &ConnGuard,
+    send_timeout: std::time::Duration,
+) -> End {
+    let worker = &guard.worker;
+    let fd = stream.as_raw_fd();
+    let mut pending: VecDeque<Bytes> = VecDeque::new();
+    let mut readable = Box::pin(stream.readable(false));
+    loop {
+        // Write everything queued so far (one vectored write per wake-up).
+        match sub.closing() {
+            Closing::Open => {}
+            Closing::SlowConsumer => return End::SlowConsumer,
+            Closing::Refused => return End::Refused,
+        }
+        sub.take_queue(&mut pending);
+        while !pending.is_empty() {
+            match writeq::write_queue(fd, &mut pending) {
+                Ok(n) => {
+                    sub.written(n);
+                    worker.stats.bytes_out.add(n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(e) = sock::wait_writable(stream, send_timeout).await {
+                        return if e.kind() == io::ErrorKind::TimedOut {
+                            End::Timeout
+                        } else {
+                            End::Gone
+                        };
+                    }
+                    if sub.closing() != Closing::Open {
+                        break;
+                    }
+                    sub.take_queue(&mut pending);
+                }
+                Err(_) => return End::Gone,
+            }
+        }
+        if worker.draining() && !sub.has_queued() {
+            return End::Draining;
+        }
+        if sub.has_queued() {
+            continue;
+        }
+        let wake = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = readable.as_mut().poll(cx) {
+                return Poll::Ready(Wake::Readable(r));
+            }
+            if Pin::new(&mut sub.signal.kicked()).poll(cx).is_ready() {
+                return Poll::Ready(Wake::Kicked);
+            }
+            Poll::Pending
+        })
+        .await;
+        if let Wake::Readable(r) = wake {
+            if r.is_err() {
+                return End::Gone;
+            }
+            // A stream client has nothing to say: end of stream means it left.
+            let mut scratch = BytesMut::new();
+            match sock::recv_into(fd, &mut scratch, 512) {
+                Ok(0) => return End::Gone,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return End::Gone,
+            }
+            readable.set(stream.readable(false));
+        }
+    }
+}
