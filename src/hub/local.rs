@@ -129,7 +129,11 @@ impl HubLocal {
         idx: usize,
         since: Option<u64>,
     ) -> Result<(), HubError> {
-        let room = sub.rooms()[idx].name.clone();
+        let room = {
+            let mut rooms = sub.rooms_mut();
+            rooms[idx].counted = true;
+            rooms[idx].name.clone()
+        };
         let sref = SubRef {
             key: sub.key.get(),
             generation: sub.generation,
@@ -140,14 +144,19 @@ impl HubLocal {
             self.apply_joined(reply);
             Ok(())
         } else {
-            self.bus
+            let sent = self
+                .bus
                 .request(BusMsg::Join {
                     room,
                     from: self.worker,
                     sub: sref,
                     since,
                 })
-                .await
+                .await;
+            if sent.is_err() {
+                sub.rooms_mut()[idx].counted = false;
+            }
+            sent
         }
     }
 
@@ -213,17 +222,23 @@ impl HubLocal {
     }
 
     /// Removes a subscriber from every room it is in and from this worker.
-    pub fn remove_subscriber(&self, sub: &Rc<Subscriber>, joined: usize) {
-        let rooms: Vec<(RoomName, Option<usize>)> = sub
-            .rooms()
-            .iter()
-            .map(|r| (r.name.clone(), r.local_key))
+    pub fn remove_subscriber(&self, sub: &Rc<Subscriber>) {
+        let rooms: Vec<(RoomName, Option<usize>, bool)> = sub
+            .rooms_mut()
+            .iter_mut()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.local_key.take(),
+                    std::mem::take(&mut r.counted),
+                )
+            })
             .collect();
-        for (i, (room, key)) in rooms.into_iter().enumerate() {
+        for (room, key, counted) in rooms {
             if let Some(k) = key {
                 self.shard.borrow_mut().remove(&room, k);
             }
-            if i < joined {
+            if counted {
                 self.leave_home(room);
             }
         }
@@ -355,47 +370,61 @@ impl HubLocal {
             _ => return,
         };
         let existing = sub.rooms().iter().position(|r| r.name == room);
-        match (join, existing) {
-            (true, None) => {
-                let idx = {
-                    let mut rooms = sub.rooms_mut();
-                    rooms.push(super::subscriber::SubRoom {
-                        name: room.clone(),
-                        pos: 0,
-                        local_key: None,
-                    });
-                    rooms.len() - 1
-                };
-                let sref = SubRef {
-                    key: sub.key.get(),
-                    generation: sub.generation,
-                    idx,
-                };
-                if self.is_home(&room) {
-                    let reply = self.join_at_home(room, self.worker, sref, None);
-                    self.apply_joined(reply);
-                } else {
-                    // The home is elsewhere: ask from a task so this loop never waits.
-                    let (bus, from) = (self.bus.clone(), self.worker);
-                    monoio::spawn(async move {
-                        let req = BusMsg::Join {
-                            room,
-                            from,
-                            sub: sref,
-                            since: None,
-                        };
-                        let _ = bus.request(req).await;
-                    });
+        if join {
+            let idx = {
+                let mut rooms = sub.rooms_mut();
+                match existing {
+                    Some(i) if rooms[i].counted => return, // already in it
+                    Some(i) => {
+                        rooms[i].counted = true;
+                        i
+                    }
+                    None => {
+                        rooms.push(super::subscriber::SubRoom {
+                            name: room.clone(),
+                            pos: 0,
+                            local_key: None,
+                            counted: true,
+                        });
+                        rooms.len() - 1
+                    }
                 }
+            };
+            let sref = SubRef {
+                key: sub.key.get(),
+                generation: sub.generation,
+                idx,
+            };
+            if self.is_home(&room) {
+                let reply = self.join_at_home(room, self.worker, sref, None);
+                self.apply_joined(reply);
+            } else {
+                // The home is elsewhere: ask from a task so this loop never waits.
+                let (bus, from) = (self.bus.clone(), self.worker);
+                monoio::spawn(async move {
+                    let req = BusMsg::Join {
+                        room,
+                        from,
+                        sub: sref,
+                        since: None,
+                    };
+                    let _ = bus.request(req).await;
+                });
             }
-            (false, Some(idx)) => {
-                let key = sub.rooms_mut()[idx].local_key.take();
-                if let Some(k) = key {
-                    self.shard.borrow_mut().remove(&room, k);
-                }
+        } else if let Some(idx) = existing {
+            let (key, counted) = {
+                let mut rooms = sub.rooms_mut();
+                (
+                    rooms[idx].local_key.take(),
+                    std::mem::take(&mut rooms[idx].counted),
+                )
+            };
+            if let Some(k) = key {
+                self.shard.borrow_mut().remove(&room, k);
+            }
+            if counted {
                 self.leave_home(room);
             }
-            _ => {}
         }
     }
 

@@ -27,6 +27,8 @@ pub struct SubRoom {
     pub pos: u64,
     /// Its place in the worker's local room, once the join is complete.
     pub local_key: Option<usize>,
+    /// The room's home counts this subscriber (a join was sent and no leave yet).
+    pub counted: bool,
 }
 
 /// Why a subscriber must close.
@@ -70,6 +72,7 @@ impl Subscriber {
                         name,
                         pos,
                         local_key: None,
+                        counted: false,
                     })
                     .collect(),
             ),

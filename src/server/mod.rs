@@ -72,7 +72,7 @@ impl Server {
     /// welcome or the current state. The default binary sends none.
     pub fn on_sse_connect(
         mut self,
-        hook: impl Fn(&crate::sse::stream::SseRequest) -> Vec<crate::hub::Message>
+        hook: impl Fn(&crate::sse::stream::SseConnect<'_>) -> Vec<crate::hub::Message>
             + Send
             + Sync
             + 'static,

@@ -17,7 +17,7 @@ use monoio::net::TcpStream;
 
 use super::encode;
 use crate::hub::subscriber::{Closing, Subscriber};
-use crate::hub::{Message, RoomName};
+use crate::hub::{ConnId, Message, RoomName};
 use crate::io::{sock, writeq};
 use crate::server::worker::ConnGuard;
 
@@ -30,8 +30,16 @@ pub struct SseRequest {
     pub resume: Option<Vec<u64>>,
 }
 
+/// A new stream, as the embedding application's on-connect hook sees it.
+#[derive(Debug, Clone)]
+pub struct SseConnect<'a> {
+    /// The connection, for [`crate::Hub::join`] / [`crate::Hub::leave`].
+    pub id: ConnId,
+    pub request: &'a SseRequest,
+}
+
 /// What the embedding application may send first on every new stream.
-pub type OnConnect = dyn Fn(&SseRequest) -> Vec<Message> + Send + Sync;
+pub type OnConnect = dyn Fn(&SseConnect<'_>) -> Vec<Message> + Send + Sync;
 
 /// The response head of every stream.
 pub const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
@@ -55,19 +63,6 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard, req: SseRequest, mut out
     let fd = stream.as_raw_fd();
     let send_timeout = cfg.http.send_timeout.0;
 
-    out.extend_from_slice(HEAD);
-    encode::retry(&mut out, cfg.sse.retry_ms);
-    if let Some(hook) = &worker.shared.sse_on_connect {
-        for m in hook(&req) {
-            encode::event(&mut out, None, m.event.as_deref(), &m.data);
-        }
-    }
-    if sock::write_all(&stream, &out, send_timeout).await.is_err() {
-        return;
-    }
-    stats.bytes_out.add(out.len() as u64);
-    drop(out);
-
     let rooms: Vec<(RoomName, u64)> = req
         .rooms
         .iter()
@@ -82,13 +77,34 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard, req: SseRequest, mut out
     ));
     hub.add_subscriber(&sub);
     stats.sse_open.inc();
-    let mut joined = 0;
+
+    out.extend_from_slice(HEAD);
+    encode::retry(&mut out, cfg.sse.retry_ms);
+    if let Some(hook) = &worker.shared.sse_on_connect {
+        let info = SseConnect {
+            id: ConnId {
+                worker: worker.id,
+                key: sub.key.get(),
+                generation: sub.generation,
+            },
+            request: &req,
+        };
+        for m in hook(&info) {
+            encode::event(&mut out, None, m.event.as_deref(), &m.data);
+        }
+    }
+    if sock::write_all(&stream, &out, send_timeout).await.is_err() {
+        hub.remove_subscriber(&sub);
+        stats.sse_open.sub(1);
+        return;
+    }
+    stats.bytes_out.add(out.len() as u64);
+    drop(out);
     for i in 0..req.rooms.len() {
         let since = req.resume.as_ref().map(|c| c[i]);
         if hub.join(&sub, i, since).await.is_err() {
             break;
         }
-        joined += 1;
     }
 
     let end = pump(&stream, &sub, &guard, send_timeout).await;
@@ -102,7 +118,7 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard, req: SseRequest, mut out
         End::Timeout => stats.timeouts.inc(),
         End::Gone | End::Refused => {}
     }
-    hub.remove_subscriber(&sub, joined);
+    hub.remove_subscriber(&sub);
     stats.sse_open.sub(1);
     if matches!(end, End::Draining | End::SlowConsumer | End::Refused) {
         sock::linger_close(&stream, std::time::Duration::from_millis(500)).await;
