@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let server = match ringcast::Server::new(cfg).and_then(|s| Ok(s.start())) {
+    let server = match ringcast::Server::new(cfg).map(|s| s.start()) {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             log::error!("cannot start: {e}");

@@ -119,12 +119,14 @@ impl Conn {
 
     async fn wait(&self) -> io::Result<Wake> {
         let (since, limit) = self.deadline();
-        let left = (since + limit).saturating_duration_since(Instant::now());
-        monoio::select! {
+        let signal = &self.guard.signal;
+        signal.set_deadline(Some(since + limit));
+        let wake = monoio::select! {
             r = self.stream.readable(false) => r.map(|_| Wake::Readable),
-            _ = self.guard.signal.kicked() => Ok(Wake::Kicked),
-            _ = monoio::time::sleep(left) => Ok(Wake::Timeout),
-        }
+            _ = signal.kicked() => Ok(if signal.take_expired() { Wake::Timeout } else { Wake::Kicked }),
+        };
+        signal.set_deadline(None);
+        wake
     }
 
     /// Serves requests until the connection closes (`None`) or becomes a stream.
@@ -286,7 +288,6 @@ impl Conn {
                 && (max_requests == 0 || self.served < max_requests);
             let body = &buf[head.head_len..total];
             let action = router::route(&self.worker, &head, body, &mut self.out, keep_alive);
-            drop(head);
             buf.advance(total);
             self.sent_continue = false;
             self.phase = Phase::Idle {

@@ -270,7 +270,10 @@ mod tests {
         max_headers: 4,
     };
 
-    fn p(buf: &[u8]) -> Result<Option<(String, String, u64, bool, usize)>, Rejection> {
+    /// path, query, content length, keep-alive, head length
+    type Summary = (String, String, u64, bool, usize);
+
+    fn p(buf: &[u8]) -> Result<Option<Summary>, Rejection> {
         let mut st = header_storage();
         match parse(buf, &mut st, &L)? {
             Parsed::Complete(h) => Ok(Some((

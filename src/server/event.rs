@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 /// A level-triggered event for a few waiters (accept loop, worker main task).
 #[derive(Default)]
@@ -68,14 +69,40 @@ impl LocalEvent {
     }
 }
 
-/// One connection's wake-up: a flag plus the waker of the connection task.
+/// One connection's wake-up: a flag plus the waker of the connection task,
+/// and the connection's deadline, which the worker's sweeper enforces (so no
+/// connection keeps a timer of its own).
 #[derive(Default)]
 pub struct Signal {
     kicked: Cell<bool>,
     waker: Cell<Option<Waker>>,
+    deadline: Cell<Option<Instant>>,
+    expired: Cell<bool>,
 }
 
 impl Signal {
+    /// Sets (or clears) the instant after which the connection is kicked with "expired".
+    pub fn set_deadline(&self, at: Option<Instant>) {
+        self.deadline.set(at);
+        self.expired.set(false);
+    }
+
+    /// Called by the sweeper: kicks the connection if its deadline has passed.
+    pub fn expire_if_due(&self, now: Instant) {
+        if let Some(d) = self.deadline.get() {
+            if now >= d {
+                self.deadline.set(None);
+                self.expired.set(true);
+                self.kick();
+            }
+        }
+    }
+
+    /// True once after the deadline passed.
+    pub fn take_expired(&self) -> bool {
+        self.expired.replace(false)
+    }
+
     /// Marks the signal and wakes the connection task if it waits.
     pub fn kick(&self) {
         self.kicked.set(true);

@@ -107,6 +107,19 @@ impl Worker {
         }
     }
 
+    /// Enforces connection deadlines: every `tick`, kicks the connections whose deadline passed.
+    async fn sweep_deadlines(self: Rc<Self>, tick: std::time::Duration) {
+        loop {
+            monoio::time::sleep(tick).await;
+            let now = Instant::now();
+            let signals: Vec<Rc<Signal>> =
+                self.conns.borrow().iter().map(|(_, s)| s.clone()).collect();
+            for s in signals {
+                s.expire_if_due(now);
+            }
+        }
+    }
+
     /// Registers a new connection; the returned guard unregisters it when dropped.
     pub fn register(self: &Rc<Self>) -> ConnGuard {
         let signal = Rc::new(Signal::default());
@@ -176,6 +189,17 @@ async fn worker_main(
 ) -> io::Result<()> {
     let worker = Worker::new(id, shared);
     crate::hub::local::spawn_tasks(&worker.hub, inbox, &worker.shared.cfg);
+    let http = &worker.shared.cfg.http;
+    let shortest = http
+        .header_timeout
+        .0
+        .min(http.keepalive_timeout.0)
+        .min(http.body_timeout.0);
+    let tick = (shortest / 8).clamp(
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_millis(250),
+    );
+    monoio::spawn(worker.clone().sweep_deadlines(tick));
     let listener = monoio::net::TcpListener::from_std(listener)?;
     log::info!("worker {id} running on the {} driver", driver.name());
     let acceptor = monoio::spawn(accept_loop(worker.clone(), listener));

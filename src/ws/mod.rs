@@ -1,1 +1,33 @@
-//! WebSocket protocol (RFC 6455, RFC 7692): pure code, no I/O.
+//! WebSocket protocol (RFC 6455, RFC 7692 permessage-deflate) as pure code:
+//! bytes in, events and bytes out, no I/O. The connection runtime feeds read
+//! buffers to a [`Decoder`], appends replies with an [`Encoder`], and answers
+//! the upgrade request with the helpers in [`handshake`].
+//!
+//! - [`frame`]: opcodes, header parsing, frame encoding.
+//! - [`mask`]: masking and unmasking payloads.
+//! - [`utf8`]: incremental UTF-8 validation of text messages.
+//! - [`close`]: close codes and close frame payloads.
+//! - [`handshake`]: the opening handshake (accept key, checks, 101 response).
+//! - [`deflate`]: permessage-deflate negotiation, compression, inflation.
+//! - [`codec`]: the receive state machine and the frame encoder.
+
+pub mod close;
+pub mod codec;
+pub mod deflate;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod utf8;
+
+pub use close::{is_valid_received_close_code, CloseError, CloseFrame};
+pub use codec::{Decoder, DecoderConfig, Encoder, Event};
+pub use deflate::{
+    deflate_frame_once, negotiate, DeflateConfig, DeflateParams, Deflater, Inflater,
+};
+pub use frame::{parse_header, text_frame, FrameHeader, OpCode, ProtocolError};
+pub use handshake::{
+    accept_key, origin_allowed, select_subprotocol, validate_upgrade, write_101_response,
+    HandshakeError, Upgrade,
+};
+pub use mask::{apply_mask, apply_mask_offset};
+pub use utf8::{Utf8Error, Utf8Validator};

@@ -1,0 +1,1036 @@
+//! The server's view of a WebSocket stream: [`Decoder`] turns client bytes
+//! into events (RFC 6455 §5–§8: masking, fragmentation, control frames, UTF-8,
+//! close payloads, size limits, permessage-deflate), and [`Encoder`] appends
+//! server frames to an output buffer.
+//!
+//! The decoder takes whole frames out of the caller's read buffer and never
+//! copies a single-frame uncompressed message: its payload is unmasked in
+//! place and split off as `Bytes`. Limits are checked on the header, so a
+//! frame or message that is too big is refused before its payload is read.
+//!
+//! The encoder only appends: a connection corks everything it produces while
+//! handling one read into one buffer and writes it once.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::close::{
+    parse_close_payload, write_close_payload, CloseError, INVALID_PAYLOAD, MESSAGE_TOO_BIG,
+    PROTOCOL_ERROR,
+};
+use super::deflate::{
+    encode_frame_no_context, DeflateParams, Deflater, InflateError, Inflater, MIN_COMPRESS_LEN,
+};
+use super::frame::{
+    encode_frame, encode_header, parse_header, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD,
+};
+use super::mask::apply_mask;
+use super::utf8::Utf8Validator;
+
+/// Limits and extensions for one connection's receive side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderConfig {
+    /// Largest frame payload accepted (bytes on the wire). The read buffer
+    /// must be able to hold a frame of this size plus its header.
+    pub max_frame_size: usize,
+    /// Largest message accepted, after reassembly and decompression.
+    pub max_message_size: usize,
+    /// permessage-deflate, when negotiated.
+    pub deflate: Option<DeflateParams>,
+}
+
+impl Default for DecoderConfig {
+    fn default() -> DecoderConfig {
+        DecoderConfig {
+            max_frame_size: 1 << 20,
+            max_message_size: 1 << 20,
+            deflate: None,
+        }
+    }
+}
+
+/// What the client sent: a whole message or a control frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A whole text message, reassembled and decompressed; valid UTF-8.
+    Text(Bytes),
+    /// A whole binary message, reassembled and decompressed.
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong(Bytes),
+    /// The client's close frame, validated. Nothing is decoded after it.
+    Close {
+        code: Option<u16>,
+        reason: String,
+    },
+}
+
+/// The receive-side state of one connection.
+pub struct Decoder {
+    cfg: DecoderConfig,
+    /// Text or Binary while a message is being assembled.
+    message: Option<OpCode>,
+    /// The message being assembled is compressed (RSV1 on its first frame).
+    compressed: bool,
+    /// The message so far (decompressed, when compressed).
+    assembled: BytesMut,
+    /// Compressed bytes received for the current message.
+    wire_len: usize,
+    utf8: Utf8Validator,
+    /// Created on the first compressed message. Dropped after each message
+    /// when the client uses no context takeover, so idle connections hold no
+    /// inflate state.
+    inflater: Option<Box<Inflater>>,
+    closed: bool,
+}
+
+const fn fail(code: u16, reason: &'static str) -> CloseError {
+    CloseError::new(code, reason)
+}
+
+fn data_event(opcode: OpCode, data: Bytes) -> Event {
+    if opcode == OpCode::Text {
+        Event::Text(data)
+    } else {
+        Event::Binary(data)
+    }
+}
+
+impl Decoder {
+    pub fn new(cfg: DecoderConfig) -> Decoder {
+        Decoder {
+            cfg,
+            message: None,
+            compressed: false,
+            assembled: BytesMut::new(),
+            wire_len: 0,
+            utf8: Utf8Validator::new(),
+            inflater: None,
+            closed: false,
+        }
+    }
+
+    pub fn config(&self) -> &DecoderConfig {
+        &self.cfg
+    }
+
+    /// A fragmented message has started and not finished.
+    pub fn message_in_progress(&self) -> bool {
+        self.message.is_some()
+    }
+
+    /// The client's close frame has been decoded.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Takes complete frames from the front of `buf` until one completes an
+    /// event. `Ok(None)`: more bytes are needed (an incomplete frame stays in
+    /// `buf` untouched), or the client has closed. `Err`: fail the
+    /// connection with that close code; the decoder must not be used again.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, CloseError> {
+        loop {
+            if self.closed {
+                return Ok(None);
+            }
+            let (header, header_len) = match parse_header(buf) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(fail(PROTOCOL_ERROR, e.reason())),
+            };
+            self.check_header(&header)?;
+            // check_header bounded the length by max_frame_size.
+            let len = header.payload_len as usize;
+            if buf.len() - header_len < len {
+                return Ok(None);
+            }
+            buf.advance(header_len);
+            let mut payload = buf.split_to(len);
+            if let Some(key) = header.mask {
+                apply_mask(&mut payload, key);
+            }
+            if let Some(event) = self.on_frame(&header, payload)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// Every rule that can be judged from the header alone.
+    fn check_header(&self, h: &FrameHeader) -> Result<(), CloseError> {
+        if h.mask.is_none() {
+            return Err(fail(PROTOCOL_ERROR, "client frame is not masked"));
+        }
+        if h.rsv2 || h.rsv3 {
+            return Err(fail(
+                PROTOCOL_ERROR,
+                "RSV2/RSV3 set without a negotiated extension",
+            ));
+        }
+        if h.rsv1 {
+            if self.cfg.deflate.is_none() {
+                return Err(fail(
+                    PROTOCOL_ERROR,
+                    "RSV1 set without a negotiated extension",
+                ));
+            }
+            if !matches!(h.opcode, OpCode::Text | OpCode::Binary) {
+                return Err(fail(
+                    PROTOCOL_ERROR,
+                    "RSV1 set on a frame that does not start a message",
+                ));
+            }
+        }
+        if h.payload_len > self.cfg.max_frame_size as u64 {
+            return Err(fail(MESSAGE_TOO_BIG, "frame exceeds the size limit"));
+        }
+        let len = h.payload_len as usize;
+        match h.opcode {
+            OpCode::Continuation => {
+                if self.message.is_none() {
+                    return Err(fail(
+                        PROTOCOL_ERROR,
+                        "continuation frame without a message to continue",
+                    ));
+                }
+                let so_far = if self.compressed {
+                    self.wire_len
+                } else {
+                    self.assembled.len()
+                };
+                if so_far + len > self.cfg.max_message_size {
+                    return Err(fail(MESSAGE_TOO_BIG, "message exceeds the size limit"));
+                }
+            }
+            OpCode::Text | OpCode::Binary => {
+                if self.message.is_some() {
+                    return Err(fail(
+                        PROTOCOL_ERROR,
+                        "new data frame before the previous message finished",
+                    ));
+                }
+                if len > self.cfg.max_message_size {
+                    return Err(fail(MESSAGE_TOO_BIG, "message exceeds the size limit"));
+                }
+            }
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {}
+        }
+        Ok(())
+    }
+
+    fn on_frame(
+        &mut self,
+        h: &FrameHeader,
+        payload: BytesMut,
+    ) -> Result<Option<Event>, CloseError> {
+        match h.opcode {
+            OpCode::Ping => Ok(Some(Event::Ping(payload.freeze()))),
+            OpCode::Pong => Ok(Some(Event::Pong(payload.freeze()))),
+            OpCode::Close => {
+                let close = parse_close_payload(&payload)?;
+                self.closed = true;
+                Ok(Some(Event::Close {
+                    code: close.code,
+                    reason: close.reason.to_owned(),
+                }))
+            }
+            OpCode::Text | OpCode::Binary if h.fin && !h.rsv1 => {
+                // A whole message in one frame: no copy.
+                if h.opcode == OpCode::Text && std::str::from_utf8(&payload).is_err() {
+                    return Err(fail(INVALID_PAYLOAD, "text message is not valid UTF-8"));
+                }
+                Ok(Some(data_event(h.opcode, payload.freeze())))
+            }
+            OpCode::Text | OpCode::Binary => {
+                self.message = Some(h.opcode);
+                self.compressed = h.rsv1;
+                self.append(&payload, h.fin)
+            }
+            OpCode::Continuation => self.append(&payload, h.fin),
+        }
+    }
+
+    /// Adds a fragment to the message being assembled; the last one yields
+    /// the message.
+    fn append(&mut self, payload: &[u8], fin: bool) -> Result<Option<Event>, CloseError> {
+        let Some(opcode) = self.message else {
+            unreachable!("check_header rejects a continuation without a message");
+        };
+        let text = opcode == OpCode::Text;
+        if self.compressed {
+            let Some(params) = self.cfg.deflate else {
+                unreachable!("check_header rejects RSV1 without deflate");
+            };
+            self.wire_len += payload.len();
+            let inflater = self.inflater.get_or_insert_with(|| {
+                Box::new(Inflater::new(
+                    params.client_max_window_bits,
+                    params.client_no_context_takeover,
+                ))
+            });
+            let start = self.assembled.len();
+            inflater
+                .inflate(payload, fin, &mut self.assembled, self.cfg.max_message_size)
+                .map_err(|e| match e {
+                    InflateError::TooBig => fail(MESSAGE_TOO_BIG, "message exceeds the size limit"),
+                    InflateError::Corrupt => fail(INVALID_PAYLOAD, "invalid compressed data"),
+                })?;
+            if text && self.utf8.feed(&self.assembled[start..]).is_err() {
+                return Err(fail(INVALID_PAYLOAD, "text message is not valid UTF-8"));
+            }
+        } else {
+            if text && self.utf8.feed(payload).is_err() {
+                return Err(fail(INVALID_PAYLOAD, "text message is not valid UTF-8"));
+            }
+            self.assembled.extend_from_slice(payload);
+        }
+        if !fin {
+            return Ok(None);
+        }
+        if text && self.utf8.finish().is_err() {
+            return Err(fail(INVALID_PAYLOAD, "text message is not valid UTF-8"));
+        }
+        if self.compressed
+            && self
+                .cfg
+                .deflate
+                .is_some_and(|p| p.client_no_context_takeover)
+        {
+            self.inflater = None;
+        }
+        self.message = None;
+        self.compressed = false;
+        self.wire_len = 0;
+        let data = std::mem::take(&mut self.assembled).freeze();
+        Ok(Some(data_event(opcode, data)))
+    }
+}
+
+/// The send side of one connection: appends server frames to a buffer.
+pub struct Encoder {
+    deflate: Option<DeflateParams>,
+    /// Only with server context takeover; without it, the worker's shared
+    /// compressor is used and the connection holds none.
+    deflater: Option<Box<Deflater>>,
+}
+
+impl Encoder {
+    pub fn new(deflate: Option<DeflateParams>) -> Encoder {
+        Encoder {
+            deflate,
+            deflater: None,
+        }
+    }
+
+    /// Appends a text message; returns whether it went out compressed.
+    pub fn text(&mut self, text: &str, out: &mut BytesMut) -> bool {
+        self.data(OpCode::Text, text.as_bytes(), out)
+    }
+
+    /// Appends a binary message; returns whether it went out compressed.
+    pub fn binary(&mut self, payload: &[u8], out: &mut BytesMut) -> bool {
+        self.data(OpCode::Binary, payload, out)
+    }
+
+    /// Appends a data message (`Text` payloads must be UTF-8), compressed
+    /// when deflate was negotiated and the payload is worth compressing.
+    pub fn data(&mut self, opcode: OpCode, payload: &[u8], out: &mut BytesMut) -> bool {
+        debug_assert!(matches!(opcode, OpCode::Text | OpCode::Binary));
+        let params = match self.deflate {
+            Some(p) if payload.len() >= MIN_COMPRESS_LEN => p,
+            _ => {
+                encode_frame(opcode, payload, out);
+                return false;
+            }
+        };
+        if params.server_no_context_takeover {
+            return encode_frame_no_context(opcode, payload, params.server_max_window_bits, out);
+        }
+        self.deflater
+            .get_or_insert_with(|| Box::new(Deflater::new(params.server_max_window_bits, false)))
+            .encode_frame(opcode, payload, false, out)
+    }
+
+    /// Appends a ping. Payloads over 125 bytes are cut to 125.
+    pub fn ping(&self, payload: &[u8], out: &mut BytesMut) {
+        debug_assert!(payload.len() <= MAX_CONTROL_PAYLOAD);
+        encode_frame(
+            OpCode::Ping,
+            &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)],
+            out,
+        );
+    }
+
+    /// Appends a pong (echo the ping's payload). Payloads over 125 bytes are
+    /// cut to 125.
+    pub fn pong(&self, payload: &[u8], out: &mut BytesMut) {
+        debug_assert!(payload.len() <= MAX_CONTROL_PAYLOAD);
+        encode_frame(
+            OpCode::Pong,
+            &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)],
+            out,
+        );
+    }
+
+    /// Appends a close frame: empty for `None`, else the code and the reason
+    /// cut to fit in 125 bytes.
+    pub fn close(&self, code: Option<u16>, reason: &str, out: &mut BytesMut) {
+        let len = match code {
+            None => 0,
+            Some(_) => 2 + super::close::truncate_reason(reason).len(),
+        };
+        encode_header(true, false, OpCode::Close, len as u64, out);
+        write_close_payload(code, reason, out);
+    }
+
+    /// Appends the close frame that fails the connection for `err`.
+    pub fn close_error(&self, err: &CloseError, out: &mut BytesMut) {
+        self.close(Some(err.code), err.reason, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Incompressible bytes (xorshift64).
+    fn noise(len: usize) -> Vec<u8> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+    use crate::ws::frame::encode_masked_frame;
+
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    fn frame(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        frame_rsv(fin, false, opcode, payload)
+    }
+
+    fn frame_rsv(fin: bool, rsv1: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        encode_masked_frame(fin, rsv1, opcode, payload, KEY, &mut out);
+        out.to_vec()
+    }
+
+    fn decoder() -> Decoder {
+        Decoder::new(DecoderConfig::default())
+    }
+
+    fn deflate_decoder(client_no_context_takeover: bool) -> Decoder {
+        Decoder::new(DecoderConfig {
+            deflate: Some(DeflateParams {
+                client_no_context_takeover,
+                server_no_context_takeover: true,
+                ..DeflateParams::default()
+            }),
+            ..DecoderConfig::default()
+        })
+    }
+
+    /// Decodes every event in `bytes`, stopping at the first error.
+    fn decode_all(d: &mut Decoder, bytes: &[u8]) -> Result<Vec<Event>, CloseError> {
+        let mut buf = BytesMut::from(bytes);
+        let mut events = Vec::new();
+        while let Some(e) = d.decode(&mut buf)? {
+            events.push(e);
+        }
+        Ok(events)
+    }
+
+    fn err_code(bytes: &[u8]) -> u16 {
+        decode_all(&mut decoder(), bytes).unwrap_err().code
+    }
+
+    fn text(s: &str) -> Event {
+        Event::Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    #[test]
+    fn single_text_frame() {
+        let events = decode_all(&mut decoder(), &frame(true, OpCode::Text, b"Hello")).unwrap();
+        assert_eq!(events, vec![text("Hello")]);
+        // The RFC's masked "Hello" byte for byte.
+        let rfc = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(
+            decode_all(&mut decoder(), &rfc).unwrap(),
+            vec![text("Hello")]
+        );
+    }
+
+    #[test]
+    fn single_frame_message_is_not_copied() {
+        let mut buf = BytesMut::from(&frame(true, OpCode::Binary, &[5u8; 300])[..]);
+        let base = buf.as_ptr() as usize;
+        let end = base + buf.len();
+        let Some(Event::Binary(data)) = decoder().decode(&mut buf).unwrap() else {
+            panic!("expected a binary message");
+        };
+        let at = data.as_ptr() as usize;
+        assert!(at >= base && at + data.len() <= end, "payload was copied");
+        assert_eq!(&data[..], &[5u8; 300][..]);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn empty_messages() {
+        let bytes = cat(&[
+            frame(true, OpCode::Text, b""),
+            frame(true, OpCode::Binary, b""),
+        ]);
+        assert_eq!(
+            decode_all(&mut decoder(), &bytes).unwrap(),
+            vec![Event::Text(Bytes::new()), Event::Binary(Bytes::new())]
+        );
+    }
+
+    #[test]
+    fn length_boundaries_byte_by_byte() {
+        for len in [0usize, 1, 125, 126, 127, 65535, 65536, 70000] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let wire = frame(true, OpCode::Binary, &payload);
+            let mut d = decoder();
+            let mut buf = BytesMut::new();
+            // Every prefix shorter than the frame yields nothing and consumes nothing.
+            let step = if len > 1000 { 997 } else { 1 };
+            let mut fed = 0;
+            while fed + step < wire.len() {
+                buf.extend_from_slice(&wire[fed..fed + step]);
+                fed += step;
+                assert_eq!(d.decode(&mut buf).unwrap(), None, "len {len} fed {fed}");
+                assert_eq!(buf.len(), fed);
+            }
+            buf.extend_from_slice(&wire[fed..]);
+            let event = d.decode(&mut buf).unwrap();
+            assert_eq!(
+                event,
+                Some(Event::Binary(Bytes::from(payload))),
+                "len {len}"
+            );
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn header_split_at_every_byte() {
+        let wire = frame(true, OpCode::Text, &[b'a'; 300]);
+        for cut in 0..wire.len() {
+            let mut d = decoder();
+            let mut buf = BytesMut::from(&wire[..cut]);
+            assert_eq!(d.decode(&mut buf).unwrap(), None);
+            buf.extend_from_slice(&wire[cut..]);
+            assert!(matches!(d.decode(&mut buf).unwrap(), Some(Event::Text(t)) if t.len() == 300));
+        }
+    }
+
+    #[test]
+    fn several_frames_in_one_buffer_come_out_one_by_one() {
+        let bytes = cat(&[
+            frame(true, OpCode::Text, b"one"),
+            frame(true, OpCode::Ping, b"p"),
+            frame(true, OpCode::Binary, b"two"),
+        ]);
+        let mut d = decoder();
+        let mut buf = BytesMut::from(&bytes[..]);
+        assert_eq!(d.decode(&mut buf).unwrap(), Some(text("one")));
+        assert_eq!(
+            d.decode(&mut buf).unwrap(),
+            Some(Event::Ping(Bytes::from_static(b"p")))
+        );
+        assert_eq!(
+            d.decode(&mut buf).unwrap(),
+            Some(Event::Binary(Bytes::from_static(b"two")))
+        );
+        assert_eq!(d.decode(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn fragmented_message_with_interleaved_control_frames() {
+        let bytes = cat(&[
+            frame(false, OpCode::Text, b"Hel"),
+            frame(true, OpCode::Ping, b"are you there"),
+            frame(false, OpCode::Continuation, b"lo "),
+            frame(true, OpCode::Pong, b""),
+            frame(false, OpCode::Continuation, b""),
+            frame(true, OpCode::Continuation, "wörld".as_bytes()),
+        ]);
+        let mut d = decoder();
+        let events = decode_all(&mut d, &bytes).unwrap();
+        assert_eq!(
+            events,
+            vec![
+                Event::Ping(Bytes::from_static(b"are you there")),
+                Event::Pong(Bytes::new()),
+                text("Hello wörld"),
+            ]
+        );
+        assert!(!d.message_in_progress());
+    }
+
+    #[test]
+    fn fragmented_binary_then_another_message() {
+        let bytes = cat(&[
+            frame(false, OpCode::Binary, &[1, 2]),
+            frame(true, OpCode::Continuation, &[3]),
+            frame(true, OpCode::Text, b"next"),
+        ]);
+        assert_eq!(
+            decode_all(&mut decoder(), &bytes).unwrap(),
+            vec![Event::Binary(Bytes::from_static(&[1, 2, 3])), text("next")]
+        );
+    }
+
+    #[test]
+    fn unmasked_client_frame_is_1002() {
+        assert_eq!(err_code(&[0x81, 0x02, b'h', b'i']), 1002);
+    }
+
+    #[test]
+    fn reserved_bits_without_extension_are_1002() {
+        for b0 in [0xC1u8, 0xA1, 0x91] {
+            let mut f = frame(true, OpCode::Text, b"x");
+            f[0] = b0;
+            assert_eq!(err_code(&f), 1002, "first byte {b0:#x}");
+        }
+    }
+
+    #[test]
+    fn rsv1_rules_with_deflate() {
+        // Allowed on the first frame of a data message only.
+        for bad in [
+            cat(&[
+                frame(false, OpCode::Text, b"a"),
+                frame_rsv(true, true, OpCode::Continuation, b"b"),
+            ]),
+            frame_rsv(true, true, OpCode::Ping, b""),
+            frame_rsv(true, true, OpCode::Close, &[0x03, 0xE8]),
+        ] {
+            assert_eq!(
+                decode_all(&mut deflate_decoder(true), &bad)
+                    .unwrap_err()
+                    .code,
+                1002
+            );
+        }
+        // RSV2 stays reserved.
+        let mut f = frame(true, OpCode::Text, b"x");
+        f[0] |= 0x20;
+        assert_eq!(
+            decode_all(&mut deflate_decoder(true), &f).unwrap_err().code,
+            1002
+        );
+    }
+
+    #[test]
+    fn reserved_opcodes_are_1002() {
+        for op in [3u8, 4, 5, 6, 7, 11, 12, 13, 14, 15] {
+            let mut f = frame(true, OpCode::Binary, b"");
+            f[0] = 0x80 | op;
+            assert_eq!(err_code(&f), 1002, "opcode {op}");
+        }
+    }
+
+    #[test]
+    fn control_frame_rules_are_1002() {
+        // Fragmented ping (FIN clear), masked with a zero key.
+        assert_eq!(err_code(&[0x09, 0x80, 0, 0, 0, 0]), 1002);
+        // 126-byte ping: the header alone is refused.
+        assert_eq!(err_code(&[0x89, 0xFE, 0x00, 0x7E]), 1002);
+        // Fragmented close with a valid payload.
+        assert_eq!(err_code(&[0x08, 0x82, 0, 0, 0, 0, 0x03, 0xE8]), 1002);
+        // 125 is the most a control frame may carry.
+        let f = frame(true, OpCode::Ping, &[9u8; 125]);
+        assert_eq!(
+            decode_all(&mut decoder(), &f).unwrap(),
+            vec![Event::Ping(Bytes::from(vec![9u8; 125]))]
+        );
+    }
+
+    #[test]
+    fn continuation_without_message_is_1002() {
+        assert_eq!(err_code(&frame(true, OpCode::Continuation, b"x")), 1002);
+        assert_eq!(err_code(&frame(false, OpCode::Continuation, b"x")), 1002);
+        // Also after a message has been completed.
+        let bytes = cat(&[
+            frame(true, OpCode::Text, b"a"),
+            frame(true, OpCode::Continuation, b"b"),
+        ]);
+        let mut d = decoder();
+        let mut buf = BytesMut::from(&bytes[..]);
+        assert_eq!(d.decode(&mut buf).unwrap(), Some(text("a")));
+        assert_eq!(d.decode(&mut buf).unwrap_err().code, 1002);
+    }
+
+    #[test]
+    fn new_data_frame_inside_a_message_is_1002() {
+        for op in [OpCode::Text, OpCode::Binary] {
+            let bytes = cat(&[frame(false, OpCode::Text, b"a"), frame(true, op, b"b")]);
+            assert_eq!(err_code(&bytes), 1002);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_single_frame_is_1007() {
+        assert_eq!(
+            err_code(&frame(
+                true,
+                OpCode::Text,
+                b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited"
+            )),
+            1007
+        );
+        // Binary is not checked.
+        assert!(decode_all(&mut decoder(), &frame(true, OpCode::Binary, b"\xff")).is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_fails_on_the_fragment_not_the_end() {
+        // Only the first fragment has arrived; it is already impossible.
+        let first = frame(false, OpCode::Text, b"ok \xf4\x90");
+        let mut buf = BytesMut::from(&first[..]);
+        assert_eq!(decoder().decode(&mut buf).unwrap_err().code, 1007);
+        // A truncated sequence at a fragment boundary is fine until the end.
+        let bytes = cat(&[
+            frame(false, OpCode::Text, b"\xe2\x82"),
+            frame(true, OpCode::Continuation, b"\xac!"),
+        ]);
+        assert_eq!(
+            decode_all(&mut decoder(), &bytes).unwrap(),
+            vec![text("€!")]
+        );
+        let bytes = cat(&[
+            frame(false, OpCode::Text, b"a"),
+            frame(true, OpCode::Continuation, b"\xe2\x82"),
+        ]);
+        assert_eq!(err_code(&bytes), 1007);
+    }
+
+    #[test]
+    fn close_frames() {
+        let mut d = decoder();
+        let bytes = cat(&[
+            frame(true, OpCode::Close, b"\x03\xe8bye"),
+            frame(true, OpCode::Text, b"late"),
+        ]);
+        let mut buf = BytesMut::from(&bytes[..]);
+        assert_eq!(
+            d.decode(&mut buf).unwrap(),
+            Some(Event::Close {
+                code: Some(1000),
+                reason: "bye".into()
+            })
+        );
+        assert!(d.is_closed());
+        // Nothing after the close frame is decoded.
+        assert_eq!(d.decode(&mut buf).unwrap(), None);
+        assert_eq!(
+            decode_all(&mut decoder(), &frame(true, OpCode::Close, b"")).unwrap(),
+            vec![Event::Close {
+                code: None,
+                reason: String::new()
+            }]
+        );
+        assert_eq!(err_code(&frame(true, OpCode::Close, &[0x03])), 1002);
+        assert_eq!(
+            err_code(&frame(true, OpCode::Close, &1005u16.to_be_bytes())),
+            1002
+        );
+        assert_eq!(
+            err_code(&frame(true, OpCode::Close, &999u16.to_be_bytes())),
+            1002
+        );
+        assert_eq!(err_code(&frame(true, OpCode::Close, b"\x03\xe8\xff")), 1007);
+        // A close may come between fragments.
+        let bytes = cat(&[
+            frame(false, OpCode::Text, b"a"),
+            frame(true, OpCode::Close, b"\x0f\xa0"),
+        ]);
+        assert_eq!(
+            decode_all(&mut decoder(), &bytes).unwrap(),
+            vec![Event::Close {
+                code: Some(4000),
+                reason: String::new()
+            }]
+        );
+    }
+
+    fn limited(max_frame_size: usize, max_message_size: usize) -> Decoder {
+        Decoder::new(DecoderConfig {
+            max_frame_size,
+            max_message_size,
+            deflate: None,
+        })
+    }
+
+    #[test]
+    fn oversized_frame_is_1009_from_the_header_alone() {
+        let f = frame(true, OpCode::Binary, &[0u8; 1001]);
+        let mut buf = BytesMut::from(&f[..8]); // 2 + 2 + 4: header only.
+        assert_eq!(
+            limited(1000, 10_000).decode(&mut buf).unwrap_err().code,
+            1009
+        );
+        // A 64-bit length announcing far more than any limit.
+        let mut buf = BytesMut::from(&[0x82u8, 0xFF, 0, 0, 0x10, 0, 0, 0, 0, 0, 1, 2, 3, 4][..]);
+        assert_eq!(decoder().decode(&mut buf).unwrap_err().code, 1009);
+        // Exactly at the limit is fine.
+        let f = frame(true, OpCode::Binary, &[0u8; 1000]);
+        assert!(decode_all(&mut limited(1000, 1000), &f).is_ok());
+    }
+
+    #[test]
+    fn oversized_message_is_1009_at_the_fragment_that_overflows() {
+        let first = frame(false, OpCode::Text, &[b'a'; 600]);
+        let second = frame(true, OpCode::Continuation, &[b'b'; 600]);
+        let mut d = limited(1000, 1000);
+        let mut buf = BytesMut::from(&first[..]);
+        assert_eq!(d.decode(&mut buf).unwrap(), None);
+        buf.extend_from_slice(&second[..8]); // header of the second fragment only
+        assert_eq!(d.decode(&mut buf).unwrap_err().code, 1009);
+        // A single frame over the message limit.
+        let f = frame(true, OpCode::Text, &[b'a'; 600]);
+        assert_eq!(
+            decode_all(&mut limited(1000, 500), &f).unwrap_err().code,
+            1009
+        );
+        // Fragments adding up to exactly the limit are fine.
+        let bytes = cat(&[
+            frame(false, OpCode::Text, &[b'a'; 500]),
+            frame(true, OpCode::Continuation, &[b'b'; 500]),
+        ]);
+        assert!(decode_all(&mut limited(1000, 1000), &bytes).is_ok());
+    }
+
+    fn client_deflate(msg: &[u8], context_takeover: Option<&mut Deflater>) -> BytesMut {
+        let mut c = BytesMut::new();
+        match context_takeover {
+            Some(d) => d.compress_into(msg, &mut c),
+            None => Deflater::new(15, true).compress_into(msg, &mut c),
+        }
+        c
+    }
+
+    #[test]
+    fn compressed_single_frame() {
+        let msg = "ringcast room message ".repeat(50);
+        let c = client_deflate(msg.as_bytes(), None);
+        assert!(c.len() < msg.len());
+        let events = decode_all(
+            &mut deflate_decoder(true),
+            &frame_rsv(true, true, OpCode::Text, &c),
+        )
+        .unwrap();
+        assert_eq!(events, vec![text(&msg)]);
+        // The RFC's compressed "Hello".
+        let f = frame_rsv(
+            true,
+            true,
+            OpCode::Text,
+            &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00],
+        );
+        assert_eq!(
+            decode_all(&mut deflate_decoder(true), &f).unwrap(),
+            vec![text("Hello")]
+        );
+        // Uncompressed messages still pass through.
+        let f = frame(true, OpCode::Text, b"plain");
+        assert_eq!(
+            decode_all(&mut deflate_decoder(true), &f).unwrap(),
+            vec![text("plain")]
+        );
+    }
+
+    #[test]
+    fn compressed_fragmented_with_interleaved_ping() {
+        let msg = "fragmented ünïcödé deflate ".repeat(40);
+        let c = client_deflate(msg.as_bytes(), None);
+        let (a, rest) = c.split_at(c.len() / 3);
+        let (b, z) = rest.split_at(rest.len() / 2);
+        let bytes = cat(&[
+            frame_rsv(false, true, OpCode::Text, a),
+            frame(true, OpCode::Ping, b"!"),
+            frame(false, OpCode::Continuation, b),
+            frame(true, OpCode::Continuation, z),
+        ]);
+        assert_eq!(
+            decode_all(&mut deflate_decoder(true), &bytes).unwrap(),
+            vec![Event::Ping(Bytes::from_static(b"!")), text(&msg)]
+        );
+    }
+
+    #[test]
+    fn compressed_with_client_context_takeover() {
+        let mut client = Deflater::new(15, false);
+        let msg = b"the same message, twice over, compressed against itself";
+        let first = client_deflate(msg, Some(&mut client));
+        let second = client_deflate(msg, Some(&mut client));
+        assert!(second.len() < first.len());
+        let bytes = cat(&[
+            frame_rsv(true, true, OpCode::Binary, &first),
+            frame_rsv(true, true, OpCode::Binary, &second),
+        ]);
+        let mut d = deflate_decoder(false);
+        let events = decode_all(&mut d, &bytes).unwrap();
+        assert_eq!(events, vec![Event::Binary(Bytes::from_static(msg)); 2]);
+        // A decoder that dropped its context between messages could not read
+        // the second one.
+        let r = decode_all(&mut deflate_decoder(true), &bytes);
+        assert!(r.map_or(true, |ev| ev.len() < 2
+            || ev[1] != Event::Binary(Bytes::from_static(msg))));
+    }
+
+    #[test]
+    fn compressed_zip_bomb_is_1009() {
+        let zeros = vec![0u8; 10 * 1024 * 1024];
+        let c = client_deflate(&zeros, None);
+        let mut d = Decoder::new(DecoderConfig {
+            max_frame_size: 1 << 20,
+            max_message_size: 1 << 20,
+            deflate: Some(DeflateParams::default()),
+        });
+        let f = frame_rsv(true, true, OpCode::Binary, &c);
+        assert!(f.len() < 1 << 20);
+        assert_eq!(decode_all(&mut d, &f).unwrap_err().code, 1009);
+    }
+
+    #[test]
+    fn compressed_invalid_utf8_and_corrupt_data_are_1007() {
+        let c = client_deflate(b"valid start then \xed\xa0\x80 a surrogate", None);
+        let f = frame_rsv(true, true, OpCode::Text, &c);
+        assert_eq!(
+            decode_all(&mut deflate_decoder(true), &f).unwrap_err().code,
+            1007
+        );
+        let f = frame_rsv(true, true, OpCode::Text, &[0xff, 0xff, 0xff]);
+        assert_eq!(
+            decode_all(&mut deflate_decoder(true), &f).unwrap_err().code,
+            1007
+        );
+    }
+
+    #[test]
+    fn compressed_wire_size_counts_against_the_message_limit() {
+        let noisy = noise(3000);
+        let c = client_deflate(&noisy, None);
+        let (a, b) = c.split_at(c.len() / 2);
+        let mut d = Decoder::new(DecoderConfig {
+            max_frame_size: 4000,
+            max_message_size: c.len() - 1,
+            deflate: Some(DeflateParams::default()),
+        });
+        let mut buf = BytesMut::from(&frame_rsv(false, true, OpCode::Binary, a)[..]);
+        assert_eq!(d.decode(&mut buf).unwrap(), None);
+        // The second fragment's header alone pushes the wire size over.
+        let second = frame(true, OpCode::Continuation, b);
+        buf.extend_from_slice(&second[..8]);
+        assert_eq!(d.decode(&mut buf).unwrap_err().code, 1009);
+    }
+
+    fn parse_frames(mut wire: &[u8]) -> Vec<(FrameHeader, Vec<u8>)> {
+        let mut frames = Vec::new();
+        while !wire.is_empty() {
+            let (h, n) = parse_header(wire).unwrap().unwrap();
+            let end = n + h.payload_len as usize;
+            frames.push((h, wire[n..end].to_vec()));
+            wire = &wire[end..];
+        }
+        frames
+    }
+
+    #[test]
+    fn encoder_corks_frames_into_one_buffer() {
+        let mut e = Encoder::new(None);
+        let mut out = BytesMut::new();
+        assert!(!e.text("hello", &mut out));
+        e.binary(&[1, 2, 3], &mut out);
+        e.ping(b"p", &mut out);
+        e.pong(b"q", &mut out);
+        e.close(Some(1000), "bye", &mut out);
+        e.close(None, "ignored", &mut out);
+        e.close_error(&CloseError::new(1009, "too big"), &mut out);
+        let frames = parse_frames(&out);
+        let summary: Vec<(OpCode, Vec<u8>)> =
+            frames.iter().map(|(h, p)| (h.opcode, p.clone())).collect();
+        assert_eq!(
+            summary,
+            vec![
+                (OpCode::Text, b"hello".to_vec()),
+                (OpCode::Binary, vec![1, 2, 3]),
+                (OpCode::Ping, b"p".to_vec()),
+                (OpCode::Pong, b"q".to_vec()),
+                (OpCode::Close, b"\x03\xe8bye".to_vec()),
+                (OpCode::Close, vec![]),
+                (OpCode::Close, b"\x03\xf1too big".to_vec()),
+            ]
+        );
+        assert!(frames
+            .iter()
+            .all(|(h, _)| h.fin && !h.rsv1 && h.mask.is_none()));
+        assert_eq!(&out[..7], &[0x81, 0x05, b'h', b'e', b'l', b'l', b'o']);
+    }
+
+    #[test]
+    fn encoder_close_reason_is_cut_to_fit() {
+        let mut out = BytesMut::new();
+        Encoder::new(None).close(Some(1001), &"x".repeat(300), &mut out);
+        let frames = parse_frames(&out);
+        assert_eq!(frames[0].1.len(), 125);
+        assert_eq!(&out[..2], &[0x88, 125]);
+    }
+
+    fn inflate(payload: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        Inflater::new(15, false)
+            .inflate(payload, true, &mut out, 1 << 20)
+            .unwrap();
+        out.to_vec()
+    }
+
+    #[test]
+    fn encoder_compresses_when_negotiated() {
+        let msg = "a room message that repeats, a room message that repeats".repeat(10);
+        let params = DeflateParams {
+            server_no_context_takeover: true,
+            ..DeflateParams::default()
+        };
+        let mut e = Encoder::new(Some(params));
+        let mut out = BytesMut::new();
+        assert!(e.text(&msg, &mut out));
+        assert!(!e.text("tiny", &mut out));
+        let frames = parse_frames(&out);
+        assert!(frames[0].0.rsv1);
+        assert_eq!(inflate(&frames[0].1), msg.as_bytes());
+        assert!(!frames[1].0.rsv1);
+        assert_eq!(frames[1].1, b"tiny");
+        // Shared no-context frames are identical to the room helper's.
+        let room = crate::ws::deflate::deflate_frame_once(OpCode::Text, msg.as_bytes(), 15);
+        assert_eq!(&out[..room.len()], &room[..]);
+    }
+
+    #[test]
+    fn encoder_with_server_context_takeover_keeps_state() {
+        let msg = "a message the client will see twice in a row";
+        let mut e = Encoder::new(Some(DeflateParams::default()));
+        let mut out = BytesMut::new();
+        assert!(e.text(msg, &mut out));
+        assert!(e.text(msg, &mut out));
+        let frames = parse_frames(&out);
+        assert!(frames[1].1.len() < frames[0].1.len());
+        let mut client = Inflater::new(15, false);
+        for (_, payload) in &frames {
+            let mut plain = BytesMut::new();
+            client.inflate(payload, true, &mut plain, 1 << 20).unwrap();
+            assert_eq!(&plain[..], msg.as_bytes());
+        }
+    }
+}
