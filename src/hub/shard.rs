@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use slab::Slab;
 
-use super::subscriber::Subscriber;
+use super::subscriber::{CursorCache, Subscriber};
 use super::{Published, RoomName};
 
 /// What one delivery did.
@@ -47,8 +47,9 @@ impl LocalRooms {
     pub fn deliver(&self, p: &Published) -> Delivered {
         let mut d = Delivered::default();
         if let Some(subs) = self.rooms.get(&p.room) {
+            let mut cache = CursorCache::default();
             for (_, (sub, idx)) in subs.iter() {
-                if sub.deliver(p, *idx) {
+                if sub.deliver_with(p, *idx, &mut cache) {
                     d.delivered += 1;
                 } else {
                     d.dropped += 1;

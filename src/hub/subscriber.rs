@@ -41,6 +41,38 @@ pub enum Closing {
     Refused,
 }
 
+/// The last cursor line built during one delivery, reused while positions repeat.
+#[derive(Default)]
+pub struct CursorCache {
+    positions: Vec<u64>,
+    line: Option<Bytes>,
+}
+
+impl CursorCache {
+    /// The `id:` line for these rooms' positions.
+    fn line(&mut self, rooms: &[SubRoom]) -> Bytes {
+        let same = self.line.is_some()
+            && self.positions.len() == rooms.len()
+            && self.positions.iter().zip(rooms).all(|(a, r)| *a == r.pos);
+        if !same {
+            self.positions.clear();
+            self.positions.extend(rooms.iter().map(|r| r.pos));
+            let mut line = BytesMut::with_capacity(8 + 17 * rooms.len());
+            line.extend_from_slice(b"id: ");
+            let mut buf = itoa::Buffer::new();
+            for (i, r) in rooms.iter().enumerate() {
+                if i > 0 {
+                    line.extend_from_slice(b".");
+                }
+                line.extend_from_slice(buf.format(r.pos).as_bytes());
+            }
+            line.extend_from_slice(b"\n");
+            self.line = Some(line.freeze());
+        }
+        self.line.clone().expect("set above")
+    }
+}
+
 pub struct Subscriber {
     pub key: Cell<usize>,
     pub generation: u32,
@@ -108,8 +140,17 @@ impl Subscriber {
         self.rooms.borrow_mut()
     }
 
-    /// Queues bytes for the connection; false (and closing) when over the limit.
+    /// Queues bytes for the connection and wakes it; false (and closing) when over the limit.
     pub fn push(&self, b: Bytes) -> bool {
+        let ok = self.enqueue(b);
+        if ok {
+            self.signal.kick();
+        }
+        ok
+    }
+
+    /// Queues without waking (the caller kicks once after several frames).
+    fn enqueue(&self, b: Bytes) -> bool {
         if self.closing.get() != Closing::Open {
             return false;
         }
@@ -120,7 +161,6 @@ impl Subscriber {
         }
         self.queued.set(n);
         self.queue.borrow_mut().push_back(b);
-        self.signal.kick();
         true
     }
 
@@ -128,10 +168,16 @@ impl Subscriber {
     /// or before the room position are skipped (no duplicate at the seam
     /// between history and live). Returns false if the subscriber was dropped.
     pub fn deliver(&self, p: &Published, idx: usize) -> bool {
+        self.deliver_with(p, idx, &mut CursorCache::default())
+    }
+
+    /// [`Subscriber::deliver`] sharing cursor lines between subscribers whose
+    /// positions are equal (one `Bytes` for all of them, not one each).
+    pub fn deliver_with(&self, p: &Published, idx: usize, cache: &mut CursorCache) -> bool {
         if self.closing.get() != Closing::Open {
             return false;
         }
-        let frame = {
+        let line = {
             let mut rooms = self.rooms.borrow_mut();
             let Some(r) = rooms.get_mut(idx) else {
                 return true;
@@ -151,26 +197,21 @@ impl Subscriber {
                 recent.push_back(p.group);
             }
             if rooms.len() == 1 {
-                p.sse.clone()
+                None
             } else {
-                let mut line = BytesMut::with_capacity(8 + 17 * rooms.len());
-                line.extend_from_slice(b"id: ");
-                let mut buf = itoa::Buffer::new();
-                for (i, r) in rooms.iter().enumerate() {
-                    if i > 0 {
-                        line.extend_from_slice(b".");
-                    }
-                    line.extend_from_slice(buf.format(r.pos).as_bytes());
-                }
-                line.extend_from_slice(b"\n");
-                drop(rooms);
-                if !self.push(line.freeze()) {
-                    return false;
-                }
-                p.sse_body()
+                Some(cache.line(&rooms))
             }
         };
-        self.push(frame)
+        match line {
+            None => self.push(p.sse.clone()),
+            Some(line) => {
+                let ok = self.enqueue(line) && self.enqueue(p.sse_body());
+                if ok {
+                    self.signal.kick();
+                }
+                ok
+            }
+        }
     }
 
     /// Tells the client that part of what it missed is gone (`event: ringcast-gap`).
@@ -258,6 +299,27 @@ mod tests {
         s.deliver(&msg("b", 21, 0, "x"), 1);
         s.deliver(&msg("a", 11, 0, "y"), 0);
         assert_eq!(drain(&s), "id: 10.21\ndata: x\n\nid: 11.21\ndata: y\n\n");
+    }
+
+    #[test]
+    fn equal_cursors_share_one_line() {
+        let a = sub(&[("a", 10), ("b", 20)], 1 << 20);
+        let b = sub(&[("a", 10), ("b", 20)], 1 << 20);
+        let c = sub(&[("a", 10), ("b", 25)], 1 << 20);
+        let p = msg("a", 11, 0, "x");
+        let mut cache = CursorCache::default();
+        for s in [&a, &b, &c] {
+            s.deliver_with(&p, 0, &mut cache);
+        }
+        let (mut qa, mut qb) = (VecDeque::new(), VecDeque::new());
+        a.take_queue(&mut qa);
+        b.take_queue(&mut qb);
+        assert_eq!(qa[0].as_ptr(), qb[0].as_ptr(), "one line for equal cursors");
+        assert_eq!(
+            drain(&c),
+            "id: 11.25\ndata: x\n\n",
+            "a different cursor gets its own line"
+        );
     }
 
     #[test]
