@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the third-party clients the tests drive ringcast with, into
+# target/test-clients (idempotent, safe to run concurrently):
+#   - Python: httpx + httpx-sse (SSE), websockets (WebSocket)
+# Prints the Python interpreter to use.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+dir="$root/target/test-clients"
+mkdir -p "$dir"
+exec 9>"$dir/.lock"
+flock 9
+py="$dir/venv/bin/python"
+if [ ! -f "$dir/.python-ready" ]; then
+  if ! command -v python3 >/dev/null 2>&1 || ! python3 -m venv --help >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv python3-pip) >&2
+    fi
+  fi
+  rm -rf "$dir/venv"
+  python3 -m venv "$dir/venv" >&2
+  "$py" -m pip install --quiet --disable-pip-version-check \
+    "httpx==0.28.1" "httpx-sse==0.4.0" "websockets==15.0.1" >&2
+  touch "$dir/.python-ready"
+fi
+echo "$py"
