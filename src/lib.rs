@@ -19,6 +19,7 @@ pub mod io;
 pub mod logging;
 pub mod server;
 pub mod sse;
+pub mod websocket;
 pub mod ws;
 
 pub use hub::{Hub, Message};

@@ -24,6 +24,7 @@ pub struct Config {
     pub log: LogConfig,
     pub hub: HubConfig,
     pub sse: SseConfig,
+    pub ws: WsConfig,
 }
 
 /// Which io driver the workers run.
@@ -206,6 +207,145 @@ impl Default for SseConfig {
             retry_ms: 3000,
             keepalive: Secs::from_secs(15),
             max_rooms_per_connection: 16,
+        }
+    }
+}
+
+/// How room messages reach WebSocket subscribers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Envelope {
+    /// The published data itself, one text frame (binary if not UTF-8).
+    Raw,
+    /// `{"room":..,"id":..,"event":..,"data":..}`, so clients can resume with `?last_event_id=`.
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsConfig {
+    /// Largest frame a client may send: close 1009 from the frame header alone.
+    pub max_frame_size: ByteSize,
+    /// Largest message (all fragments, after decompression): close 1009.
+    pub max_message_size: ByteSize,
+    /// A ping is sent to every WebSocket this often.
+    pub ping_interval: Secs,
+    /// A connection that does not answer a ping within this long is closed.
+    pub pong_timeout: Secs,
+    /// After our close frame, the client has this long to answer before the connection is cut.
+    pub close_timeout: Secs,
+    pub deflate: WsDeflateConfig,
+    pub echo: WsEchoEndpoint,
+    pub rooms: WsRoomsEndpoint,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_frame_size: ByteSize(1 << 20),
+            max_message_size: ByteSize(1 << 20),
+            ping_interval: Secs::from_secs(30),
+            pong_timeout: Secs::from_secs(10),
+            close_timeout: Secs::from_secs(5),
+            deflate: WsDeflateConfig::default(),
+            echo: WsEchoEndpoint::default(),
+            rooms: WsRoomsEndpoint::default(),
+        }
+    }
+}
+
+/// permessage-deflate (RFC 7692) parameters the server accepts.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsDeflateConfig {
+    /// Always answer `server_no_context_takeover`: one compressed room frame serves every subscriber.
+    pub server_no_context_takeover: bool,
+    /// Always answer `client_no_context_takeover`: no inflate state is kept between messages.
+    pub client_no_context_takeover: bool,
+    /// Largest window the server compresses with (9 to 15).
+    pub server_max_window_bits: u8,
+    /// Largest window a client may compress with (8 to 15).
+    pub client_max_window_bits: u8,
+}
+
+impl Default for WsDeflateConfig {
+    fn default() -> Self {
+        WsDeflateConfig {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            server_max_window_bits: 15,
+            client_max_window_bits: 15,
+        }
+    }
+}
+
+/// The echo endpoint (written with the handler API).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsEchoEndpoint {
+    /// "" turns the endpoint off.
+    pub path: String,
+    /// Subprotocols offered, in preference order; the client's first match is chosen.
+    pub subprotocols: Vec<String>,
+    /// Allowed `Origin`s (scheme://host[:port]); empty = any. A mismatch: 403.
+    pub allowed_origins: Vec<String>,
+    /// Negotiate permessage-deflate.
+    pub deflate: bool,
+    /// Messages a client may send per second (0 = no limit); beyond it: close 1008.
+    pub max_messages_per_sec: u32,
+    /// Messages a client may send at once above the rate.
+    pub burst: u32,
+}
+
+impl Default for WsEchoEndpoint {
+    fn default() -> Self {
+        WsEchoEndpoint {
+            path: "/echo".to_string(),
+            subprotocols: Vec::new(),
+            allowed_origins: Vec::new(),
+            deflate: true,
+            max_messages_per_sec: 0,
+            burst: 0,
+        }
+    }
+}
+
+/// The room subscriber endpoint: `GET /ws?room=a&room=b`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsRoomsEndpoint {
+    /// "" turns the endpoint off.
+    pub path: String,
+    pub subprotocols: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub deflate: bool,
+    /// "raw" (the data) or "json" (with room, id and event, for resuming).
+    pub envelope: Envelope,
+    /// A text message from the client is published: to the room its JSON
+    /// `room` field names, or to the connection's only room.
+    pub client_publish: bool,
+    /// With client_publish: an HTML template whose `{{field}}` placeholders are
+    /// filled, HTML-escaped, from the client's JSON message (htmx `ws-send`). "" = publish as sent.
+    pub template: String,
+    /// Rooms one connection may ask for (the auto-join room not counted). Beyond it: 400.
+    pub max_rooms_per_connection: usize,
+    pub max_messages_per_sec: u32,
+    pub burst: u32,
+}
+
+impl Default for WsRoomsEndpoint {
+    fn default() -> Self {
+        WsRoomsEndpoint {
+            path: "/ws".to_string(),
+            subprotocols: Vec::new(),
+            allowed_origins: Vec::new(),
+            deflate: true,
+            envelope: Envelope::Raw,
+            client_publish: false,
+            template: String::new(),
+            max_rooms_per_connection: 16,
+            max_messages_per_sec: 50,
+            burst: 100,
         }
     }
 }
@@ -407,6 +547,69 @@ impl Config {
                 sse.max_rooms_per_connection
             ));
         }
+        let ws = &self.ws;
+        if ws.max_frame_size.0 == 0 || ws.max_message_size.0 == 0 || ws.max_message_size.0 > 1 << 30
+        {
+            return fail(
+                "ws.max_frame_size and ws.max_message_size must be from 1 byte to 1GiB".into(),
+            );
+        }
+        for (key, v) in [
+            ("ws.ping_interval", ws.ping_interval),
+            ("ws.pong_timeout", ws.pong_timeout),
+            ("ws.close_timeout", ws.close_timeout),
+        ] {
+            if v.0.is_zero() {
+                return fail(format!("{key} must be more than 0"));
+            }
+        }
+        if !(9..=15).contains(&ws.deflate.server_max_window_bits) {
+            return fail(format!(
+                "ws.deflate.server_max_window_bits = {} must be from 9 to 15",
+                ws.deflate.server_max_window_bits
+            ));
+        }
+        if !(8..=15).contains(&ws.deflate.client_max_window_bits) {
+            return fail(format!(
+                "ws.deflate.client_max_window_bits = {} must be from 8 to 15",
+                ws.deflate.client_max_window_bits
+            ));
+        }
+        let paths = [
+            ("ws.echo.path", &ws.echo.path),
+            ("ws.rooms.path", &ws.rooms.path),
+        ];
+        for (key, path) in paths {
+            if !path.is_empty() && (!path.starts_with('/') || path.contains('?')) {
+                return fail(format!(
+                    "{key} = {path:?} must be empty or a path starting with /"
+                ));
+            }
+            if !path.is_empty() && (*path == self.sse.path || path == "/healthz") {
+                return fail(format!(
+                    "{key} = {path:?} is already used by another endpoint"
+                ));
+            }
+        }
+        for (key, list) in [
+            ("ws.echo.subprotocols", &ws.echo.subprotocols),
+            ("ws.rooms.subprotocols", &ws.rooms.subprotocols),
+        ] {
+            if let Some(bad) = list.iter().find(|p| {
+                p.is_empty()
+                    || !p
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+            }) {
+                return fail(format!("{key}: {bad:?} is not a valid token"));
+            }
+        }
+        if ws.rooms.max_rooms_per_connection == 0 || ws.rooms.max_rooms_per_connection > 256 {
+            return fail(format!(
+                "ws.rooms.max_rooms_per_connection = {} must be from 1 to 256",
+                ws.rooms.max_rooms_per_connection
+            ));
+        }
         if crate::logging::parse_level(&self.log.level).is_none() {
             return fail(format!(
                 "log.level = {:?} must be one of error, warn, info, debug, trace",
@@ -479,15 +682,23 @@ mod tests {
                 documented.insert(format!("{section}.{k}"));
             }
         }
-        for (sec, table) in defaults.as_table().unwrap() {
-            for key in table.as_table().unwrap().keys() {
-                let k = format!("{sec}.{key}");
-                assert!(
-                    documented.contains(&k),
-                    "{k} is missing from ringcast.example.toml"
-                );
+        fn walk(prefix: &str, v: &toml::Value, documented: &std::collections::HashSet<String>) {
+            for (key, value) in v.as_table().unwrap() {
+                let k = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match value {
+                    toml::Value::Table(_) => walk(&k, value, documented),
+                    _ => assert!(
+                        documented.contains(&k),
+                        "{k} is missing from ringcast.example.toml"
+                    ),
+                }
             }
         }
+        walk("", &defaults, &documented);
         assert!(documented.contains("static.dir"));
     }
 }

@@ -23,6 +23,7 @@ use crate::hub::HubError;
 use crate::io::sock;
 use crate::server::worker::{ConnGuard, Worker};
 use crate::sse::stream::SseRequest;
+use crate::websocket::WsUpgrade;
 
 /// Where the connection is between requests.
 #[derive(Clone, Copy, Debug)]
@@ -42,6 +43,15 @@ enum Next {
     Close,
     /// The connection becomes an SSE stream (what is pending goes out with its head).
     Sse(SseRequest),
+    /// The connection becomes a WebSocket (its 101 is pending).
+    Ws(WsUpgrade),
+}
+
+/// What a connection turns into after HTTP.
+enum Upgrade {
+    Sse(SseRequest),
+    /// With the bytes that followed the handshake (the first frames).
+    Ws(WsUpgrade, BytesMut),
 }
 
 struct Conn {
@@ -92,8 +102,14 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard) {
     if let Some(b) = conn.inbuf.take() {
         worker.pool.give(b);
     }
-    if let Some(req) = upgrade {
-        crate::sse::stream::serve(conn.stream, conn.guard, req, conn.out).await;
+    match upgrade {
+        None => {}
+        Some(Upgrade::Sse(req)) => {
+            crate::sse::stream::serve(conn.stream, conn.guard, req, conn.out).await
+        }
+        Some(Upgrade::Ws(up, rest)) => {
+            crate::websocket::session::serve(conn.stream, conn.guard, up, conn.out, rest).await
+        }
     }
 }
 
@@ -130,7 +146,7 @@ impl Conn {
     }
 
     /// Serves requests until the connection closes (`None`) or becomes a stream.
-    async fn run(&mut self) -> io::Result<Option<SseRequest>> {
+    async fn run(&mut self) -> io::Result<Option<Upgrade>> {
         let stats = self.worker.stats.clone();
         loop {
             if self.worker.draining() && matches!(self.phase, Phase::Idle { .. }) {
@@ -176,10 +192,14 @@ impl Conn {
             }
             stats.bytes_in.add(n as u64);
             let next = self.handle(&mut buf).await;
-            if let Next::Sse(req) = next {
-                // Bytes after the stream request are not requests any more.
-                self.worker.pool.give(buf);
-                return Ok(Some(req));
+            match next {
+                Next::Sse(req) => {
+                    // Bytes after the stream request are not requests any more.
+                    self.worker.pool.give(buf);
+                    return Ok(Some(Upgrade::Sse(req)));
+                }
+                Next::Ws(up) => return Ok(Some(Upgrade::Ws(up, buf))),
+                _ => {}
             }
             self.keep_or_return(buf);
             let flushed = self.flush().await;
@@ -194,7 +214,7 @@ impl Conn {
                     self.linger().await;
                     return Ok(None);
                 }
-                (Next::KeepGoing, Ok(())) | (Next::Sse(_), Ok(())) => {}
+                (Next::KeepGoing, Ok(())) | (Next::Sse(_), Ok(())) | (Next::Ws(_), Ok(())) => {}
             }
         }
     }
@@ -302,6 +322,8 @@ impl Conn {
                     }
                 }
                 Action::Sse(req) => return Next::Sse(req),
+                Action::WebSocket(up) => return Next::Ws(up),
+                Action::Close => return Next::Close,
                 Action::Publish { room, msg } => {
                     let r = self.worker.hub.publish(room.clone(), msg).await;
                     match r {

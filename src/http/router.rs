@@ -16,6 +16,7 @@ use crate::server::worker::Worker;
 use crate::sse::cursor;
 use crate::sse::encode::valid_event_name;
 use crate::sse::stream::SseRequest;
+use crate::websocket::{self, EndpointRules, Negotiated, WsKind, WsUpgrade};
 
 /// What the connection still has to do after routing.
 pub enum Action {
@@ -31,6 +32,10 @@ pub enum Action {
     RoomInfo { room: RoomName },
     /// `GET /rooms/{room}/messages?since=ID`.
     RoomHistory { room: RoomName, since: u64 },
+    /// The 101 is in the output buffer: the connection becomes a WebSocket.
+    WebSocket(WsUpgrade),
+    /// The response is in the output buffer and says `Connection: close`.
+    Close,
 }
 
 /// Methods a path accepts, for `405` and its `Allow` header.
@@ -64,12 +69,59 @@ pub fn route(
         return Action::Done;
     }
     let cfg = &worker.shared.cfg;
+    if let Some(route) = worker.shared.ws_routes.iter().find(|r| r.path == path) {
+        let e = &route.endpoint;
+        let rules = EndpointRules {
+            subprotocols: &e.subprotocols,
+            allowed_origins: &e.allowed_origins,
+            deflate: e.deflate,
+        };
+        let kind = WsKind::Handler(route.handler.clone());
+        return ws_upgrade(
+            worker,
+            head,
+            &rules,
+            kind,
+            (e.max_messages_per_sec, e.burst),
+            out,
+        );
+    }
+    if !cfg.ws.rooms.path.is_empty() && path == cfg.ws.rooms.path {
+        let e = &cfg.ws.rooms;
+        let req = match stream_request(
+            worker,
+            head,
+            e.max_rooms_per_connection,
+            "ws.rooms.max_rooms_per_connection",
+        ) {
+            Ok(r) => r,
+            Err(why) => {
+                worker.stats.hub_rejects.inc();
+                response::error(out, 400, &why, false, false);
+                return Action::Close;
+            }
+        };
+        let rules = EndpointRules {
+            subprotocols: &e.subprotocols,
+            allowed_origins: &e.allowed_origins,
+            deflate: e.deflate,
+        };
+        return ws_upgrade(
+            worker,
+            head,
+            &rules,
+            WsKind::Rooms(req),
+            (e.max_messages_per_sec, e.burst),
+            out,
+        );
+    }
     if path == cfg.sse.path {
         if head.method != "GET" {
             method_not_allowed(out, "GET", keep_alive, head_only);
             return Action::Done;
         }
-        return match sse_request(worker, head) {
+        let max = cfg.sse.max_rooms_per_connection;
+        return match stream_request(worker, head, max, "sse.max_rooms_per_connection") {
             Ok(req) => Action::Sse(req),
             Err(why) => bad_request(worker, out, &why, keep_alive),
         };
@@ -134,8 +186,39 @@ fn room_name(worker: &Worker, raw: &str) -> Result<RoomName, String> {
     }
 }
 
-/// Checks an SSE request: its rooms, their number, and the resume cursor.
-fn sse_request(worker: &Worker, head: &RequestHead<'_>) -> Result<SseRequest, String> {
+/// Checks a WebSocket upgrade and writes its 101 or its refusal.
+fn ws_upgrade(
+    worker: &Worker,
+    head: &RequestHead<'_>,
+    rules: &EndpointRules<'_>,
+    kind: WsKind,
+    rate: (u32, u32),
+    out: &mut BytesMut,
+) -> Action {
+    match websocket::negotiate(&worker.shared.cfg, head, rules, out) {
+        Negotiated::Accepted { deflate, protocol } => Action::WebSocket(WsUpgrade {
+            kind,
+            deflate,
+            protocol,
+            path: head.path.to_string(),
+            query: head.query.to_string(),
+            rate,
+        }),
+        Negotiated::Refused => {
+            worker.stats.ws_handshake_rejects.inc();
+            Action::Close
+        }
+    }
+}
+
+/// Checks a stream request (SSE or WebSocket rooms): its rooms, their
+/// number, and the resume cursor.
+fn stream_request(
+    worker: &Worker,
+    head: &RequestHead<'_>,
+    max_rooms: usize,
+    max_key: &str,
+) -> Result<SseRequest, String> {
     let cfg = &worker.shared.cfg;
     let mut rooms: Vec<RoomName> = Vec::new();
     for raw in head.query_params("room") {
@@ -144,11 +227,10 @@ fn sse_request(worker: &Worker, head: &RequestHead<'_>) -> Result<SseRequest, St
             rooms.push(r);
         }
     }
-    if rooms.len() > cfg.sse.max_rooms_per_connection {
+    if rooms.len() > max_rooms {
         return Err(format!(
-            "{} rooms asked for; sse.max_rooms_per_connection is {}",
-            rooms.len(),
-            cfg.sse.max_rooms_per_connection
+            "{} rooms asked for; {max_key} is {max_rooms}",
+            rooms.len()
         ));
     }
     let auto = &cfg.hub.auto_join_room;

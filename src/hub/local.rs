@@ -17,7 +17,7 @@ use slab::Slab;
 use super::bus::{HistoryReply, Inbox, JoinReply, SubRef};
 use super::home::HomeRooms;
 use super::shard::LocalRooms;
-use super::subscriber::{Closing, Subscriber};
+use super::subscriber::{Closing, Format, Subscriber};
 use super::{Bus, BusMsg, HubError, Message, Published, RoomInfo, RoomName};
 use crate::config::Config;
 use crate::server::stats::WorkerStats;
@@ -369,6 +369,11 @@ impl HubLocal {
             Some(s) if s.generation == conn.generation => s.clone(),
             _ => return,
         };
+        self.set_room(&sub, room, join);
+    }
+
+    /// Adds a subscriber of this worker to a room (from now on), or removes it.
+    pub fn set_room(&self, sub: &Rc<Subscriber>, room: RoomName, join: bool) {
         let existing = sub.rooms().iter().position(|r| r.name == room);
         if join {
             let idx = {
@@ -442,8 +447,34 @@ impl HubLocal {
         loop {
             monoio::time::sleep(every).await;
             for s in self.subscribers() {
-                if s.idle_since_last_tick() && !s.has_queued() {
+                if s.format == Format::Sse && s.idle_since_last_tick() && !s.has_queued() {
                     s.push(comment.clone());
+                }
+            }
+        }
+    }
+}
+
+impl HubLocal {
+    /// Every `ws.ping_interval`: a ping to every WebSocket that has no ping
+    /// outstanding; one that does not answer within `ws.pong_timeout` is cut.
+    pub async fn ws_pings(self: Rc<Self>, every: Duration, pong_timeout: Duration) {
+        let mut ping = bytes::BytesMut::new();
+        crate::ws::frame::encode_frame(crate::ws::frame::OpCode::Ping, b"ringcast", &mut ping);
+        let ping = ping.freeze();
+        loop {
+            monoio::time::sleep(every).await;
+            let now = Instant::now();
+            for s in self.subscribers() {
+                if matches!(s.format, Format::Ws { .. })
+                    && s.closing() == Closing::Open
+                    && !s.awaiting_pong.get()
+                {
+                    let p = ping.clone();
+                    if s.cork(|out| out.extend_from_slice(&p)) {
+                        s.awaiting_pong.set(true);
+                        s.signal.set_deadline(Some(now + pong_timeout));
+                    }
                 }
             }
         }
@@ -458,4 +489,8 @@ pub fn spawn_tasks(hub: &Rc<HubLocal>, inbox: Inbox, cfg: &Config) {
         (cfg.hub.history_ttl.0 / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
     monoio::spawn(hub.clone().sweep_rooms(sweep));
     monoio::spawn(hub.clone().keepalive(cfg.sse.keepalive.0));
+    monoio::spawn(
+        hub.clone()
+            .ws_pings(cfg.ws.ping_interval.0, cfg.ws.pong_timeout.0),
+    );
 }

@@ -18,10 +18,13 @@ pub mod shard;
 pub mod subscriber;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+
+use crate::config::Envelope;
+use crate::ws::frame::OpCode;
 
 pub use bus::{Bus, BusMsg};
 
@@ -77,6 +80,8 @@ pub struct Published {
     pub sse: Bytes,
     /// Where the frame continues after the `id:` line.
     sse_body_at: usize,
+    /// WebSocket frames, each encoded on first use by any worker and then shared.
+    ws: [OnceLock<Bytes>; 4],
 }
 
 impl Published {
@@ -98,7 +103,46 @@ impl Published {
             at: Instant::now(),
             sse: buf.freeze(),
             sse_body_at: body_at,
+            ws: Default::default(),
         }
+    }
+
+    /// The WebSocket frame of this message for an envelope and a deflate
+    /// choice: encoded once, shared by every subscriber that needs it. Data
+    /// that is not UTF-8 goes in a binary frame.
+    pub fn ws_frame(&self, envelope: Envelope, deflate: bool) -> Bytes {
+        let slot = match (envelope, deflate) {
+            (Envelope::Raw, false) => 0,
+            (Envelope::Raw, true) => 1,
+            (Envelope::Json, false) => 2,
+            (Envelope::Json, true) => 3,
+        };
+        self.ws[slot]
+            .get_or_init(|| {
+                let json;
+                let (opcode, payload): (OpCode, &[u8]) = match envelope {
+                    Envelope::Raw => match std::str::from_utf8(&self.data) {
+                        Ok(_) => (OpCode::Text, &self.data),
+                        Err(_) => (OpCode::Binary, &self.data),
+                    },
+                    Envelope::Json => {
+                        json = serde_json::to_vec(&serde_json::json!({
+                            "room": &*self.room,
+                            "id": self.seq,
+                            "event": self.event.as_deref(),
+                            "data": String::from_utf8_lossy(&self.data),
+                        }))
+                        .unwrap_or_default();
+                        (OpCode::Text, &json)
+                    }
+                };
+                if deflate {
+                    crate::ws::deflate::deflate_frame_once(opcode, payload, 15)
+                } else {
+                    crate::ws::frame::frame_bytes(opcode, payload)
+                }
+            })
+            .clone()
     }
 
     /// The SSE frame without its `id:` line (a multi-room stream writes its own cursor in front).

@@ -14,6 +14,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 
 use super::{Gap, Published, RoomName};
+use crate::config::Envelope;
 use crate::server::event::Signal;
 
 /// How many recent multi-room message groups a subscriber remembers, to receive each once.
@@ -31,6 +32,13 @@ pub struct SubRoom {
     pub counted: bool,
 }
 
+/// The wire format a subscriber receives room messages in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Sse,
+    Ws { envelope: Envelope, deflate: bool },
+}
+
 /// Why a subscriber must close.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Closing {
@@ -39,6 +47,8 @@ pub enum Closing {
     SlowConsumer,
     /// A room could not be joined (`hub.max_rooms`).
     Refused,
+    /// Nothing more may be queued (a close frame is the last); what is queued is still written.
+    Sealed,
 }
 
 /// The last cursor line built during one delivery, reused while positions repeat.
@@ -76,6 +86,12 @@ impl CursorCache {
 pub struct Subscriber {
     pub key: Cell<usize>,
     pub generation: u32,
+    pub format: Format,
+    /// Frames the connection produces itself (echoes, pongs, closes), kept in
+    /// order with room frames: moved to the queue before any room frame.
+    cork: RefCell<BytesMut>,
+    /// A ping was sent and its pong has not come back (WebSocket).
+    pub awaiting_pong: Cell<bool>,
     rooms: RefCell<Vec<SubRoom>>,
     queue: RefCell<VecDeque<Bytes>>,
     queued: Cell<usize>,
@@ -97,6 +113,9 @@ impl Subscriber {
         Subscriber {
             key: Cell::new(usize::MAX),
             generation,
+            format: Format::Sse,
+            cork: RefCell::new(BytesMut::new()),
+            awaiting_pong: Cell::new(false),
             rooms: RefCell::new(
                 rooms
                     .into_iter()
@@ -118,6 +137,47 @@ impl Subscriber {
         }
     }
 
+    /// The same subscriber receiving room messages as WebSocket frames.
+    pub fn with_format(mut self, format: Format) -> Subscriber {
+        self.format = format;
+        self
+    }
+
+    /// Appends frames the connection produces itself; false (and closing) over the limit.
+    pub fn cork(&self, f: impl FnOnce(&mut BytesMut)) -> bool {
+        if self.closing.get() != Closing::Open {
+            return false;
+        }
+        let mut cork = self.cork.borrow_mut();
+        let before = cork.len();
+        f(&mut cork);
+        let n = self.queued.get() + (cork.len() - before);
+        if n > self.max_queued {
+            drop(cork);
+            self.close_with(Closing::SlowConsumer);
+            return false;
+        }
+        self.queued.set(n);
+        self.signal.kick();
+        true
+    }
+
+    /// Moves corked frames to the queue (keeps the order with what follows).
+    fn uncork(&self) {
+        let mut cork = self.cork.borrow_mut();
+        if !cork.is_empty() {
+            let chunk = cork.split().freeze();
+            self.queue.borrow_mut().push_back(chunk);
+        }
+    }
+
+    /// Accepts nothing more; what is queued stays and is written.
+    pub fn seal(&self) {
+        if self.closing.get() == Closing::Open {
+            self.closing.set(Closing::Sealed);
+        }
+    }
+
     pub fn closing(&self) -> Closing {
         self.closing.get()
     }
@@ -126,6 +186,7 @@ impl Subscriber {
         if self.closing.get() == Closing::Open {
             self.closing.set(why);
             self.queue.borrow_mut().clear();
+            *self.cork.borrow_mut() = BytesMut::new();
             self.queued.set(0);
         }
         self.signal.kick();
@@ -160,6 +221,7 @@ impl Subscriber {
             return false;
         }
         self.queued.set(n);
+        self.uncork();
         self.queue.borrow_mut().push_back(b);
         true
     }
@@ -196,6 +258,10 @@ impl Subscriber {
                 }
                 recent.push_back(p.group);
             }
+            if let Format::Ws { envelope, deflate } = self.format {
+                drop(rooms);
+                return self.push(p.ws_frame(envelope, deflate));
+            }
             if rooms.len() == 1 {
                 None
             } else {
@@ -230,6 +296,7 @@ impl Subscriber {
 
     /// Moves the queued frames out for writing.
     pub fn take_queue(&self, into: &mut VecDeque<Bytes>) {
+        self.uncork();
         let mut q = self.queue.borrow_mut();
         if into.is_empty() {
             std::mem::swap(&mut *q, into);
@@ -245,7 +312,7 @@ impl Subscriber {
     }
 
     pub fn has_queued(&self) -> bool {
-        !self.queue.borrow().is_empty()
+        !self.queue.borrow().is_empty() || !self.cork.borrow().is_empty()
     }
 
     /// For the keep-alive tick: true if nothing was written since the last call.

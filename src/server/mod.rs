@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, IoDriver};
 use crate::hub::{Bus, Hub};
 use crate::sse::stream::OnConnect;
+use crate::websocket::WsRoute;
 use stats::WorkerStats;
 use worker::{Control, Driver};
 
@@ -40,12 +41,15 @@ pub struct Shared {
     pub room_count: Arc<AtomicUsize>,
     /// The embedding application's first events for every new SSE stream.
     pub sse_on_connect: Option<Arc<OnConnect>>,
+    /// WebSocket handlers by path (the echo endpoint is one of them).
+    pub ws_routes: Vec<WsRoute>,
 }
 
 /// A configured server, ready to start.
 pub struct Server {
     cfg: Config,
     sse_on_connect: Option<Arc<OnConnect>>,
+    ws_routes: Vec<WsRoute>,
 }
 
 /// A running server: its address, and the means to drain and wait for it.
@@ -62,10 +66,42 @@ impl Server {
     /// Validates `cfg` and returns a server that can be started.
     pub fn new(cfg: Config) -> Result<Server, crate::config::ConfigError> {
         cfg.validate()?;
+        let mut ws_routes = Vec::new();
+        if !cfg.ws.echo.path.is_empty() {
+            ws_routes.push(WsRoute {
+                path: cfg.ws.echo.path.clone(),
+                endpoint: cfg.ws.echo.clone(),
+                handler: Arc::new(|c| Box::pin(crate::websocket::handler::echo(c))),
+            });
+        }
         Ok(Server {
             cfg,
             sse_on_connect: None,
+            ws_routes,
         })
+    }
+
+    /// Registers a WebSocket handler for `path`: called once per connection,
+    /// on the worker that owns it, with a [`crate::websocket::handler::WsConn`].
+    /// `endpoint` holds the path's subprotocols, allowed origins, deflate and
+    /// rate limit (its `path` field is ignored).
+    pub fn ws_handler<F, Fut>(
+        mut self,
+        path: &str,
+        endpoint: crate::config::WsEchoEndpoint,
+        handler: F,
+    ) -> Server
+    where
+        F: Fn(crate::websocket::handler::WsConn) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + 'static,
+    {
+        self.ws_routes.retain(|r| r.path != path);
+        self.ws_routes.push(WsRoute {
+            path: path.to_string(),
+            endpoint,
+            handler: Arc::new(move |c| Box::pin(handler(c))),
+        });
+        self
     }
 
     /// Events to send first on every new SSE stream (after `retry:`), e.g. a
@@ -86,6 +122,7 @@ impl Server {
         let Server {
             cfg,
             sse_on_connect,
+            ws_routes,
         } = self;
         let cpus = allowed_cpus();
         let workers = if cfg.server.workers == 0 {
@@ -141,6 +178,7 @@ impl Server {
             bus,
             room_count: Arc::new(AtomicUsize::new(0)),
             sse_on_connect,
+            ws_routes,
         });
 
         let (done_tx, done) = std::sync::mpsc::channel();

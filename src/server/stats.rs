@@ -48,6 +48,12 @@ pub struct WorkerStats {
     pub timeouts: Counter,
     /// SSE streams open right now.
     pub sse_open: Counter,
+    /// WebSocket connections open right now.
+    pub ws_open: Counter,
+    /// WebSocket upgrades refused (400, 403, 426).
+    pub ws_handshake_rejects: Counter,
+    /// WebSocket connections closed with 1008 for sending too fast.
+    pub ws_rate_limited: Counter,
     /// Messages numbered by this worker as a room's home.
     pub messages_published: Counter,
     /// Messages queued to this worker's subscribers.

@@ -149,7 +149,7 @@ async fn pump(
     loop {
         // Write everything queued so far (one vectored write per wake-up).
         match sub.closing() {
-            Closing::Open => {}
+            Closing::Open | Closing::Sealed => {}
             Closing::SlowConsumer => return End::SlowConsumer,
             Closing::Refused => return End::Refused,
         }

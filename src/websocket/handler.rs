@@ -1,0 +1,233 @@
+//! The WebSocket handler API: an application registers a handler for a path
+//! and gets a [`WsConn`] per connection, on the connection's worker:
+//!
+//! ```no_run
+//! # use ringcast::websocket::handler::WsConn;
+//! async fn echo(conn: WsConn) {
+//!     while let Some(msg) = conn.recv().await {
+//!         if conn.send(&msg).is_err() {
+//!             break;
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! `recv` yields whole messages (fragments reassembled, deflate undone, text
+//! validated). `send_*` append frames to the connection's cork: everything
+//! sent while handling what one read produced leaves in one write.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use bytes::Bytes;
+
+use crate::hub::subscriber::Subscriber;
+use crate::hub::{ConnId, HubError};
+use crate::server::worker::Worker;
+use crate::ws::codec::Encoder;
+use crate::ws::frame::OpCode;
+
+/// A whole message from the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WsMessage {
+    /// Valid UTF-8, checked as it arrived.
+    Text(Bytes),
+    Binary(Bytes),
+}
+
+impl WsMessage {
+    /// The text, if it is a text message.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            // SAFETY-free: text messages were validated as UTF-8 by the decoder.
+            WsMessage::Text(b) => std::str::from_utf8(b).ok(),
+            WsMessage::Binary(_) => None,
+        }
+    }
+
+    pub fn bytes(&self) -> &Bytes {
+        match self {
+            WsMessage::Text(b) | WsMessage::Binary(b) => b,
+        }
+    }
+}
+
+/// Why a send failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The connection is closing or closed.
+    Closed,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the WebSocket connection is closed")
+    }
+}
+impl std::error::Error for SendError {}
+
+/// What the driver and the handler share for one connection.
+pub(crate) struct Shared {
+    pub sub: Rc<Subscriber>,
+    pub worker: Rc<Worker>,
+    pub encoder: RefCell<Encoder>,
+    pub inbox: RefCell<VecDeque<WsMessage>>,
+    pub inbox_bytes: Cell<usize>,
+    pub handler_waker: Cell<Option<Waker>>,
+    /// No more messages will arrive (the client closed, or the connection failed).
+    pub ended: Cell<bool>,
+    /// The handler asked to close with this code and reason.
+    pub close_request: RefCell<Option<(u16, String)>>,
+    pub tag: RefCell<String>,
+    pub id: ConnId,
+    pub path: String,
+    pub query: String,
+    pub protocol: Option<String>,
+}
+
+impl Shared {
+    pub fn wake_handler(&self) {
+        if let Some(w) = self.handler_waker.take() {
+            w.wake();
+        }
+    }
+}
+
+/// One WebSocket connection as a handler sees it. Cheap to clone; lives on
+/// the connection's worker.
+#[derive(Clone)]
+pub struct WsConn {
+    pub(crate) shared: Rc<Shared>,
+}
+
+impl WsConn {
+    /// The next whole message; `None` once the client closed or the connection ended.
+    pub async fn recv(&self) -> Option<WsMessage> {
+        let s = &self.shared;
+        std::future::poll_fn(|cx| {
+            if let Some(m) = s.inbox.borrow_mut().pop_front() {
+                let left = s.inbox_bytes.get() - m.bytes().len();
+                s.inbox_bytes.set(left);
+                // the driver may have paused reading while the inbox was full
+                s.sub.signal.kick();
+                return Poll::Ready(Some(m));
+            }
+            if s.ended.get() {
+                return Poll::Ready(None);
+            }
+            s.handler_waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+
+    fn send_data(&self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        let s = &self.shared;
+        if s.close_request.borrow().is_some() {
+            return Err(SendError::Closed);
+        }
+        let mut enc = s.encoder.borrow_mut();
+        if s.sub.cork(|out| {
+            enc.data(opcode, payload, out);
+        }) {
+            Ok(())
+        } else {
+            Err(SendError::Closed)
+        }
+    }
+
+    /// Sends a text message.
+    pub fn send_text(&self, text: &str) -> Result<(), SendError> {
+        self.send_data(OpCode::Text, text.as_bytes())
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&self, data: &[u8]) -> Result<(), SendError> {
+        self.send_data(OpCode::Binary, data)
+    }
+
+    /// Sends a message of the same kind (echo).
+    pub fn send(&self, msg: &WsMessage) -> Result<(), SendError> {
+        match msg {
+            WsMessage::Text(b) => self.send_data(OpCode::Text, b),
+            WsMessage::Binary(b) => self.send_data(OpCode::Binary, b),
+        }
+    }
+
+    /// Starts the close handshake with `code` (1000, or 3000–4999 for the
+    /// application) and a reason (cut to 123 bytes).
+    pub fn close(&self, code: u16, reason: &str) {
+        let s = &self.shared;
+        if s.close_request.borrow().is_none() {
+            *s.close_request.borrow_mut() = Some((code, reason.to_string()));
+            s.sub.signal.kick();
+        }
+    }
+
+    /// Joins a room: from now on its messages arrive as frames on this connection.
+    pub fn join(&self, room: &str) -> Result<(), HubError> {
+        let s = &self.shared;
+        let max = s.worker.shared.cfg.hub.max_room_name;
+        if !crate::hub::valid_room_name(room, max) {
+            return Err(HubError::BadRoom(room.to_string()));
+        }
+        s.worker.hub.set_room(&s.sub, room.into(), true);
+        Ok(())
+    }
+
+    /// Leaves a room.
+    pub fn leave(&self, room: &str) {
+        let s = &self.shared;
+        s.worker.hub.set_room(&s.sub, room.into(), false);
+    }
+
+    /// This connection's id (also usable with [`crate::Hub::join`] from other threads).
+    pub fn id(&self) -> ConnId {
+        self.shared.id
+    }
+
+    /// A free-form label the application can set (a user name, a session id).
+    pub fn tag(&self) -> String {
+        self.shared.tag.borrow().clone()
+    }
+
+    pub fn set_tag(&self, tag: impl Into<String>) {
+        *self.shared.tag.borrow_mut() = tag.into();
+    }
+
+    /// The request path and query the connection was opened with.
+    pub fn path(&self) -> &str {
+        &self.shared.path
+    }
+
+    pub fn query(&self) -> &str {
+        &self.shared.query
+    }
+
+    /// The negotiated subprotocol, if any.
+    pub fn protocol(&self) -> Option<&str> {
+        self.shared.protocol.as_deref()
+    }
+
+    /// A hub handle to publish from the handler.
+    pub fn hub(&self) -> crate::Hub {
+        let shared = &self.shared.worker.shared;
+        crate::Hub::new(shared.bus.clone(), shared.cfg.hub.max_room_name)
+    }
+}
+
+/// A registered handler: called once per connection, on its worker.
+pub type Handler = dyn Fn(WsConn) -> Pin<Box<dyn Future<Output = ()>>> + Send + Sync;
+
+/// The echo endpoint, written with the handler API.
+pub async fn echo(conn: WsConn) {
+    while let Some(msg) = conn.recv().await {
+        if conn.send(&msg).is_err() {
+            break;
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! WebSocket on the workers: the upgrade (negotiating subprotocol, Origin
+//! and permessage-deflate), the session driver that runs a connection with
+//! the pure protocol code of [`crate::ws`], and the handler API.
+
+pub mod handler;
+pub mod publish;
+pub mod session;
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use crate::config::{Config, WsEchoEndpoint};
+use crate::http::request::RequestHead;
+use crate::http::response;
+use crate::sse::stream::SseRequest;
+use crate::ws::deflate::{self, DeflateConfig, DeflateParams};
+use crate::ws::handshake;
+use handler::Handler;
+
+/// A handler registered for a path, with its endpoint settings.
+#[derive(Clone)]
+pub struct WsRoute {
+    pub path: String,
+    pub endpoint: WsEchoEndpoint,
+    pub handler: Arc<Handler>,
+}
+
+/// What a connection becomes after the 101.
+pub enum WsKind {
+    /// A room subscriber (`ws.rooms`).
+    Rooms(SseRequest),
+    /// A registered handler (the echo endpoint is one).
+    Handler(Arc<Handler>),
+}
+
+/// An accepted upgrade.
+pub struct WsUpgrade {
+    pub kind: WsKind,
+    pub deflate: Option<DeflateParams>,
+    pub protocol: Option<String>,
+    pub path: String,
+    pub query: String,
+    /// Messages per second and burst (0 = no limit).
+    pub rate: (u32, u32),
+}
+
+/// The endpoint-level rules an upgrade is checked against.
+pub struct EndpointRules<'a> {
+    pub subprotocols: &'a [String],
+    pub allowed_origins: &'a [String],
+    pub deflate: bool,
+}
+
+/// What checking an upgrade request gave.
+pub enum Negotiated {
+    /// Accepted: the 101 is in the output buffer.
+    Accepted {
+        deflate: Option<DeflateParams>,
+        protocol: Option<String>,
+    },
+    /// Refused: the error response (with `Connection: close`) is in the output buffer.
+    Refused,
+}
+
+/// Checks an upgrade request against the endpoint's rules and writes the
+/// 101 or the refusal (400, 426 with `Sec-WebSocket-Version: 13`, 403 for Origin).
+pub fn negotiate(
+    cfg: &Config,
+    head: &RequestHead<'_>,
+    rules: &EndpointRules<'_>,
+    out: &mut BytesMut,
+) -> Negotiated {
+    let up = match handshake::validate_upgrade(head.method, head.headers) {
+        Ok(u) => u,
+        Err(e) => {
+            e.write_response(out);
+            return Negotiated::Refused;
+        }
+    };
+    if !handshake::origin_allowed(up.origin, rules.allowed_origins) {
+        response::error(
+            out,
+            403,
+            "Origin is not in this endpoint's allowed_origins",
+            false,
+            false,
+        );
+        return Negotiated::Refused;
+    }
+    let protocol =
+        handshake::select_subprotocol(&up.protocols, rules.subprotocols).map(str::to_string);
+    let deflate = if rules.deflate && !up.extensions.is_empty() {
+        let d = &cfg.ws.deflate;
+        let dc = DeflateConfig {
+            enabled: true,
+            server_no_context_takeover: d.server_no_context_takeover,
+            client_no_context_takeover: d.client_no_context_takeover,
+            server_max_window_bits: d.server_max_window_bits,
+            client_max_window_bits: d.client_max_window_bits,
+        };
+        deflate::negotiate(&up.extensions, &dc)
+    } else {
+        None
+    };
+    let ext = deflate.map(|p| p.response_header());
+    handshake::write_101_response(&up.accept_key(), protocol.as_deref(), ext.as_deref(), out);
+    Negotiated::Accepted { deflate, protocol }
+}

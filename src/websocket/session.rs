@@ -1,0 +1,484 @@
+//! One WebSocket connection after its 101: read into a pooled buffer, decode
+//! every frame it holds, act on each (hand messages to the handler, publish
+//! client messages, answer pings, run the close handshake), then write
+//! everything produced (echoes, pongs, room frames, close) in one vectored
+//! write per wake-up.
+//!
+//! Closing: a close from the client is echoed and the TCP connection closed
+//! by us; a close we start (handler, drain with 1001, a limit, a protocol
+//! error) waits at most `ws.close_timeout` for the client's answer; a client
+//! that does not answer a ping within `ws.pong_timeout` is cut.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use monoio::net::TcpStream;
+
+use super::handler::{Shared, WsConn, WsMessage};
+use super::publish;
+use super::{WsKind, WsUpgrade};
+use crate::config::Envelope;
+use crate::hub::subscriber::{Closing, Format, Subscriber};
+use crate::hub::{ConnId, RoomName};
+use crate::io::{sock, writeq};
+use crate::server::worker::ConnGuard;
+use crate::ws::close;
+use crate::ws::codec::{Decoder, DecoderConfig, Encoder, Event};
+
+/// Where the close handshake is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CloseState {
+    Open,
+    /// We sent a close frame and wait for the client's.
+    Sent,
+    /// Both sides are done: write what is left and close the TCP connection.
+    Done,
+}
+
+/// A token bucket for client messages.
+struct Rate {
+    per_sec: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Rate {
+    fn new(per_sec: u32, burst: u32) -> Option<Rate> {
+        (per_sec > 0).then(|| Rate {
+            per_sec: per_sec as f64,
+            burst: burst.max(1) as f64,
+            tokens: burst.max(1) as f64,
+            last: Instant::now(),
+        })
+    }
+
+    /// Takes one token; false when the client is over its rate.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.per_sec;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+enum Wake {
+    Readable(io::Result<()>),
+    Kicked,
+}
+
+struct Session {
+    fd: RawFd,
+    guard: ConnGuard,
+    shared: Rc<Shared>,
+    decoder: Decoder,
+    inbuf: Option<BytesMut>,
+    state: CloseState,
+    rate: Option<Rate>,
+    rooms_role: Option<RoomsRole>,
+    has_handler: bool,
+    /// The handler's inbox is full: stop reading until it takes messages.
+    paused: bool,
+    inbox_limit: usize,
+    pending: VecDeque<Bytes>,
+}
+
+/// What a room subscriber connection needs for client publishing.
+struct RoomsRole {
+    rooms: Vec<RoomName>,
+    auto_join: String,
+    client_publish: bool,
+    template: String,
+}
+
+/// Runs a connection whose 101 (and any earlier pipelined responses) is in `out`.
+pub async fn serve(
+    stream: TcpStream,
+    guard: ConnGuard,
+    up: WsUpgrade,
+    out: BytesMut,
+    inbuf: BytesMut,
+) {
+    let worker = guard.worker.clone();
+    let cfg = &worker.shared.cfg;
+    let hub = worker.hub.clone();
+    if sock::write_all(&stream, &out, cfg.http.send_timeout.0)
+        .await
+        .is_err()
+    {
+        worker.pool.give(inbuf);
+        return;
+    }
+    worker.stats.bytes_out.add(out.len() as u64);
+    drop(out);
+
+    let (rooms, resume) = match &up.kind {
+        WsKind::Rooms(req) => (req.rooms.clone(), req.resume.clone()),
+        WsKind::Handler(_) => (Vec::new(), None),
+    };
+    // One compressed room frame serves every subscriber that agreed to
+    // server_no_context_takeover with a full window; others get plain frames.
+    let room_deflate = up
+        .deflate
+        .is_some_and(|p| p.server_no_context_takeover && p.server_max_window_bits == 15);
+    let envelope = match up.kind {
+        WsKind::Rooms(_) => cfg.ws.rooms.envelope,
+        WsKind::Handler(_) => Envelope::Raw,
+    };
+    let positions: Vec<(RoomName, u64)> = rooms
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.clone(), resume.as_ref().map_or(0, |c| c[i])))
+        .collect();
+    let sub = Rc::new(
+        Subscriber::new(
+            positions,
+            cfg.hub.max_queued_bytes.get(),
+            guard.signal.clone(),
+            hub.next_generation(),
+        )
+        .with_format(Format::Ws {
+            envelope,
+            deflate: room_deflate,
+        }),
+    );
+    hub.add_subscriber(&sub);
+    worker.stats.ws_open.inc();
+    let id = ConnId {
+        worker: worker.id,
+        key: sub.key.get(),
+        generation: sub.generation,
+    };
+    let shared = Rc::new(Shared {
+        sub: sub.clone(),
+        worker: worker.clone(),
+        encoder: RefCell::new(Encoder::new(up.deflate)),
+        inbox: RefCell::new(VecDeque::new()),
+        inbox_bytes: Cell::new(0),
+        handler_waker: Cell::new(None),
+        ended: Cell::new(false),
+        close_request: RefCell::new(None),
+        tag: RefCell::new(String::new()),
+        id,
+        path: up.path.clone(),
+        query: up.query.clone(),
+        protocol: up.protocol.clone(),
+    });
+    for i in 0..rooms.len() {
+        let since = resume.as_ref().map(|c| c[i]);
+        if hub.join(&sub, i, since).await.is_err() {
+            break;
+        }
+    }
+    let has_handler = matches!(up.kind, WsKind::Handler(_));
+    if let WsKind::Handler(h) = &up.kind {
+        monoio::spawn(h(WsConn {
+            shared: shared.clone(),
+        }));
+    }
+    let rooms_role = match &up.kind {
+        WsKind::Rooms(_) => Some(RoomsRole {
+            rooms,
+            auto_join: cfg.hub.auto_join_room.clone(),
+            client_publish: cfg.ws.rooms.client_publish,
+            template: cfg.ws.rooms.template.clone(),
+        }),
+        WsKind::Handler(_) => None,
+    };
+    let mut s = Session {
+        fd: stream.as_raw_fd(),
+        guard,
+        shared: shared.clone(),
+        decoder: Decoder::new(DecoderConfig {
+            max_frame_size: cfg.ws.max_frame_size.get(),
+            max_message_size: cfg.ws.max_message_size.get(),
+            deflate: up.deflate,
+        }),
+        inbuf: (!inbuf.is_empty()).then_some(inbuf),
+        state: CloseState::Open,
+        rate: Rate::new(up.rate.0, up.rate.1),
+        rooms_role,
+        has_handler,
+        paused: false,
+        inbox_limit: cfg.hub.max_queued_bytes.get(),
+        pending: VecDeque::new(),
+    };
+    let end = s.run(&stream).await;
+    match end {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => worker.stats.timeouts.inc(),
+        Err(_) => {}
+    }
+    if let Some(b) = s.inbuf.take() {
+        worker.pool.give(b);
+    }
+    shared.ended.set(true);
+    shared.wake_handler();
+    hub.remove_subscriber(&sub);
+    worker.stats.ws_open.sub(1);
+}
+
+impl Session {
+    fn sub(&self) -> &Rc<Subscriber> {
+        &self.shared.sub
+    }
+
+    /// Queues a close frame, then refuses anything more.
+    fn start_close(&mut self, code: u16, reason: &str) {
+        if self.state != CloseState::Open {
+            return;
+        }
+        let enc = self.shared.encoder.borrow();
+        self.shared
+            .sub
+            .cork(|out| enc.close(Some(code), reason, out));
+        drop(enc);
+        self.sub().seal();
+        self.state = CloseState::Sent;
+        let timeout = self.guard.worker.shared.cfg.ws.close_timeout.0;
+        self.guard
+            .signal
+            .set_deadline(Some(Instant::now() + timeout));
+        // the handler sees no more messages
+        self.shared.ended.set(true);
+        self.shared.wake_handler();
+    }
+
+    async fn run(&mut self, stream: &TcpStream) -> io::Result<()> {
+        let mut readable = Box::pin(stream.readable(false));
+        loop {
+            if !self.paused {
+                if let Some(mut buf) = self.inbuf.take() {
+                    self.process(&mut buf).await;
+                    if buf.is_empty() {
+                        self.guard.worker.pool.give(buf);
+                    } else {
+                        self.inbuf = Some(buf);
+                    }
+                }
+            } else if self.shared.inbox_bytes.get() < self.inbox_limit / 2 {
+                self.paused = false;
+                continue;
+            }
+            let request = self.shared.close_request.borrow_mut().take();
+            if let Some((code, reason)) = request {
+                self.start_close(code, &reason);
+            }
+            if self.guard.worker.draining() {
+                self.start_close(close::GOING_AWAY, "server going away");
+            }
+            match self.sub().closing() {
+                Closing::SlowConsumer => {
+                    self.guard.worker.stats.slow_consumer_drops.inc();
+                    let mut out = BytesMut::new();
+                    self.shared.encoder.borrow().close(
+                        Some(close::POLICY_VIOLATION),
+                        "too slow",
+                        &mut out,
+                    );
+                    let _ = sock::send(self.fd, &out);
+                    return Ok(());
+                }
+                Closing::Refused => {
+                    let mut out = BytesMut::new();
+                    self.shared
+                        .encoder
+                        .borrow()
+                        .close(Some(1013), "room limit reached", &mut out);
+                    let _ = sock::send(self.fd, &out);
+                    return Ok(());
+                }
+                Closing::Open | Closing::Sealed => {}
+            }
+            self.flush(stream).await?;
+            if self.state == CloseState::Done {
+                sock::linger_close(stream, Duration::from_millis(500)).await;
+                return Ok(());
+            }
+            if self.sub().has_queued() || (self.inbuf.is_some() && !self.paused) {
+                continue;
+            }
+            let signal = self.guard.signal.clone();
+            let paused = self.paused;
+            let wake = std::future::poll_fn(|cx| {
+                if !paused {
+                    if let Poll::Ready(r) = readable.as_mut().poll(cx) {
+                        return Poll::Ready(Wake::Readable(r));
+                    }
+                }
+                if Pin::new(&mut signal.kicked()).poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Kicked);
+                }
+                Poll::Pending
+            })
+            .await;
+            match wake {
+                Wake::Kicked => {
+                    if signal.take_expired() {
+                        // no pong in time, or no answer to our close
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "websocket timeout"));
+                    }
+                }
+                Wake::Readable(r) => {
+                    r?;
+                    readable.set(stream.readable(false));
+                    let mut buf = self
+                        .inbuf
+                        .take()
+                        .unwrap_or_else(|| self.guard.worker.pool.take());
+                    let want = self.guard.worker.pool.size();
+                    match sock::recv_into(self.fd, &mut buf, want) {
+                        Ok(0) => {
+                            self.guard.worker.pool.give(buf);
+                            return Ok(()); // the client went away (1006)
+                        }
+                        Ok(n) => {
+                            self.guard.worker.stats.bytes_in.add(n as u64);
+                            self.inbuf = Some(buf);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            if buf.is_empty() {
+                                self.guard.worker.pool.give(buf);
+                            } else {
+                                self.inbuf = Some(buf);
+                            }
+                        }
+                        Err(e) => {
+                            self.guard.worker.pool.give(buf);
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes everything queued, waiting for the socket as needed.
+    async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
+        let timeout = self.guard.worker.shared.cfg.http.send_timeout.0;
+        let sub = self.shared.sub.clone();
+        sub.take_queue(&mut self.pending);
+        while !self.pending.is_empty() {
+            match writeq::write_queue(self.fd, &mut self.pending) {
+                Ok(n) => {
+                    sub.written(n);
+                    self.guard.worker.stats.bytes_out.add(n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    sock::wait_writable(stream, timeout).await?;
+                    sub.take_queue(&mut self.pending);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes and acts on every complete frame in `buf`.
+    async fn process(&mut self, buf: &mut BytesMut) {
+        while self.state != CloseState::Done && !self.paused {
+            let ev = match self.decoder.decode(buf) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => return,
+                Err(e) => {
+                    // Fail the connection: our close frame, then close without waiting.
+                    buf.clear();
+                    self.start_close(e.code, e.reason);
+                    self.state = CloseState::Done;
+                    return;
+                }
+            };
+            match ev {
+                Event::Text(b) => self.on_message(WsMessage::Text(b)).await,
+                Event::Binary(b) => self.on_message(WsMessage::Binary(b)).await,
+                Event::Ping(p) => {
+                    if self.state == CloseState::Open {
+                        let enc = self.shared.encoder.borrow();
+                        self.shared.sub.cork(|out| enc.pong(&p, out));
+                    }
+                }
+                Event::Pong(_) => {
+                    let sub = self.sub();
+                    sub.awaiting_pong.set(false);
+                    if self.state == CloseState::Open {
+                        self.guard.signal.set_deadline(None);
+                    }
+                }
+                Event::Close { code, reason } => {
+                    if self.state == CloseState::Open {
+                        // Echo the client's code (an empty close gets an empty close).
+                        let enc = self.shared.encoder.borrow();
+                        self.shared.sub.cork(|out| enc.close(code, &reason, out));
+                        drop(enc);
+                        self.sub().seal();
+                        self.shared.ended.set(true);
+                        self.shared.wake_handler();
+                    }
+                    self.state = CloseState::Done;
+                    buf.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn on_message(&mut self, msg: WsMessage) {
+        if self.state != CloseState::Open {
+            return; // after our close, data is read and dropped
+        }
+        if let Some(rate) = self.rate.as_mut() {
+            if !rate.take() {
+                self.guard.worker.stats.ws_rate_limited.inc();
+                self.start_close(close::POLICY_VIOLATION, "message rate limit exceeded");
+                return;
+            }
+        }
+        if self.has_handler {
+            let len = msg.bytes().len();
+            self.shared.inbox.borrow_mut().push_back(msg);
+            let total = self.shared.inbox_bytes.get() + len;
+            self.shared.inbox_bytes.set(total);
+            if total > self.inbox_limit {
+                self.paused = true;
+            }
+            self.shared.wake_handler();
+            return;
+        }
+        let Some(role) = &self.rooms_role else { return };
+        if !role.client_publish {
+            return; // a room subscriber's messages are ignored unless publishing is on
+        }
+        let WsMessage::Text(text) = msg else {
+            self.start_close(
+                close::UNSUPPORTED_DATA,
+                "only text messages can be published",
+            );
+            return;
+        };
+        let text = std::str::from_utf8(&text).unwrap_or_default();
+        match publish::prepare(text, &role.rooms, &role.auto_join, &role.template) {
+            Ok((room, data)) => {
+                let hub = self.guard.worker.hub.clone();
+                if let Err(e) = hub.publish(room, crate::hub::Message::new(data)).await {
+                    log::debug!("client publish refused: {e}");
+                    self.start_close(1013, "publish refused, try again later");
+                }
+            }
+            Err(why) => self.start_close(close::POLICY_VIOLATION, why),
+        }
+    }
+}
