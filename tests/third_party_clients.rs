@@ -9,7 +9,10 @@ use std::process::{Command, Stdio};
 /// The Python interpreter with the third-party clients installed.
 fn python() -> String {
     let setup = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/setup.sh");
-    let out = Command::new("bash").arg(setup).output().expect("run tests/clients/setup.sh");
+    let out = Command::new("bash")
+        .arg(setup)
+        .output()
+        .expect("run tests/clients/setup.sh");
     assert!(
         out.status.success(),
         "tests/clients/setup.sh failed:\n{}",
@@ -60,4 +63,34 @@ fn httpx_sse_receives_ids_events_and_data() {
         .collect();
     assert_eq!(got[0]["data"], "plain");
     assert_eq!(got[1]["id"], c.to_string());
+}
+
+#[test]
+fn python_websockets_echo_fragments_ping_and_deflate() {
+    let py = python();
+    let srv = TestServer::start("");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/ws_websockets.py"
+    );
+    let out = Command::new(&py)
+        .args([script, &format!("ws://{}/echo", srv.addr)])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["extensions"][0], "PerMessageDeflate");
+    assert_eq!(v["text"], "hello");
+    assert_eq!(
+        v["binary"],
+        serde_json::json!([0, 255, 98, 105, 110, 97, 114, 121])
+    );
+    assert_eq!(v["fragmented"], "frag-mented");
+    assert_eq!(v["big_ok"], true);
+    assert_eq!(v["pong"], true);
+    assert_eq!(v["close_code"], 1000);
 }

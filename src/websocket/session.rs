@@ -93,6 +93,9 @@ struct Session {
     has_handler: bool,
     /// The handler's inbox is full: stop reading until it takes messages.
     paused: bool,
+    /// A close decided while the handler still holds accepted messages: sent
+    /// once it has taken them, so their answers go out first.
+    deferred_close: Option<(u16, &'static str)>,
     inbox_limit: usize,
     pending: VecDeque<Bytes>,
 }
@@ -214,6 +217,7 @@ pub async fn serve(
         rooms_role,
         has_handler,
         paused: false,
+        deferred_close: None,
         inbox_limit: cfg.hub.max_queued_bytes.get(),
         pending: VecDeque::new(),
     };
@@ -273,6 +277,12 @@ impl Session {
             } else if self.shared.inbox_bytes.get() < self.inbox_limit / 2 {
                 self.paused = false;
                 continue;
+            }
+            if let Some((code, reason)) = self.deferred_close {
+                if self.shared.inbox.borrow().is_empty() {
+                    self.deferred_close = None;
+                    self.start_close(code, reason);
+                }
             }
             let request = self.shared.close_request.borrow_mut().take();
             if let Some((code, reason)) = request {
@@ -437,13 +447,18 @@ impl Session {
     }
 
     async fn on_message(&mut self, msg: WsMessage) {
-        if self.state != CloseState::Open {
+        if self.state != CloseState::Open || self.deferred_close.is_some() {
             return; // after our close, data is read and dropped
         }
         if let Some(rate) = self.rate.as_mut() {
             if !rate.take() {
                 self.guard.worker.stats.ws_rate_limited.inc();
-                self.start_close(close::POLICY_VIOLATION, "message rate limit exceeded");
+                let why = (close::POLICY_VIOLATION, "message rate limit exceeded");
+                if self.has_handler {
+                    self.deferred_close = Some(why);
+                } else {
+                    self.start_close(why.0, why.1);
+                }
                 return;
             }
         }

@@ -468,3 +468,164 @@ pub fn room_info(addr: SocketAddr, room: &str) -> serde_json::Value {
     assert_eq!(r.status, 200);
     serde_json::from_slice(&r.body).unwrap()
 }
+
+/// A server frame as read off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub fin: bool,
+    pub rsv1: bool,
+    pub opcode: u8,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// Code and reason of a close frame.
+    pub fn close(&self) -> (Option<u16>, String) {
+        assert_eq!(self.opcode, 8, "not a close frame: {self:?}");
+        if self.payload.len() < 2 {
+            return (None, String::new());
+        }
+        let code = u16::from_be_bytes([self.payload[0], self.payload[1]]);
+        (
+            Some(code),
+            String::from_utf8_lossy(&self.payload[2..]).into_owned(),
+        )
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8(self.payload.clone()).unwrap()
+    }
+}
+
+/// A WebSocket client over a raw socket, building its frames by hand.
+pub struct WsClient {
+    pub client: Client,
+    pub handshake: Response,
+}
+
+/// The Sec-WebSocket-Accept for a key (RFC 6455 §4.2.2).
+pub fn accept_for(key: &str) -> String {
+    use base64::Engine;
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(key.as_bytes());
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
+pub const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+impl WsClient {
+    /// Sends an upgrade for `target` (plus extra header lines) and reads the response head.
+    pub fn handshake(addr: SocketAddr, target: &str, extra: &str) -> (Client, Response) {
+        let mut c = Client::connect(addr);
+        c.send(format!(
+            "GET {target} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
+        ));
+        let r = c.read_response_for(true);
+        (c, r)
+    }
+
+    /// Connects and asserts the 101.
+    pub fn connect(addr: SocketAddr, target: &str, extra: &str) -> WsClient {
+        let (c, r) = Self::handshake(addr, target, extra);
+        assert_eq!(r.status, 101, "{}", r.head);
+        assert_eq!(r.header("sec-websocket-accept"), Some(accept_for(WS_KEY)));
+        WsClient {
+            client: c,
+            handshake: r,
+        }
+    }
+
+    /// Raw frame bytes: FIN, RSV1, opcode, optional mask.
+    pub fn frame_bytes(
+        fin: bool,
+        rsv: u8,
+        opcode: u8,
+        payload: &[u8],
+        mask: Option<[u8; 4]>,
+    ) -> Vec<u8> {
+        let mut f = vec![(if fin { 0x80 } else { 0 }) | (rsv << 4) | opcode];
+        let m = if mask.is_some() { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => f.push(m | n as u8),
+            n if n < 65536 => {
+                f.push(m | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(m | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        match mask {
+            Some(k) => {
+                f.extend_from_slice(&k);
+                f.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+            }
+            None => f.extend_from_slice(payload),
+        }
+        f
+    }
+
+    /// Sends one masked frame.
+    pub fn send_frame(&mut self, fin: bool, opcode: u8, payload: &[u8]) {
+        let f = Self::frame_bytes(fin, 0, opcode, payload, Some([0x12, 0x34, 0x56, 0x78]));
+        self.client.send(f);
+    }
+
+    pub fn send_text(&mut self, s: &str) {
+        self.send_frame(true, 1, s.as_bytes());
+    }
+
+    pub fn send_close(&mut self, code: u16, reason: &str) {
+        let mut p = code.to_be_bytes().to_vec();
+        p.extend_from_slice(reason.as_bytes());
+        self.send_frame(true, 8, &p);
+    }
+
+    /// Reads one frame; None at end of stream.
+    pub fn read_frame(&mut self) -> Option<Frame> {
+        let h = self.client.read_exact_bytes(2);
+        if h.len() < 2 {
+            return None;
+        }
+        let (fin, rsv1, opcode) = (h[0] & 0x80 != 0, h[0] & 0x40 != 0, h[0] & 0x0f);
+        assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
+        let len = match h[1] & 0x7f {
+            126 => u16::from_be_bytes(self.client.read_exact_bytes(2).try_into().unwrap()) as usize,
+            127 => u64::from_be_bytes(self.client.read_exact_bytes(8).try_into().unwrap()) as usize,
+            n => n as usize,
+        };
+        let payload = self.client.read_exact_bytes(len);
+        assert_eq!(payload.len(), len, "frame cut short");
+        Some(Frame {
+            fin,
+            rsv1,
+            opcode,
+            payload,
+        })
+    }
+
+    /// Reads frames until a data frame (answering nothing); panics at end of stream.
+    pub fn next_data(&mut self) -> Frame {
+        loop {
+            let f = self.read_frame().expect("stream ended");
+            if f.opcode != 9 && f.opcode != 10 {
+                return f;
+            }
+        }
+    }
+
+    /// Reads until the close frame; returns its code and reason.
+    pub fn expect_close(&mut self) -> (Option<u16>, String) {
+        loop {
+            let f = self
+                .read_frame()
+                .expect("stream ended without a close frame");
+            if f.opcode == 8 {
+                return f.close();
+            }
+        }
+    }
+}
