@@ -74,6 +74,7 @@ fn max_connections_gives_503_and_frees_on_close() {
     b.send("GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(b.read_response().status, 200);
     assert!(b.closed_by_server());
+    drop(b); // the client closes too, ending the server's lingering close
     let mut d = srv.connect();
     let mut ok = false;
     // the server notices b's close asynchronously; retry on 503 a bounded number of times
@@ -246,4 +247,19 @@ fn example_config_starts() {
     // the example's listen address is replaced by --listen 127.0.0.1:0
     let srv = TestServer::start(&text);
     assert_eq!(srv.connect().get("/healthz").status, 200);
+}
+
+#[test]
+fn every_io_uring_taskrun_mode_serves() {
+    for (mode, logged) in [("defer", "Defer"), ("coop", "Coop"), ("plain", "Plain")] {
+        let mut srv = TestServer::start(&format!(
+            "[server]\nio_uring_taskrun = \"{mode}\"\nworkers = 1\n"
+        ));
+        srv.wait_log(&format!("task-run mode {logged}"));
+        let mut c = srv.connect();
+        assert_eq!(c.get("/healthz").status, 200);
+        let mut ws = WsClient::connect(srv.addr, "/echo", "");
+        ws.send_text(mode);
+        assert_eq!(ws.next_data().text(), mode);
+    }
 }

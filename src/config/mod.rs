@@ -39,6 +39,15 @@ pub enum IoDriver {
     Legacy,
 }
 
+/// io_uring completion work mode (see `server.io_uring_taskrun`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Taskrun {
+    Defer,
+    Coop,
+    Plain,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -51,6 +60,10 @@ pub struct ServerConfig {
     pub io_driver: IoDriver,
     /// io_uring submission queue entries per worker.
     pub io_uring_entries: u32,
+    /// How the kernel runs io_uring completion work: "defer" (on the worker's
+    /// own io_uring_enter, kernel 6.1+), "coop" (no interrupt while the worker
+    /// runs, 5.19+) or "plain". Falls back to the next where unsupported.
+    pub io_uring_taskrun: Taskrun,
     /// Listen backlog per worker.
     pub backlog: u32,
     /// Open connections in the whole process; 0 = the file-descriptor ceiling less a reserve.
@@ -71,6 +84,7 @@ impl Default for ServerConfig {
             pin_workers: false,
             io_driver: IoDriver::Auto,
             io_uring_entries: 1024,
+            io_uring_taskrun: Taskrun::Defer,
             backlog: 4096,
             max_connections: 0,
             max_connections_per_worker: 0,

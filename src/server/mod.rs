@@ -372,10 +372,7 @@ fn bind_listeners(
 fn choose_driver(wanted: IoDriver, entries: u32) -> io::Result<Driver> {
     let uring_works = || {
         monoio::utils::detect_uring()
-            && monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                .with_entries(entries)
-                .build()
-                .is_ok()
+            && worker::build_uring_runtime(entries, crate::config::Taskrun::Plain).is_ok()
     };
     match wanted {
         IoDriver::Legacy => {

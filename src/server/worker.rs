@@ -164,10 +164,8 @@ pub fn run(
     let entries = shared.cfg.server.io_uring_entries;
     match driver {
         Driver::IoUring => {
-            let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-                .with_entries(entries)
-                .enable_timer()
-                .build()?;
+            let (mut rt, mode) = build_uring_runtime(entries, shared.cfg.server.io_uring_taskrun)?;
+            log::info!("worker {id}: io_uring task-run mode {mode:?}");
             rt.block_on(worker_main(id, shared, listener, inbox, control, driver))
         }
         Driver::Legacy => {
@@ -177,6 +175,49 @@ pub fn run(
             rt.block_on(worker_main(id, shared, listener, inbox, control, driver))
         }
     }
+}
+
+/// The io_uring runtime of a worker. Completion work is deferred to the
+/// worker's own `io_uring_enter` (DEFER_TASKRUN) or at least not signalled
+/// with an interrupt while it runs (COOP_TASKRUN): without that, every
+/// readiness event costs the busy worker an inter-processor interrupt.
+/// Falls back to the next mode where the kernel refuses one.
+pub fn build_uring_runtime(
+    entries: u32,
+    taskrun: crate::config::Taskrun,
+) -> io::Result<(
+    monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>,
+    crate::config::Taskrun,
+)> {
+    use crate::config::Taskrun;
+    let modes: &[Taskrun] = match taskrun {
+        Taskrun::Defer => &[Taskrun::Defer, Taskrun::Coop, Taskrun::Plain],
+        Taskrun::Coop => &[Taskrun::Coop, Taskrun::Plain],
+        Taskrun::Plain => &[Taskrun::Plain],
+    };
+    let mut last = None;
+    for &mode in modes {
+        let mut urb = io_uring::IoUring::builder();
+        match mode {
+            Taskrun::Defer => {
+                urb.setup_single_issuer().setup_defer_taskrun();
+            }
+            Taskrun::Coop => {
+                urb.setup_coop_taskrun().setup_taskrun_flag();
+            }
+            Taskrun::Plain => {}
+        }
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(entries)
+            .uring_builder(urb)
+            .enable_timer()
+            .build()
+        {
+            Ok(rt) => return Ok((rt, mode)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("io_uring setup failed")))
 }
 
 async fn worker_main(
