@@ -47,6 +47,18 @@ enum Next {
     Ws(WsUpgrade),
 }
 
+/// The next request, parsed and routed.
+enum Step {
+    /// Stop handling this read (incomplete request, refusal, or nothing left).
+    Stop(Next),
+    /// Finish this request's action, then go on.
+    Run {
+        action: Action,
+        keep_alive: bool,
+        head_only: bool,
+    },
+}
+
 /// What a connection turns into after HTTP.
 enum Upgrade {
     Sse(SseRequest),
@@ -104,11 +116,19 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard) {
     }
     match upgrade {
         None => {}
+        // A stream lives on as its own task, so it does not carry the HTTP state.
         Some(Upgrade::Sse(req)) => {
-            crate::sse::stream::serve(conn.stream, conn.guard, req, conn.out).await
+            let fut = crate::sse::stream::serve(conn.stream, conn.guard, req, conn.out);
+            log::trace!("sse stream future: {} bytes", std::mem::size_of_val(&fut));
+            monoio::spawn(fut);
         }
         Some(Upgrade::Ws(up, rest)) => {
-            crate::websocket::session::serve(conn.stream, conn.guard, up, conn.out, rest).await
+            let fut = crate::websocket::session::serve(conn.stream, conn.guard, up, conn.out, rest);
+            log::trace!(
+                "websocket session future: {} bytes",
+                std::mem::size_of_val(&fut)
+            );
+            monoio::spawn(fut);
         }
     }
 }
@@ -246,73 +266,91 @@ impl Conn {
         sock::linger_close(&self.stream, Duration::from_secs(1)).await;
     }
 
-    /// Answers every complete request in `buf`, in order; leaves a partial one in it.
-    async fn handle(&mut self, buf: &mut BytesMut) -> Next {
-        let stats = self.worker.stats.clone();
+    /// Parses and routes the next request in `buf` (synchronous, so the
+    /// header array never lives in the connection's future).
+    fn next_request(&mut self, buf: &mut BytesMut) -> Step {
+        let stats = &self.worker.stats;
         let http = &self.worker.shared.cfg.http;
         let max_body = http.max_body_size.0;
         let max_requests = http.max_requests_per_connection;
+        if buf.is_empty() {
+            return Step::Stop(Next::KeepGoing);
+        }
+        let now = Instant::now();
+        let mut storage = request::header_storage();
+        let head = match request::parse(buf, &mut storage, &self.limits) {
+            Err(rej) => {
+                match rej.status {
+                    400 => stats.http_400.inc(),
+                    414 => stats.http_414.inc(),
+                    431 => stats.http_431.inc(),
+                    _ => stats.http_other_errors.inc(),
+                }
+                response::error(&mut self.out, rej.status, rej.reason, false, false);
+                return Step::Stop(Next::Close);
+            }
+            Ok(Parsed::Incomplete) => {
+                if let Phase::Idle { .. } = self.phase {
+                    self.phase = Phase::Head { since: now };
+                }
+                return Step::Stop(Next::KeepGoing);
+            }
+            Ok(Parsed::Complete(head)) => head,
+        };
+        let head_only = head.method == "HEAD";
+        if head.content_length > max_body {
+            stats.http_413.inc();
+            response::error(
+                &mut self.out,
+                413,
+                "request body is larger than http.max_body_size",
+                false,
+                head_only,
+            );
+            return Step::Stop(Next::Close);
+        }
+        let total = head.head_len + head.content_length as usize;
+        if buf.len() < total {
+            if !matches!(self.phase, Phase::Body { .. }) {
+                self.phase = Phase::Body { since: now };
+            }
+            if head.expect_continue && !self.sent_continue {
+                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                self.sent_continue = true;
+            }
+            buf.reserve(total - buf.len());
+            return Step::Stop(Next::KeepGoing);
+        }
+        self.served += 1;
+        stats.http_requests.inc();
+        let keep_alive = head.keep_alive
+            && !self.worker.draining()
+            && (max_requests == 0 || self.served < max_requests);
+        let body = &buf[head.head_len..total];
+        let action = router::route(&self.worker, &head, body, &mut self.out, keep_alive);
+        buf.advance(total);
+        self.sent_continue = false;
+        self.phase = Phase::Idle {
+            since: now,
+            first: false,
+        };
+        Step::Run {
+            action,
+            keep_alive,
+            head_only,
+        }
+    }
+
+    /// Answers every complete request in `buf`, in order; leaves a partial one in it.
+    async fn handle(&mut self, buf: &mut BytesMut) -> Next {
         loop {
-            if buf.is_empty() {
-                return Next::KeepGoing;
-            }
-            let now = Instant::now();
-            let mut storage = request::header_storage();
-            let head = match request::parse(buf, &mut storage, &self.limits) {
-                Err(rej) => {
-                    match rej.status {
-                        400 => stats.http_400.inc(),
-                        414 => stats.http_414.inc(),
-                        431 => stats.http_431.inc(),
-                        _ => stats.http_other_errors.inc(),
-                    }
-                    response::error(&mut self.out, rej.status, rej.reason, false, false);
-                    return Next::Close;
-                }
-                Ok(Parsed::Incomplete) => {
-                    if let Phase::Idle { .. } = self.phase {
-                        self.phase = Phase::Head { since: now };
-                    }
-                    return Next::KeepGoing;
-                }
-                Ok(Parsed::Complete(head)) => head,
-            };
-            let head_only = head.method == "HEAD";
-            if head.content_length > max_body {
-                stats.http_413.inc();
-                response::error(
-                    &mut self.out,
-                    413,
-                    "request body is larger than http.max_body_size",
-                    false,
+            let (action, keep_alive, head_only) = match self.next_request(buf) {
+                Step::Stop(next) => return next,
+                Step::Run {
+                    action,
+                    keep_alive,
                     head_only,
-                );
-                return Next::Close;
-            }
-            let total = head.head_len + head.content_length as usize;
-            if buf.len() < total {
-                if !matches!(self.phase, Phase::Body { .. }) {
-                    self.phase = Phase::Body { since: now };
-                }
-                if head.expect_continue && !self.sent_continue {
-                    self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                    self.sent_continue = true;
-                }
-                buf.reserve(total - buf.len());
-                return Next::KeepGoing;
-            }
-            self.served += 1;
-            stats.http_requests.inc();
-            let keep_alive = head.keep_alive
-                && !self.worker.draining()
-                && (max_requests == 0 || self.served < max_requests);
-            let body = &buf[head.head_len..total];
-            let action = router::route(&self.worker, &head, body, &mut self.out, keep_alive);
-            buf.advance(total);
-            self.sent_continue = false;
-            self.phase = Phase::Idle {
-                since: now,
-                first: false,
+                } => (action, keep_alive, head_only),
             };
             match action {
                 Action::Done => {}

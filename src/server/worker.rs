@@ -351,7 +351,9 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream) {
         }
     };
     let guard = worker.register();
-    monoio::spawn(crate::http::conn::serve(stream, guard));
+    let fut = crate::http::conn::serve(stream, guard);
+    log::trace!("connection future: {} bytes", std::mem::size_of_val(&fut));
+    monoio::spawn(fut);
 }
 
 /// Answers 503 on a connection over a limit and closes it gracefully.

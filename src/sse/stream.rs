@@ -93,7 +93,11 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard, req: SseRequest, mut out
             encode::event(&mut out, None, m.event.as_deref(), &m.data);
         }
     }
-    if sock::write_all(&stream, &out, send_timeout).await.is_err() {
+    // Cold paths are boxed so their state is not reserved in every stream's future.
+    if Box::pin(sock::write_all(&stream, &out, send_timeout))
+        .await
+        .is_err()
+    {
         hub.remove_subscriber(&sub);
         stats.sse_open.sub(1);
         return;
@@ -102,7 +106,7 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard, req: SseRequest, mut out
     drop(out);
     for i in 0..req.rooms.len() {
         let since = req.resume.as_ref().map(|c| c[i]);
-        if hub.join(&sub, i, since).await.is_err() {
+        if Box::pin(hub.join(&sub, i, since)).await.is_err() {
             break;
         }
     }
@@ -121,7 +125,11 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard, req: SseRequest, mut out
     hub.remove_subscriber(&sub);
     stats.sse_open.sub(1);
     if matches!(end, End::Draining | End::SlowConsumer | End::Refused) {
-        sock::linger_close(&stream, std::time::Duration::from_millis(500)).await;
+        Box::pin(sock::linger_close(
+            &stream,
+            std::time::Duration::from_millis(500),
+        ))
+        .await;
     }
 }
 
@@ -161,7 +169,7 @@ async fn pump(
                     worker.stats.bytes_out.add(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = sock::wait_writable(stream, send_timeout).await {
+                    if let Err(e) = Box::pin(sock::wait_writable(stream, send_timeout)).await {
                         return if e.kind() == io::ErrorKind::TimedOut {
                             End::Timeout
                         } else {

@@ -96,6 +96,8 @@ struct Session {
     /// A close decided while the handler still holds accepted messages: sent
     /// once it has taken them, so their answers go out first.
     deferred_close: Option<(u16, &'static str)>,
+    /// Client messages to publish once the read is processed.
+    to_publish: Vec<(RoomName, Bytes)>,
     inbox_limit: usize,
     pending: VecDeque<Bytes>,
 }
@@ -119,7 +121,8 @@ pub async fn serve(
     let worker = guard.worker.clone();
     let cfg = &worker.shared.cfg;
     let hub = worker.hub.clone();
-    if sock::write_all(&stream, &out, cfg.http.send_timeout.0)
+    // Cold paths are boxed so their state is not reserved in every connection's future.
+    if Box::pin(sock::write_all(&stream, &out, cfg.http.send_timeout.0))
         .await
         .is_err()
     {
@@ -183,7 +186,7 @@ pub async fn serve(
     });
     for i in 0..rooms.len() {
         let since = resume.as_ref().map(|c| c[i]);
-        if hub.join(&sub, i, since).await.is_err() {
+        if Box::pin(hub.join(&sub, i, since)).await.is_err() {
             break;
         }
     }
@@ -211,13 +214,19 @@ pub async fn serve(
             max_message_size: cfg.ws.max_message_size.get(),
             deflate: up.deflate,
         }),
-        inbuf: (!inbuf.is_empty()).then_some(inbuf),
+        inbuf: if inbuf.is_empty() {
+            worker.pool.give(inbuf);
+            None
+        } else {
+            Some(inbuf)
+        },
         state: CloseState::Open,
         rate: Rate::new(up.rate.0, up.rate.1),
         rooms_role,
         has_handler,
         paused: false,
         deferred_close: None,
+        to_publish: Vec::new(),
         inbox_limit: cfg.hub.max_queued_bytes.get(),
         pending: VecDeque::new(),
     };
@@ -267,7 +276,10 @@ impl Session {
         loop {
             if !self.paused {
                 if let Some(mut buf) = self.inbuf.take() {
-                    self.process(&mut buf).await;
+                    self.process(&mut buf);
+                    if !self.to_publish.is_empty() {
+                        Box::pin(self.publish_collected()).await;
+                    }
                     if buf.is_empty() {
                         self.guard.worker.pool.give(buf);
                     } else {
@@ -316,7 +328,7 @@ impl Session {
             }
             self.flush(stream).await?;
             if self.state == CloseState::Done {
-                sock::linger_close(stream, Duration::from_millis(500)).await;
+                Box::pin(sock::linger_close(stream, Duration::from_millis(500))).await;
                 return Ok(());
             }
             if self.sub().has_queued() || (self.inbuf.is_some() && !self.paused) {
@@ -377,6 +389,18 @@ impl Session {
         }
     }
 
+    /// Publishes what clients sent (client_publish), in order.
+    async fn publish_collected(&mut self) {
+        let hub = self.guard.worker.hub.clone();
+        for (room, data) in std::mem::take(&mut self.to_publish) {
+            if let Err(e) = hub.publish(room, crate::hub::Message::new(data)).await {
+                log::debug!("client publish refused: {e}");
+                self.start_close(1013, "publish refused, try again later");
+                break;
+            }
+        }
+    }
+
     /// Writes everything queued, waiting for the socket as needed.
     async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
         let timeout = self.guard.worker.shared.cfg.http.send_timeout.0;
@@ -389,7 +413,7 @@ impl Session {
                     self.guard.worker.stats.bytes_out.add(n as u64);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    sock::wait_writable(stream, timeout).await?;
+                    Box::pin(sock::wait_writable(stream, timeout)).await?;
                     sub.take_queue(&mut self.pending);
                 }
                 Err(e) => return Err(e),
@@ -398,8 +422,10 @@ impl Session {
         Ok(())
     }
 
-    /// Decodes and acts on every complete frame in `buf`.
-    async fn process(&mut self, buf: &mut BytesMut) {
+    /// Decodes and acts on every complete frame in `buf` (synchronous: client
+    /// publishes are collected and sent afterwards, so this adds nothing to
+    /// the connection's future).
+    fn process(&mut self, buf: &mut BytesMut) {
         while self.state != CloseState::Done && !self.paused {
             let ev = match self.decoder.decode(buf) {
                 Ok(Some(ev)) => ev,
@@ -413,8 +439,8 @@ impl Session {
                 }
             };
             match ev {
-                Event::Text(b) => self.on_message(WsMessage::Text(b)).await,
-                Event::Binary(b) => self.on_message(WsMessage::Binary(b)).await,
+                Event::Text(b) => self.on_message(WsMessage::Text(b)),
+                Event::Binary(b) => self.on_message(WsMessage::Binary(b)),
                 Event::Ping(p) => {
                     if self.state == CloseState::Open {
                         let enc = self.shared.encoder.borrow();
@@ -446,7 +472,7 @@ impl Session {
         }
     }
 
-    async fn on_message(&mut self, msg: WsMessage) {
+    fn on_message(&mut self, msg: WsMessage) {
         if self.state != CloseState::Open || self.deferred_close.is_some() {
             return; // after our close, data is read and dropped
         }
@@ -486,14 +512,22 @@ impl Session {
         };
         let text = std::str::from_utf8(&text).unwrap_or_default();
         match publish::prepare(text, &role.rooms, &role.auto_join, &role.template) {
-            Ok((room, data)) => {
-                let hub = self.guard.worker.hub.clone();
-                if let Err(e) = hub.publish(room, crate::hub::Message::new(data)).await {
-                    log::debug!("client publish refused: {e}");
-                    self.start_close(1013, "publish refused, try again later");
-                }
-            }
+            Ok(p) => self.to_publish.push(p),
             Err(why) => self.start_close(close::POLICY_VIOLATION, why),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Per-connection state stays small: these structs exist once per idle
+    /// WebSocket (see the RSS-per-connection benchmark).
+    #[test]
+    fn per_connection_state_stays_small() {
+        use std::mem::size_of;
+        assert!(size_of::<super::Session>() <= 384, "Session {}", size_of::<super::Session>());
+        assert!(size_of::<crate::ws::codec::Decoder>() <= 96);
+        assert!(size_of::<super::Shared>() <= 320, "Shared {}", size_of::<super::Shared>());
+        assert!(size_of::<crate::hub::subscriber::Subscriber>() <= 224);
     }
 }
