@@ -430,3 +430,22 @@ fn drain_closes_websockets_with_1001() {
         Some(0)
     );
 }
+
+#[test]
+fn frames_split_across_reads_are_reassembled() {
+    let srv = TestServer::start("[ws]\nmax_frame_size = \"1MiB\"\nmax_message_size = \"1MiB\"\n");
+    // far larger than one pooled read buffer (16 KiB): arrives over many reads
+    let mut ws = WsClient::connect(srv.addr, "/echo", "");
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    ws.send_frame(true, 2, &big);
+    assert_eq!(ws.next_data().payload, big);
+    // a frame fed one byte per write
+    let frame = WsClient::frame_bytes(true, 0, 1, b"byte by byte", Some([5, 6, 7, 8]));
+    for b in frame {
+        ws.client.send([b]);
+    }
+    assert_eq!(ws.next_data().text(), "byte by byte");
+    // and the worker still serves everyone else
+    let mut other = srv.connect();
+    assert_eq!(other.get("/healthz").status, 200);
+}

@@ -2,6 +2,7 @@
 //! and permessage-deflate), the session driver that runs a connection with
 //! the pure protocol code of [`crate::ws`], and the handler API.
 
+pub mod client;
 pub mod handler;
 pub mod publish;
 pub mod session;

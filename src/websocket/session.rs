@@ -331,7 +331,8 @@ impl Session {
                 Box::pin(sock::linger_close(stream, Duration::from_millis(500))).await;
                 return Ok(());
             }
-            if self.sub().has_queued() || (self.inbuf.is_some() && !self.paused) {
+            // Bytes left in `inbuf` are an incomplete frame: wait for the rest.
+            if self.sub().has_queued() {
                 continue;
             }
             let signal = self.guard.signal.clone();
@@ -525,9 +526,17 @@ mod tests {
     #[test]
     fn per_connection_state_stays_small() {
         use std::mem::size_of;
-        assert!(size_of::<super::Session>() <= 384, "Session {}", size_of::<super::Session>());
+        assert!(
+            size_of::<super::Session>() <= 384,
+            "Session {}",
+            size_of::<super::Session>()
+        );
         assert!(size_of::<crate::ws::codec::Decoder>() <= 96);
-        assert!(size_of::<super::Shared>() <= 320, "Shared {}", size_of::<super::Shared>());
+        assert!(
+            size_of::<super::Shared>() <= 320,
+            "Shared {}",
+            size_of::<super::Shared>()
+        );
         assert!(size_of::<crate::hub::subscriber::Subscriber>() <= 224);
     }
 }
