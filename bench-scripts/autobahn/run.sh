@@ -95,7 +95,7 @@ if [[ -z "$url" && -z "$server_cmd" ]]; then
     (cd "$root" && cargo build --release --bin ringcast)
     target_dir="${CARGO_TARGET_DIR:-$root/target}"
     [[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
-    server_cmd="$target_dir/release/ringcast --listen 127.0.0.1:0 --workers 1"
+    server_cmd="$target_dir/release/ringcast --config $here/ringcast.toml --listen 127.0.0.1:0 --workers 1"
     agent="${agent:-ringcast}"
 fi
 

@@ -118,6 +118,8 @@ pub struct HttpConfig {
     pub read_buffer_size: ByteSize,
     /// Most requests served on one keep-alive connection (0 = no limit).
     pub max_requests_per_connection: u64,
+    /// Path of the Prometheus metrics ("" = off).
+    pub metrics_path: String,
 }
 
 impl Default for HttpConfig {
@@ -133,6 +135,7 @@ impl Default for HttpConfig {
             max_body_size: ByteSize(1 << 20),
             read_buffer_size: ByteSize(16 << 10),
             max_requests_per_connection: 0,
+            metrics_path: "/metrics".to_string(),
         }
     }
 }
@@ -592,6 +595,7 @@ impl Config {
         let paths = [
             ("ws.echo.path", &ws.echo.path),
             ("ws.rooms.path", &ws.rooms.path),
+            ("http.metrics_path", &self.http.metrics_path),
         ];
         for (key, path) in paths {
             if !path.is_empty() && (!path.starts_with('/') || path.contains('?')) {

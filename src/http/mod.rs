@@ -2,6 +2,7 @@
 //! built-in pages, the router, and the connection driver that runs them.
 
 pub mod conn;
+pub mod metrics;
 pub mod request;
 pub mod response;
 pub mod router;

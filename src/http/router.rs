@@ -69,6 +69,18 @@ pub fn route(
         return Action::Done;
     }
     let cfg = &worker.shared.cfg;
+    if !cfg.http.metrics_path.is_empty() && path == cfg.http.metrics_path {
+        if get_like {
+            let body = super::metrics::render(&worker.shared);
+            response::start(out, 200);
+            response::header(out, "Content-Type", super::metrics::CONTENT_TYPE.as_bytes());
+            response::header(out, "Cache-Control", b"no-store");
+            response::finish(out, body.as_bytes(), keep_alive, head_only);
+        } else {
+            method_not_allowed(out, GET_HEAD, keep_alive, head_only);
+        }
+        return Action::Done;
+    }
     if let Some(route) = worker.shared.ws_routes.iter().find(|r| r.path == path) {
         let e = &route.endpoint;
         let rules = EndpointRules {

@@ -437,7 +437,12 @@ impl HubLocal {
     pub async fn sweep_rooms(self: Rc<Self>, every: Duration) {
         loop {
             monoio::time::sleep(every).await;
-            self.home.borrow_mut().sweep(Instant::now());
+            let mut home = self.home.borrow_mut();
+            home.sweep(Instant::now());
+            self.stats
+                .history_messages
+                .set(home.history_messages() as u64);
+            self.stats.home_rooms.set(home.len() as u64);
         }
     }
 

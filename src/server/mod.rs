@@ -43,6 +43,8 @@ pub struct Shared {
     pub sse_on_connect: Option<Arc<OnConnect>>,
     /// WebSocket handlers by path (the echo endpoint is one of them).
     pub ws_routes: Vec<WsRoute>,
+    /// The io driver every worker runs.
+    pub driver: Driver,
 }
 
 /// A configured server, ready to start.
@@ -179,6 +181,7 @@ impl Server {
             room_count: Arc::new(AtomicUsize::new(0)),
             sse_on_connect,
             ws_routes,
+            driver,
         });
 
         let (done_tx, done) = std::sync::mpsc::channel();

@@ -21,6 +21,11 @@ impl Counter {
     pub fn sub(&self, n: u64) {
         self.0.store(self.0.load(Relaxed).wrapping_sub(n), Relaxed);
     }
+    /// Sets a gauge.
+    #[inline]
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Relaxed);
+    }
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
@@ -64,4 +69,7 @@ pub struct WorkerStats {
     pub hub_rejects: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
+    /// Gauges set by the room sweeper: messages in the histories of this worker's home rooms, and those rooms.
+    pub history_messages: Counter,
+    pub home_rooms: Counter,
 }

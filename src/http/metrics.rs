@@ -1,0 +1,177 @@
+//! `GET /metrics`: the per-worker counters in Prometheus text exposition
+//! format 0.0.4. Each worker writes only its own counters; a scrape reads
+//! them all (relaxed loads) and labels each series with its worker.
+
+use std::fmt::Write;
+
+use crate::server::stats::WorkerStats;
+use crate::server::Shared;
+
+/// The `Content-Type` of the exposition format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    /// Extra labels, then the counter, per worker.
+    series: &'static [(&'static str, fn(&WorkerStats) -> u64)],
+}
+
+macro_rules! get {
+    ($field:ident) => {
+        |s: &WorkerStats| s.$field.get()
+    };
+}
+
+static FAMILIES: &[Family] = &[
+    Family {
+        name: "ringcast_connections",
+        kind: "gauge",
+        help: "Open connections by kind.",
+        series: &[
+            ("kind=\"http\"", |s| {
+                s.open
+                    .get()
+                    .saturating_sub(s.sse_open.get() + s.ws_open.get())
+            }),
+            ("kind=\"sse\"", get!(sse_open)),
+            ("kind=\"ws\"", get!(ws_open)),
+        ],
+    },
+    Family {
+        name: "ringcast_connections_accepted_total",
+        kind: "counter",
+        help: "Connections accepted.",
+        series: &[("", get!(accepted))],
+    },
+    Family {
+        name: "ringcast_connections_closed_total",
+        kind: "counter",
+        help: "Connections closed.",
+        series: &[("", get!(closed))],
+    },
+    Family {
+        name: "ringcast_http_requests_total",
+        kind: "counter",
+        help: "HTTP requests answered.",
+        series: &[("", get!(http_requests))],
+    },
+    Family {
+        name: "ringcast_messages_published_total",
+        kind: "counter",
+        help: "Messages numbered by this worker as their room's home.",
+        series: &[("", get!(messages_published))],
+    },
+    Family {
+        name: "ringcast_messages_delivered_total",
+        kind: "counter",
+        help: "Messages queued to this worker's subscribers.",
+        series: &[("", get!(messages_delivered))],
+    },
+    Family {
+        name: "ringcast_bytes_received_total",
+        kind: "counter",
+        help: "Bytes read from clients.",
+        series: &[("", get!(bytes_in))],
+    },
+    Family {
+        name: "ringcast_bytes_sent_total",
+        kind: "counter",
+        help: "Bytes written to clients.",
+        series: &[("", get!(bytes_out))],
+    },
+    Family {
+        name: "ringcast_slow_consumer_drops_total",
+        kind: "counter",
+        help: "Subscribers disconnected for falling more than hub.max_queued_bytes behind.",
+        series: &[("", get!(slow_consumer_drops))],
+    },
+    Family {
+        name: "ringcast_rejected_handshakes_total",
+        kind: "counter",
+        help: "Stream and WebSocket handshakes refused, by reason.",
+        series: &[
+            ("reason=\"websocket\"", get!(ws_handshake_rejects)),
+            ("reason=\"hub_rules\"", get!(hub_rejects)),
+        ],
+    },
+    Family {
+        name: "ringcast_limit_hits_total",
+        kind: "counter",
+        help: "Times a configured limit was hit, by limit.",
+        series: &[
+            ("limit=\"max_connections\"", get!(rejected_max_connections)),
+            ("limit=\"file_descriptors\"", get!(accept_resource_errors)),
+            ("limit=\"max_body_size\"", get!(http_413)),
+            ("limit=\"max_request_line\"", get!(http_414)),
+            ("limit=\"max_header_bytes\"", get!(http_431)),
+            ("limit=\"timeouts\"", get!(timeouts)),
+            ("limit=\"ws_message_rate\"", get!(ws_rate_limited)),
+        ],
+    },
+    Family {
+        name: "ringcast_http_errors_total",
+        kind: "counter",
+        help: "Requests refused as malformed (400) or with another error status.",
+        series: &[
+            ("status=\"400\"", get!(http_400)),
+            ("status=\"other\"", get!(http_other_errors)),
+        ],
+    },
+    Family {
+        name: "ringcast_history_messages",
+        kind: "gauge",
+        help: "Messages held in the histories of the rooms this worker is home of.",
+        series: &[("", get!(history_messages))],
+    },
+    Family {
+        name: "ringcast_home_rooms",
+        kind: "gauge",
+        help: "Rooms this worker is home of.",
+        series: &[("", get!(home_rooms))],
+    },
+];
+
+/// Renders every metric family.
+pub fn render(shared: &Shared) -> String {
+    let mut out = String::with_capacity(4096);
+    for f in FAMILIES {
+        let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
+        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+        for (labels, read) in f.series {
+            for (w, stats) in shared.stats.iter().enumerate() {
+                let sep = if labels.is_empty() { "" } else { "," };
+                let _ = writeln!(
+                    out,
+                    "{}{{{labels}{sep}worker=\"{w}\"}} {}",
+                    f.name,
+                    read(stats)
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP ringcast_rooms Rooms that exist in the whole process."
+    );
+    let _ = writeln!(out, "# TYPE ringcast_rooms gauge");
+    let _ = writeln!(
+        out,
+        "ringcast_rooms {}",
+        shared.room_count.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP ringcast_io_driver The io driver the workers run (1 for the one in use)."
+    );
+    let _ = writeln!(out, "# TYPE ringcast_io_driver gauge");
+    for w in 0..shared.stats.len() {
+        let _ = writeln!(
+            out,
+            "ringcast_io_driver{{worker=\"{w}\",driver=\"{}\"}} 1",
+            shared.driver.name()
+        );
+    }
+    out
+}
