@@ -10,12 +10,15 @@ use crate::server::Shared;
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Reads one series' value from a worker's counters.
+type Read = fn(&WorkerStats) -> u64;
+
 struct Family {
     name: &'static str,
     kind: &'static str,
     help: &'static str,
     /// Extra labels, then the counter, per worker.
-    series: &'static [(&'static str, fn(&WorkerStats) -> u64)],
+    series: &'static [(&'static str, Read)],
 }
 
 macro_rules! get {
