@@ -85,12 +85,7 @@ fn metrics_are_valid_and_follow_traffic() {
 
     let mut s = SseClient::open(srv.addr, "/sse?room=m", "");
     let _ws = WsClient::connect(srv.addr, "/ws?room=m", "");
-    for _ in 0..100 {
-        if room_info(srv.addr, "m")["subscribers"].as_u64() == Some(2) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_subscribers(srv.addr, "m", 2);
     publish(srv.addr, "m", None, "x");
     assert_eq!(s.next_event().data, "x");
     let mut c = srv.connect();

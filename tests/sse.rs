@@ -37,17 +37,6 @@ retry: 3000\n\n";
     );
 }
 
-/// Polls `GET /rooms/{room}` until it counts `n` subscribers (bounded).
-fn wait_subscribers(addr: std::net::SocketAddr, room: &str, n: u64) {
-    for _ in 0..500 {
-        if room_info(addr, room)["subscribers"].as_u64() == Some(n) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("room {room} never reached {n} subscribers");
-}
-
 #[test]
 fn keepalive_comments_on_an_idle_stream() {
     let srv = TestServer::start("[sse]\nkeepalive = \"200ms\"\n");

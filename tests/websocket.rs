@@ -283,7 +283,7 @@ fn room_messages_arrive_as_one_shared_text_frame() {
     let mut subs: Vec<WsClient> = (0..10)
         .map(|_| WsClient::connect(srv.addr, "/ws?room=live", ""))
         .collect();
-    wait_room(srv.addr, "live", 10);
+    wait_subscribers(srv.addr, "live", 10);
     publish(srv.addr, "live", None, "hello room");
     for ws in &mut subs {
         let f = ws.read_frame().unwrap();
@@ -302,21 +302,11 @@ fn room_messages_arrive_as_one_shared_text_frame() {
     assert_eq!((f.opcode, f.payload), (2, vec![0xff, 0xfe]));
 }
 
-fn wait_room(addr: std::net::SocketAddr, room: &str, n: u64) {
-    for _ in 0..500 {
-        if room_info(addr, room)["subscribers"].as_u64() == Some(n) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("room {room} never reached {n} subscribers");
-}
-
 #[test]
 fn json_envelope_and_resume_with_last_event_id() {
     let srv = TestServer::start("[hub]\nauto_join_room = \"\"\n[ws.rooms]\nenvelope = \"json\"\n");
     let mut ws = WsClient::connect(srv.addr, "/ws?room=j", "");
-    wait_room(srv.addr, "j", 1);
+    wait_subscribers(srv.addr, "j", 1);
     let id1 = publish(srv.addr, "j", Some("note"), "one");
     let v: serde_json::Value = serde_json::from_str(&ws.next_data().text()).unwrap();
     assert_eq!(
@@ -329,7 +319,7 @@ fn json_envelope_and_resume_with_last_event_id() {
         (Some("j"), Some(id1), Some("note"), Some("one"))
     );
     drop(ws);
-    wait_room(srv.addr, "j", 0);
+    wait_subscribers(srv.addr, "j", 0);
     let id2 = publish(srv.addr, "j", None, "two");
     let mut ws = WsClient::connect(srv.addr, &format!("/ws?room=j&last_event_id={id1}"), "");
     let v: serde_json::Value = serde_json::from_str(&ws.next_data().text()).unwrap();
@@ -347,7 +337,7 @@ fn client_publish_renders_the_template_escaped() {
     );
     let mut alice = WsClient::connect(srv.addr, "/ws?room=chat", "");
     let mut bob = WsClient::connect(srv.addr, "/ws?room=chat", "");
-    wait_room(srv.addr, "chat", 2);
+    wait_subscribers(srv.addr, "chat", 2);
     alice.send_text(
         r#"{"user":"alice","message":"<script>alert(1)</script>","HEADERS":{"HX-Request":"true"}}"#,
     );
@@ -365,7 +355,7 @@ fn client_publish_renders_the_template_escaped() {
 fn room_subscriber_messages_are_ignored_without_client_publish() {
     let srv = TestServer::start("[hub]\nauto_join_room = \"\"\n");
     let mut ws = WsClient::connect(srv.addr, "/ws?room=q", "");
-    wait_room(srv.addr, "q", 1);
+    wait_subscribers(srv.addr, "q", 1);
     ws.send_text("ignored");
     let id = publish(srv.addr, "q", None, "from the server");
     assert_eq!(ws.next_data().text(), "from the server");
@@ -394,7 +384,7 @@ fn deflate_is_negotiated_and_room_frames_are_compressed_once() {
     assert!(ext.starts_with("permessage-deflate"), "{ext}");
     assert!(ext.contains("server_no_context_takeover"), "{ext}");
     let mut plain = WsClient::connect(srv.addr, "/ws?room=z", "");
-    wait_room(srv.addr, "z", 2);
+    wait_subscribers(srv.addr, "z", 2);
     let data = "compress me please ".repeat(40);
     publish(srv.addr, "z", None, &data);
     let f = a.read_frame().unwrap();
@@ -417,7 +407,7 @@ fn drain_closes_websockets_with_1001() {
     let mut srv = TestServer::start("[server]\nshutdown_timeout = \"5s\"\n");
     let mut ws = WsClient::connect(srv.addr, "/ws?room=d", "");
     let mut echo = WsClient::connect(srv.addr, "/echo", "");
-    wait_room(srv.addr, "d", 1);
+    wait_subscribers(srv.addr, "d", 1);
     srv.signal(libc::SIGTERM);
     for c in [&mut ws, &mut echo] {
         let (code, _) = c.expect_close();

@@ -391,19 +391,8 @@ impl Encoder {
 mod tests {
     use super::*;
 
-    /// Incompressible bytes (xorshift64).
-    fn noise(len: usize) -> Vec<u8> {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    }
     use crate::ws::frame::encode_masked_frame;
+    use crate::ws::test_util::noise;
 
     const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 

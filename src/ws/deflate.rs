@@ -524,19 +524,8 @@ impl Inflater {
 mod tests {
     use super::*;
 
-    /// Incompressible bytes (xorshift64).
-    fn noise(len: usize) -> Vec<u8> {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect()
-    }
     use crate::ws::frame::parse_header;
+    use crate::ws::test_util::noise;
 
     fn no_takeover_cfg() -> DeflateConfig {
         DeflateConfig {

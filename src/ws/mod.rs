@@ -31,3 +31,19 @@ pub use handshake::{
 };
 pub use mask::{apply_mask, apply_mask_offset};
 pub use utf8::{Utf8Error, Utf8Validator};
+
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// Incompressible bytes (xorshift64), for compression tests.
+    pub fn noise(len: usize) -> Vec<u8> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+}

@@ -629,3 +629,14 @@ impl WsClient {
         }
     }
 }
+
+/// Polls `GET /rooms/{room}` until it counts `n` subscribers (bounded: 5 s).
+pub fn wait_subscribers(addr: SocketAddr, room: &str, n: u64) {
+    for _ in 0..500 {
+        if room_info(addr, room)["subscribers"].as_u64() == Some(n) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("room {room} never reached {n} subscribers");
+}
