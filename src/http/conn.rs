@@ -120,7 +120,7 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard) {
         Some(Upgrade::Sse(req)) => {
             let fut = crate::sse::stream::serve(conn.stream, conn.guard, req, conn.out);
             log::trace!("sse stream future: {} bytes", std::mem::size_of_val(&fut));
-            monoio::spawn(fut);
+            crate::server::panic::spawn_guarded("sse stream", fut);
         }
         Some(Upgrade::Ws(up, rest)) => {
             let fut = crate::websocket::session::serve(conn.stream, conn.guard, up, conn.out, rest);
@@ -128,7 +128,7 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard) {
                 "websocket session future: {} bytes",
                 std::mem::size_of_val(&fut)
             );
-            monoio::spawn(fut);
+            crate::server::panic::spawn_guarded("websocket session", fut);
         }
     }
 }

@@ -3,6 +3,7 @@
 //! worker (optionally pinned to a core), and drains them on shutdown.
 
 pub mod event;
+pub mod panic;
 pub mod stats;
 pub mod worker;
 

@@ -353,7 +353,7 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream) {
     let guard = worker.register();
     let fut = crate::http::conn::serve(stream, guard);
     log::trace!("connection future: {} bytes", std::mem::size_of_val(&fut));
-    monoio::spawn(fut);
+    super::panic::spawn_guarded("connection", fut);
 }
 
 /// Answers 503 on a connection over a limit and closes it gracefully.

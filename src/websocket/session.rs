@@ -29,6 +29,7 @@ use crate::config::Envelope;
 use crate::hub::subscriber::{Closing, Format, Subscriber};
 use crate::hub::{ConnId, RoomName};
 use crate::io::{sock, writeq};
+use crate::server::panic::CatchPanic;
 use crate::server::worker::ConnGuard;
 use crate::ws::close;
 use crate::ws::codec::{Decoder, DecoderConfig, Encoder, Event};
@@ -192,9 +193,18 @@ pub async fn serve(
     }
     let has_handler = matches!(up.kind, WsKind::Handler(_));
     if let WsKind::Handler(h) = &up.kind {
-        monoio::spawn(h(WsConn {
+        let fut = h(WsConn {
             shared: shared.clone(),
-        }));
+        });
+        let on_panic = shared.clone();
+        monoio::spawn(async move {
+            if !CatchPanic::new("websocket handler", fut).await {
+                // the handler is gone: close its connection with 1011
+                *on_panic.close_request.borrow_mut() =
+                    Some((close::INTERNAL_ERROR, "internal error".into()));
+                on_panic.sub.signal.kick();
+            }
+        });
     }
     let rooms_role = match &up.kind {
         WsKind::Rooms(_) => Some(RoomsRole {
