@@ -439,3 +439,54 @@ fn frames_split_across_reads_are_reassembled() {
     let mut other = srv.connect();
     assert_eq!(other.get("/healthz").status, 200);
 }
+
+#[test]
+fn a_largest_allowed_message_is_echoed_with_default_limits() {
+    let srv = TestServer::start("");
+    let mut ws = WsClient::connect(srv.addr, "/echo", "");
+    let big = vec![b'a'; 1 << 20]; // ws.max_message_size
+    ws.send_frame(true, 2, &big);
+    let f = ws.next_data();
+    assert_eq!(f.payload.len(), big.len());
+    // and a burst of large messages is echoed whole, in order
+    for i in 0..8u8 {
+        ws.send_frame(true, 2, &vec![i; 300_000]);
+    }
+    for i in 0..8u8 {
+        let f = ws.next_data();
+        assert_eq!((f.payload.len(), f.payload[0]), (300_000, i));
+    }
+}
+
+#[test]
+fn reading_pauses_while_the_handler_is_behind_and_resumes() {
+    // a 64 KiB inbox: 40 messages of 30 KB sent at once must pause reading
+    // several times, and every one is still echoed, in order
+    let srv = TestServer::start(
+        "[hub]\nmax_queued_bytes = \"64KiB\"\nmax_message_size = \"64KiB\"\n[ws]\nmax_message_size = \"64KiB\"\nmax_frame_size = \"64KiB\"\n",
+    );
+    let mut ws = WsClient::connect(srv.addr, "/echo", "");
+    let mut burst = Vec::new();
+    for i in 0..40u8 {
+        burst.extend(WsClient::frame_bytes(
+            true,
+            0,
+            2,
+            &vec![i; 30_000],
+            Some([1, 2, 3, 4]),
+        ));
+    }
+    let mut writer = ws.client.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        use std::io::Write;
+        writer.write_all(&burst).unwrap();
+    });
+    for i in 0..40u8 {
+        let f = ws.next_data();
+        assert_eq!(
+            (f.payload.len(), f.payload[0], f.payload[29_999]),
+            (30_000, i, i)
+        );
+    }
+    sender.join().unwrap();
+}

@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     pub encoder: RefCell<Encoder>,
     pub inbox: RefCell<VecDeque<WsMessage>>,
     pub inbox_bytes: Cell<usize>,
+    /// The driver stopped reading because the inbox is full.
+    pub reading_paused: Cell<bool>,
     pub handler_waker: Cell<Option<Waker>>,
     /// No more messages will arrive (the client closed, or the connection failed).
     pub ended: Cell<bool>,
@@ -112,8 +114,9 @@ impl WsConn {
             if let Some(m) = s.inbox.borrow_mut().pop_front() {
                 let left = s.inbox_bytes.get() - m.bytes().len();
                 s.inbox_bytes.set(left);
-                // the driver may have paused reading while the inbox was full
-                s.sub.signal.kick();
+                if s.reading_paused.get() {
+                    s.sub.signal.kick(); // room again: the driver may read on
+                }
                 return Poll::Ready(Some(m));
             }
             if s.ended.get() {

@@ -151,10 +151,14 @@ pub async fn serve(
         .enumerate()
         .map(|(i, r)| (r.clone(), resume.as_ref().map_or(0, |c| c[i])))
         .collect();
+    // What a connection may have waiting to be written: the subscriber limit,
+    // plus room for the answers to what it already accepted (its inbox holds
+    // up to hub.max_queued_bytes and one message more before reading pauses).
+    let max_queued = cfg.hub.max_queued_bytes.get() + 2 * cfg.ws.max_message_size.get();
     let sub = Rc::new(
         Subscriber::new(
             positions,
-            cfg.hub.max_queued_bytes.get(),
+            max_queued,
             guard.signal.clone(),
             hub.next_generation(),
         )
@@ -176,6 +180,7 @@ pub async fn serve(
         encoder: RefCell::new(Encoder::new(up.deflate)),
         inbox: RefCell::new(VecDeque::new()),
         inbox_bytes: Cell::new(0),
+        reading_paused: Cell::new(false),
         handler_waker: Cell::new(None),
         ended: Cell::new(false),
         close_request: RefCell::new(None),
@@ -298,6 +303,7 @@ impl Session {
                 }
             } else if self.shared.inbox_bytes.get() < self.inbox_limit / 2 {
                 self.paused = false;
+                self.shared.reading_paused.set(false);
                 continue;
             }
             if let Some((code, reason)) = self.deferred_close {
@@ -506,6 +512,7 @@ impl Session {
             self.shared.inbox_bytes.set(total);
             if total > self.inbox_limit {
                 self.paused = true;
+                self.shared.reading_paused.set(true);
             }
             self.shared.wake_handler();
             return;
