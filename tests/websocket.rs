@@ -490,3 +490,32 @@ fn reading_pauses_while_the_handler_is_behind_and_resumes() {
     }
     sender.join().unwrap();
 }
+
+#[test]
+fn the_library_client_talks_to_the_server() {
+    use ringcast::websocket::client::{Client as WsLibClient, ConnectOptions, Message};
+    let srv = TestServer::start("[hub]\nauto_join_room = \"\"\n");
+    let url = format!("ws://{}/echo", srv.addr);
+    let mut c = WsLibClient::connect(&url).unwrap();
+    c.send_text("hello from the library").unwrap();
+    assert_eq!(
+        c.recv().unwrap(),
+        Message::Text("hello from the library".into())
+    );
+    c.send_binary(&[1, 2, 3]).unwrap();
+    assert_eq!(c.recv().unwrap(), Message::Binary(vec![1, 2, 3]));
+    assert_eq!(
+        c.close(1000, "done").unwrap(),
+        Some((Some(1000), "done".to_string()))
+    );
+    // with permessage-deflate, and as a room subscriber
+    let opts = ConnectOptions::default().permessage_deflate();
+    let (mut sub, resp) =
+        WsLibClient::connect_with(&format!("ws://{}/ws?room=lib", srv.addr), &opts).unwrap();
+    assert_eq!(resp.status, 101);
+    assert!(sub.deflate().is_some());
+    wait_subscribers(srv.addr, "lib", 1);
+    let long = "compressible ".repeat(100);
+    publish(srv.addr, "lib", None, &long);
+    assert_eq!(sub.recv().unwrap(), Message::Text(long));
+}
