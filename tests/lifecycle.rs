@@ -133,7 +133,7 @@ fn out_of_file_descriptors_backs_off_and_keeps_serving() {
 
 #[test]
 fn sigterm_drains_and_exits_zero() {
-    let mut srv = TestServer::start("[server]\nshutdown_timeout = \"5s\"\n");
+    let mut srv = TestServer::start("[server]\nworkers = 1\nshutdown_timeout = \"5s\"\n");
     let mut idle = srv.connect();
     assert_eq!(idle.get("/healthz").status, 200);
     // A request in flight: head started but not finished.
@@ -161,8 +161,9 @@ fn sigterm_drains_and_exits_zero() {
 
 #[test]
 fn sigint_exits_zero_and_shutdown_timeout_bounds_the_drain() {
+    // one worker: the barrier request below is accepted after the stuck connection
     let mut srv = TestServer::start(
-        "[server]\nshutdown_timeout = \"500ms\"\n[http]\nheader_timeout = \"60s\"\n",
+        "[server]\nworkers = 1\nshutdown_timeout = \"500ms\"\n[http]\nheader_timeout = \"60s\"\n",
     );
     // A client that started a request and never finishes it holds the drain up...
     let mut stuck = srv.connect();

@@ -133,7 +133,7 @@ impl Default for HttpConfig {
             max_header_bytes: ByteSize(16 << 10),
             max_headers: 64,
             max_body_size: ByteSize(1 << 20),
-            read_buffer_size: ByteSize(16 << 10),
+            read_buffer_size: ByteSize(64 << 10),
             max_requests_per_connection: 0,
             metrics_path: "/metrics".to_string(),
         }

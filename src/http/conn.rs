@@ -169,7 +169,12 @@ impl Conn {
     async fn run(&mut self) -> io::Result<Option<Upgrade>> {
         let stats = self.worker.stats.clone();
         loop {
-            if self.worker.draining() && matches!(self.phase, Phase::Idle { .. }) {
+            // Draining: an idle connection closes, unless a request of its has
+            // already arrived unread (it is in flight and gets its answer).
+            if self.worker.draining()
+                && matches!(self.phase, Phase::Idle { .. })
+                && !sock::has_pending(self.fd)
+            {
                 return Ok(None);
             }
             match self.wait().await? {

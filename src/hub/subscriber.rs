@@ -51,35 +51,38 @@ pub enum Closing {
     Sealed,
 }
 
-/// The last cursor line built during one delivery, reused while positions repeat.
+/// The last frame built during one delivery (one message): subscribers whose
+/// cursors are equal share one `id:` line + body, not one each.
 #[derive(Default)]
 pub struct CursorCache {
     positions: Vec<u64>,
-    line: Option<Bytes>,
+    frame: Option<Bytes>,
 }
 
 impl CursorCache {
-    /// The `id:` line for these rooms' positions.
-    fn line(&mut self, rooms: &[SubRoom]) -> Bytes {
-        let same = self.line.is_some()
+    /// The whole SSE frame of `p` with these rooms' positions as its `id:`.
+    fn frame(&mut self, rooms: &[SubRoom], p: &Published) -> Bytes {
+        let same = self.frame.is_some()
             && self.positions.len() == rooms.len()
             && self.positions.iter().zip(rooms).all(|(a, r)| *a == r.pos);
         if !same {
             self.positions.clear();
             self.positions.extend(rooms.iter().map(|r| r.pos));
-            let mut line = BytesMut::with_capacity(8 + 17 * rooms.len());
-            line.extend_from_slice(b"id: ");
+            let body = p.sse_body();
+            let mut frame = BytesMut::with_capacity(8 + 17 * rooms.len() + body.len());
+            frame.extend_from_slice(b"id: ");
             let mut buf = itoa::Buffer::new();
             for (i, r) in rooms.iter().enumerate() {
                 if i > 0 {
-                    line.extend_from_slice(b".");
+                    frame.extend_from_slice(b".");
                 }
-                line.extend_from_slice(buf.format(r.pos).as_bytes());
+                frame.extend_from_slice(buf.format(r.pos).as_bytes());
             }
-            line.extend_from_slice(b"\n");
-            self.line = Some(line.freeze());
+            frame.extend_from_slice(b"\n");
+            frame.extend_from_slice(&body);
+            self.frame = Some(frame.freeze());
         }
-        self.line.clone().expect("set above")
+        self.frame.clone().expect("set above")
     }
 }
 
@@ -233,13 +236,13 @@ impl Subscriber {
         self.deliver_with(p, idx, &mut CursorCache::default())
     }
 
-    /// [`Subscriber::deliver`] sharing cursor lines between subscribers whose
-    /// positions are equal (one `Bytes` for all of them, not one each).
+    /// [`Subscriber::deliver`] sharing multi-room frames between subscribers
+    /// whose positions are equal (one `Bytes` for all of them, not one each).
     pub fn deliver_with(&self, p: &Published, idx: usize, cache: &mut CursorCache) -> bool {
         if self.closing.get() != Closing::Open {
             return false;
         }
-        let line = {
+        let frame = {
             let mut rooms = self.rooms.borrow_mut();
             let Some(r) = rooms.get_mut(idx) else {
                 return true;
@@ -263,21 +266,12 @@ impl Subscriber {
                 return self.push(p.ws_frame(envelope, deflate));
             }
             if rooms.len() == 1 {
-                None
+                p.sse.clone()
             } else {
-                Some(cache.line(&rooms))
+                cache.frame(&rooms, p)
             }
         };
-        match line {
-            None => self.push(p.sse.clone()),
-            Some(line) => {
-                let ok = self.enqueue(line) && self.enqueue(p.sse_body());
-                if ok {
-                    self.signal.kick();
-                }
-                ok
-            }
-        }
+        self.push(frame)
     }
 
     /// Tells the client that part of what it missed is gone (`event: ringcast-gap`).
@@ -369,7 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn equal_cursors_share_one_line() {
+    fn equal_cursors_share_one_frame() {
         let a = sub(&[("a", 10), ("b", 20)], 1 << 20);
         let b = sub(&[("a", 10), ("b", 20)], 1 << 20);
         let c = sub(&[("a", 10), ("b", 25)], 1 << 20);
@@ -381,7 +375,12 @@ mod tests {
         let (mut qa, mut qb) = (VecDeque::new(), VecDeque::new());
         a.take_queue(&mut qa);
         b.take_queue(&mut qb);
-        assert_eq!(qa[0].as_ptr(), qb[0].as_ptr(), "one line for equal cursors");
+        assert_eq!(qa.len(), 1, "one frame per delivery");
+        assert_eq!(
+            qa[0].as_ptr(),
+            qb[0].as_ptr(),
+            "one frame for equal cursors"
+        );
         assert_eq!(
             drain(&c),
             "id: 11.25\ndata: x\n\n",

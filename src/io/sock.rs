@@ -35,6 +35,21 @@ pub fn recv_into(fd: RawFd, buf: &mut BytesMut, want: usize) -> io::Result<usize
     Ok(n as usize)
 }
 
+/// Whether the peer has sent bytes we have not read yet (a non-blocking peek).
+pub fn has_pending(fd: RawFd) -> bool {
+    let mut b = 0u8;
+    // SAFETY: one byte into a valid local; MSG_PEEK leaves it in the socket.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
+}
+
 /// One non-blocking `send`.
 pub fn send(fd: RawFd, data: &[u8]) -> io::Result<usize> {
     // SAFETY: data is a valid slice for the duration of the call.

@@ -63,7 +63,8 @@ pub struct Worker {
 impl Worker {
     pub fn new(id: usize, shared: Arc<Shared>) -> Rc<Worker> {
         let cfg = &shared.cfg;
-        let pool = BufPool::new(cfg.http.read_buffer_size.get(), 256);
+        // at most 64 spare buffers per worker (4 MiB at the default size)
+        let pool = BufPool::new(cfg.http.read_buffer_size.get(), 64);
         let stats = shared.stats[id].clone();
         let hub = Rc::new(HubLocal::new(
             id,
