@@ -1,1 +1,77 @@
-fn main() {}
+//! loadgen: the load generator of ringcast's benchmarks.
+//!
+//! One thread, one mio event loop, raw non-blocking sockets and its own
+//! small HTTP, WebSocket and SSE client code (`proto/`), so that one core of
+//! it can keep one core of a server busy, and so that it shares no code
+//! with the server it measures. Each mode prints a human summary, then one
+//! JSON object on the last line of stdout.
+
+mod args;
+mod client;
+mod hist;
+mod json;
+mod modes;
+mod proto;
+mod rng;
+mod sys;
+mod url;
+
+const USAGE: &str = "\
+usage: loadgen MODE [options]
+
+modes:
+  echo    --url ws://HOST:PORT/echo [--conns 100] [--inflight 1] [--size 32]
+          [--binary] [--duration 10s] [--warmup 2s] [--drain 5s]
+          N WebSocket connections, K messages in flight each; every echo is
+          checked byte for byte; msgs/s and round-trip p50/p99/p99.9.
+  fanout  --sub-url ws://HOST:PORT/ws?room=R | http://HOST:PORT/sse?room=R
+          --publish-url http://HOST:PORT/publish/R [--subs 1000] [--size 64]
+          [--rate N/s | --window 16 --max-lag 32] [--duration 10s]
+          [--settle 500ms] [--tail 5s]
+          N subscribers, one keep-alive publisher; order, loss, duplicates,
+          deliveries/s and publish-to-receive latency.
+  hold    --url ws://...|http://.../sse?room=R [--conns 1000] [--hold 10s]
+          N idle connections; server RSS and fds per connection (needs --pid).
+  churn   --url ws://...|http://... [--rate 500/s] [--duration 120s]
+          [--settle 10s] [--max-open 2000]
+          connect, handshake, close, continuously; server fd and RSS drift.
+
+options of every mode:
+  --pid PID                  server process: RSS, fds and CPU from /proc
+  --connect-concurrency 256  handshakes in progress at once
+  --connect-timeout 10s      limit for one connect + handshake
+  --src-ips N                spread connects over 127.0.0.1..127.0.0.N
+                             (default 1; churn 16)
+
+values: durations 10s, 500ms, 2m; rates 500/s, 30000/m; sizes 32, 16KiB;
+counts 19000, 10k. Exit status: 0 ok, 1 a check failed (mismatch, loss,
+duplicate, disorder, failed connection, fd drift), 2 usage or setup error.
+";
+
+fn main() {
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.is_empty() || argv[0] == "-h" || argv[0] == "--help" || argv[0] == "help" {
+        print!("{USAGE}");
+        std::process::exit(if argv.is_empty() { 2 } else { 0 });
+    }
+    let mode = argv.remove(0);
+    let a = args::Args::new(argv);
+    let r = match mode.as_str() {
+        "echo" => modes::echo::run(a),
+        "fanout" => modes::fanout::run(a),
+        "hold" => modes::hold::run(a),
+        "churn" => modes::churn::run(a),
+        other => Err(format!("unknown mode {other:?}\n\n{USAGE}")),
+    };
+    match r {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("loadgen {mode}: {e}");
+            // Still end with the one report line, saying what went wrong.
+            let mut j = json::JsonLine::new();
+            j.str("mode", &mode).bool("ok", false).str("error", &e);
+            println!("{}", j.finish());
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! The load generator's modes, one file each; `common` holds what they share.
+
+pub mod churn;
+pub mod common;
+pub mod echo;
+pub mod fanout;
+pub mod hold;
