@@ -37,10 +37,15 @@ impl BufPool {
             .unwrap_or_else(|| BytesMut::with_capacity(self.size))
     }
 
-    /// Returns a buffer; it is kept only if it is empty, still owns its whole
-    /// allocation, and the pool is not full. Otherwise it is freed.
+    /// Returns a buffer. It is kept if the pool is not full and its whole
+    /// allocation can be taken back without allocating (reading a request
+    /// advances the buffer's start; no message still shares the memory);
+    /// otherwise it is freed.
     pub fn give(&self, mut buf: BytesMut) {
         buf.clear();
+        if buf.capacity() < self.size && !buf.try_reclaim(self.size) {
+            return;
+        }
         if buf.capacity() < self.size || buf.capacity() > self.size * 4 {
             return;
         }
@@ -59,6 +64,26 @@ impl BufPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_advanced_buffer_comes_back_whole() {
+        use bytes::Buf;
+        let p = BufPool::new(1024, 2);
+        let mut a = p.take();
+        let ptr = a.as_ptr();
+        a.extend_from_slice(&[1; 300]);
+        a.advance(300); // a request was consumed
+        p.give(a);
+        assert_eq!(p.spare(), 1);
+        assert_eq!(p.take().as_ptr(), ptr, "reclaimed, not reallocated");
+        // a buffer whose bytes live on in a message is not taken back
+        let mut b = p.take();
+        b.extend_from_slice(&[2; 100]);
+        let msg = b.split_to(100).freeze();
+        p.give(b);
+        assert_eq!(p.spare(), 0);
+        drop(msg);
+    }
 
     #[test]
     fn reuses_and_bounds() {

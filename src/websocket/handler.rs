@@ -31,6 +31,9 @@ use crate::server::worker::Worker;
 use crate::ws::codec::Encoder;
 use crate::ws::frame::OpCode;
 
+/// Payloads from this size on are queued by reference rather than copied.
+const ZERO_COPY_MIN: usize = 4096;
+
 /// A whole message from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WsMessage {
@@ -153,11 +156,28 @@ impl WsConn {
         self.send_data(OpCode::Binary, data)
     }
 
-    /// Sends a message of the same kind (echo).
+    /// Sends a message of the same kind (echo). A large payload that goes
+    /// out uncompressed is not copied: its `Bytes` are queued behind the
+    /// frame header and written from where they are.
     pub fn send(&self, msg: &WsMessage) -> Result<(), SendError> {
-        match msg {
-            WsMessage::Text(b) => self.send_data(OpCode::Text, b),
-            WsMessage::Binary(b) => self.send_data(OpCode::Binary, b),
+        let (opcode, payload) = match msg {
+            WsMessage::Text(b) => (OpCode::Text, b),
+            WsMessage::Binary(b) => (OpCode::Binary, b),
+        };
+        let s = &self.shared;
+        if payload.len() < ZERO_COPY_MIN || s.encoder.borrow().compresses() {
+            return self.send_data(opcode, payload);
+        }
+        if s.close_request.borrow().is_some() {
+            return Err(SendError::Closed);
+        }
+        let header_ok = s.sub.cork(|out| {
+            crate::ws::frame::encode_header(true, false, opcode, payload.len() as u64, out)
+        });
+        if header_ok && s.sub.push(payload.clone()) {
+            Ok(())
+        } else {
+            Err(SendError::Closed)
         }
     }
 

@@ -320,6 +320,11 @@ impl Encoder {
         }
     }
 
+    /// Whether data messages may go out compressed (permessage-deflate was negotiated).
+    pub fn compresses(&self) -> bool {
+        self.deflate.is_some()
+    }
+
     /// Appends a text message; returns whether it went out compressed.
     pub fn text(&mut self, text: &str, out: &mut BytesMut) -> bool {
         self.data(OpCode::Text, text.as_bytes(), out)
