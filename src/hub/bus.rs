@@ -153,6 +153,26 @@ impl Bus {
             .map_err(|_| HubError::Closed)
     }
 
+    /// Publishes through the room's home and waits for the message's id.
+    pub async fn publish_and_wait(&self, room: RoomName, msg: Message) -> Result<u64, HubError> {
+        let (tx, rx) = flume::bounded(1);
+        let req = BusMsg::Publish {
+            room,
+            msg,
+            group: 0,
+            reply: Some(tx),
+        };
+        self.request(req).await?;
+        rx.recv_async().await.map_err(|_| HubError::Closed)?
+    }
+
+    /// Asks a room's home how the room is.
+    pub async fn room_info(&self, room: RoomName) -> Result<RoomInfo, HubError> {
+        let (tx, rx) = flume::bounded(1);
+        self.request(BusMsg::Info { room, reply: tx }).await?;
+        rx.recv_async().await.map_err(|_| HubError::Closed)
+    }
+
     /// Sends a request without waiting.
     pub fn try_request(&self, msg: BusMsg) -> Result<(), HubError> {
         let home = self.home_of_msg(&msg);

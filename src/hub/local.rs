@@ -69,16 +69,7 @@ impl HubLocal {
         if self.is_home(&room) {
             return self.publish_at_home(room, msg, 0).await;
         }
-        let (tx, rx) = flume::bounded(1);
-        self.bus
-            .request(BusMsg::Publish {
-                room,
-                msg,
-                group: 0,
-                reply: Some(tx),
-            })
-            .await?;
-        rx.recv_async().await.map_err(|_| HubError::Closed)?
+        self.bus.publish_and_wait(room, msg).await
     }
 
     async fn publish_at_home(
@@ -267,9 +258,7 @@ impl HubLocal {
         if self.is_home(&room) {
             return Ok(self.home.borrow_mut().info(&room, Instant::now()));
         }
-        let (tx, rx) = flume::bounded(1);
-        self.bus.request(BusMsg::Info { room, reply: tx }).await?;
-        rx.recv_async().await.map_err(|_| HubError::Closed)
+        self.bus.room_info(room).await
     }
 
     pub async fn history(&self, room: RoomName, since: u64) -> Result<HistoryReply, HubError> {

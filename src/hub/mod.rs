@@ -237,16 +237,7 @@ impl Hub {
     /// Publishes, waiting for inbox space, and returns the message's id in the room.
     pub async fn publish_async(&self, room: &str, msg: Message) -> Result<u64, HubError> {
         let room = self.check(room)?;
-        let (tx, rx) = flume::bounded(1);
-        self.bus
-            .request(BusMsg::Publish {
-                room,
-                msg,
-                group: 0,
-                reply: Some(tx),
-            })
-            .await?;
-        rx.recv_async().await.map_err(|_| HubError::Closed)?
+        self.bus.publish_and_wait(room, msg).await
     }
 
     /// Publishes one message to several rooms; a connection in several of
@@ -271,9 +262,7 @@ impl Hub {
     /// Subscribers (all workers), last id and history length of a room.
     pub async fn room_info(&self, room: &str) -> Result<RoomInfo, HubError> {
         let room = self.check(room)?;
-        let (tx, rx) = flume::bounded(1);
-        self.bus.request(BusMsg::Info { room, reply: tx }).await?;
-        rx.recv_async().await.map_err(|_| HubError::Closed)
+        self.bus.room_info(room).await
     }
 
     /// [`Hub::room_info`] for threads outside the workers (blocks).
