@@ -59,11 +59,10 @@ fn main() -> ExitCode {
         }
     };
     let mut server = server;
+    let mut running = server.shared().cfg.as_ref().clone();
     for sig in signals.forever() {
         match sig {
-            SIGHUP => log::info!(
-                "SIGHUP: live reload of the configuration is not supported yet; nothing changed"
-            ),
+            SIGHUP => reload(&args, &mut running),
             _ => {
                 let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
                 log::info!("{name}: draining (at most {shutdown_timeout:?})");
@@ -91,4 +90,33 @@ fn main() -> ExitCode {
     }
     std::thread::sleep(Duration::from_millis(0));
     ExitCode::SUCCESS
+}
+
+/// SIGHUP: re-reads the configuration. The log level changes live; every
+/// other changed key is named and takes effect after a restart. A file that
+/// does not validate is refused and the running configuration stays.
+fn reload(args: &ringcast::cli::Args, running: &mut ringcast::config::Config) {
+    let new = match ringcast::cli::load_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("SIGHUP: configuration not reloaded, the running one stays: {e}");
+            return;
+        }
+    };
+    let changes = ringcast::config::diff(running, &new);
+    if changes.is_empty() {
+        log::info!("SIGHUP: configuration re-read; nothing changed");
+        return;
+    }
+    for (key, old, new_value) in changes {
+        if key == "log.level" {
+            if let Some(level) = ringcast::logging::parse_level(&new.log.level) {
+                log::set_max_level(level);
+                running.log.level = new.log.level.clone();
+                log::info!("SIGHUP: {key}: {old} -> {new_value} (applied)");
+            }
+        } else {
+            log::warn!("SIGHUP: {key}: {old} -> {new_value} (takes effect after a restart)");
+        }
+    }
 }

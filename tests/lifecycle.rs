@@ -264,3 +264,31 @@ fn every_io_uring_taskrun_mode_serves() {
         assert_eq!(ws.next_data().text(), mode);
     }
 }
+
+#[test]
+fn sighup_rereads_the_config_applies_the_log_level_and_names_the_rest() {
+    let mut srv = TestServer::start("[log]\nlevel = \"info\"\n");
+    std::fs::write(
+        srv.config_path(),
+        "[log]\nlevel = \"debug\"\n[http]\nmax_headers = 10\n",
+    )
+    .unwrap();
+    srv.signal(libc::SIGHUP);
+    let applied = srv.wait_log("SIGHUP: log.level");
+    assert!(
+        applied.contains("\"info\" -> \"debug\" (applied)"),
+        "{applied}"
+    );
+    let later = srv.wait_log("SIGHUP: http.max_headers");
+    assert!(
+        later.contains("64 -> 10 (takes effect after a restart)"),
+        "{later}"
+    );
+    // a file that does not validate is refused; the server keeps running
+    std::fs::write(srv.config_path(), "[http]\nmax_headers = 0\n").unwrap();
+    srv.signal(libc::SIGHUP);
+    let refused = srv.wait_log("configuration not reloaded");
+    assert!(refused.contains("http.max_headers"), "{refused}");
+    assert_eq!(srv.connect().get("/healthz").status, 200);
+    assert!(srv.child.try_wait().unwrap().is_none());
+}

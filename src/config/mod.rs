@@ -638,9 +638,69 @@ impl Config {
     }
 }
 
+/// Keys whose values differ between two configurations, as
+/// `(key, old value, new value)`, keys in dotted form (`http.max_headers`).
+pub fn diff(old: &Config, new: &Config) -> Vec<(String, String, String)> {
+    fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    if let (Ok(va), Ok(vb)) = (toml::Value::try_from(old), toml::Value::try_from(new)) {
+        flatten("", &va, &mut a);
+        flatten("", &vb, &mut b);
+    }
+    let old_map: std::collections::HashMap<_, _> = a.into_iter().collect();
+    let mut changes: Vec<(String, String, String)> = b
+        .into_iter()
+        .filter_map(|(k, v)| match old_map.get(&k) {
+            Some(o) if *o == v => None,
+            Some(o) => Some((k, o.clone(), v)),
+            None => Some((k, "(unset)".to_string(), v)),
+        })
+        .collect();
+    changes.sort();
+    changes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diff_names_changed_keys() {
+        let a = Config::default();
+        let b =
+            Config::from_toml("[log]\nlevel = \"debug\"\n[http]\nmax_headers = 10\n", "t").unwrap();
+        let d = diff(&a, &b);
+        assert_eq!(
+            d,
+            vec![
+                (
+                    "http.max_headers".to_string(),
+                    "64".to_string(),
+                    "10".to_string()
+                ),
+                (
+                    "log.level".to_string(),
+                    "\"info\"".to_string(),
+                    "\"debug\"".to_string()
+                ),
+            ]
+        );
+        assert!(diff(&a, &a).is_empty());
+    }
 
     #[test]
     fn empty_file_gives_defaults() {

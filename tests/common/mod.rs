@@ -160,6 +160,11 @@ impl TestServer {
         Client::connect(self.addr)
     }
 
+    /// The config file the server was started with (tests may rewrite it).
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.0.join("ringcast.toml")
+    }
+
     pub fn signal(&self, sig: i32) {
         // SAFETY: plain kill(2) on our child.
         unsafe { libc::kill(self.child.id() as i32, sig) };
