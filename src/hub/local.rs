@@ -281,12 +281,6 @@ impl HubLocal {
         self.subs.borrow().iter().map(|(_, s)| s.clone()).collect()
     }
 
-    /// Rooms this worker is home of, and messages in their histories.
-    pub fn home_stats(&self) -> (usize, usize) {
-        let h = self.home.borrow();
-        (h.len(), h.history_messages())
-    }
-
     // ----------------------------------------------------------------- tasks
 
     /// Serves requests addressed to this worker as a home.

@@ -276,28 +276,18 @@ impl Hub {
 
     /// Adds a connection (by id, as handlers see it) to a room.
     pub fn join(&self, conn: ConnId, room: &str) -> Result<(), HubError> {
-        let room = self.check(room)?;
-        self.bus.try_deliver(
-            conn.worker,
-            BusMsg::ConnRoom {
-                conn,
-                room,
-                join: true,
-            },
-        )
+        self.conn_room(conn, room, true)
     }
 
     /// Removes a connection from a room.
     pub fn leave(&self, conn: ConnId, room: &str) -> Result<(), HubError> {
+        self.conn_room(conn, room, false)
+    }
+
+    fn conn_room(&self, conn: ConnId, room: &str, join: bool) -> Result<(), HubError> {
         let room = self.check(room)?;
-        self.bus.try_deliver(
-            conn.worker,
-            BusMsg::ConnRoom {
-                conn,
-                room,
-                join: false,
-            },
-        )
+        self.bus
+            .try_deliver(conn.worker, BusMsg::ConnRoom { conn, room, join })
     }
 }
 

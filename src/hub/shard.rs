@@ -58,18 +58,4 @@ impl LocalRooms {
         }
         d
     }
-
-    /// Local subscribers of a room.
-    pub fn subscribers(&self, room: &str) -> usize {
-        self.rooms.get(room).map_or(0, |s| s.len())
-    }
-
-    /// Rooms with local subscribers.
-    pub fn len(&self) -> usize {
-        self.rooms.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rooms.is_empty()
-    }
 }

@@ -208,7 +208,14 @@ impl Server {
                             Err(e) => log::warn!("worker {id}: cannot pin to cpu {cpu}: {e}"),
                         }
                     }
-                    if let Err(e) = worker::run(id, shared, listener, inbox, rx, driver) {
+                    if let Err(e) = worker::run(worker::WorkerStart {
+                        id,
+                        shared,
+                        listener,
+                        inbox,
+                        control: rx,
+                        driver,
+                    }) {
                         log::error!("worker {id} stopped: {e}");
                     }
                     let _ = done_tx.send(id);

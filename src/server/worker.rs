@@ -153,27 +153,31 @@ impl Drop for ConnGuard {
     }
 }
 
-/// The worker thread's body: builds the runtime for `driver` and runs the worker until drained.
-pub fn run(
-    id: usize,
-    shared: Arc<Shared>,
-    listener: std::net::TcpListener,
-    inbox: Inbox,
-    control: flume::Receiver<Control>,
-    driver: Driver,
-) -> io::Result<()> {
+/// Everything a worker thread starts with.
+pub struct WorkerStart {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub listener: std::net::TcpListener,
+    pub inbox: Inbox,
+    pub control: flume::Receiver<Control>,
+    pub driver: Driver,
+}
+
+/// The worker thread's body: builds the runtime for its driver and runs the worker until drained.
+pub fn run(start: WorkerStart) -> io::Result<()> {
+    let (id, shared) = (start.id, &start.shared);
     let entries = shared.cfg.server.io_uring_entries;
-    match driver {
+    match start.driver {
         Driver::IoUring => {
             let (mut rt, mode) = build_uring_runtime(entries, shared.cfg.server.io_uring_taskrun)?;
             log::info!("worker {id}: io_uring task-run mode {mode:?}");
-            rt.block_on(worker_main(id, shared, listener, inbox, control, driver))
+            rt.block_on(worker_main(start))
         }
         Driver::Legacy => {
             let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
                 .enable_timer()
                 .build()?;
-            rt.block_on(worker_main(id, shared, listener, inbox, control, driver))
+            rt.block_on(worker_main(start))
         }
     }
 }
@@ -221,14 +225,15 @@ pub fn build_uring_runtime(
     Err(last.unwrap_or_else(|| io::Error::other("io_uring setup failed")))
 }
 
-async fn worker_main(
-    id: usize,
-    shared: Arc<Shared>,
-    listener: std::net::TcpListener,
-    inbox: Inbox,
-    control: flume::Receiver<Control>,
-    driver: Driver,
-) -> io::Result<()> {
+async fn worker_main(start: WorkerStart) -> io::Result<()> {
+    let WorkerStart {
+        id,
+        shared,
+        listener,
+        inbox,
+        control,
+        driver,
+    } = start;
     let worker = Worker::new(id, shared);
     crate::hub::local::spawn_tasks(&worker.hub, inbox, &worker.shared.cfg);
     let http = &worker.shared.cfg.http;
