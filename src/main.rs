@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     let mut running = server.shared().cfg.as_ref().clone();
     for sig in signals.forever() {
         match sig {
-            SIGHUP => reload(&args, &mut running),
+            SIGHUP => reload(&args, &server, &mut running),
             _ => {
                 let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
                 log::info!("{name}: draining (at most {shutdown_timeout:?})");
@@ -92,10 +92,15 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// SIGHUP: re-reads the configuration. The log level changes live; every
-/// other changed key is named and takes effect after a restart. A file that
-/// does not validate is refused and the running configuration stays.
-fn reload(args: &ringcast::cli::Args, running: &mut ringcast::config::Config) {
+/// SIGHUP: re-reads the configuration. The limits in
+/// [`ringcast::server::limits::LIVE_KEYS`] and the log level change live;
+/// every other changed key is named and takes effect after a restart. A file
+/// that does not validate is refused and the running configuration stays.
+fn reload(
+    args: &ringcast::cli::Args,
+    server: &ringcast::ServerHandle,
+    running: &mut ringcast::config::Config,
+) {
     let new = match ringcast::cli::load_config(args) {
         Ok(c) => c,
         Err(e) => {
@@ -108,15 +113,19 @@ fn reload(args: &ringcast::cli::Args, running: &mut ringcast::config::Config) {
         log::info!("SIGHUP: configuration re-read; nothing changed");
         return;
     }
+    server.apply_limits(&new);
+    if let Some(level) = ringcast::logging::parse_level(&new.log.level) {
+        log::set_max_level(level);
+    }
     for (key, old, new_value) in changes {
-        if key == "log.level" {
-            if let Some(level) = ringcast::logging::parse_level(&new.log.level) {
-                log::set_max_level(level);
-                running.log.level = new.log.level.clone();
-                log::info!("SIGHUP: {key}: {old} -> {new_value} (applied)");
-            }
+        if key == "log.level" || ringcast::server::limits::LIVE_KEYS.contains(&key.as_str()) {
+            log::info!("SIGHUP: {key}: {old} -> {new_value} (applied)");
         } else {
             log::warn!("SIGHUP: {key}: {old} -> {new_value} (takes effect after a restart)");
         }
     }
+    // What runs now: the new live values, the old values of everything else.
+    let mut live = ringcast::server::limits::LIVE_KEYS.to_vec();
+    live.push("log.level");
+    *running = ringcast::config::with_keys_from(running, &new, &live);
 }

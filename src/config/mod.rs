@@ -70,6 +70,12 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Open connections per worker; 0 = same as `max_connections`.
     pub max_connections_per_worker: usize,
+    /// Open connections from one client IP address; 0 = no limit.
+    pub max_connections_per_ip: usize,
+    /// SSE and WebSocket handshakes per second from one client IP; 0 = no limit.
+    pub handshake_rate_per_ip: u32,
+    /// Handshakes one client IP may make at once before the rate applies.
+    pub handshake_burst_per_ip: u32,
     /// How long a failing `accept` (EMFILE/ENFILE) waits before trying again.
     pub accept_backoff: Secs,
     /// Longest a SIGTERM/SIGINT drain may take before the process exits anyway.
@@ -88,6 +94,9 @@ impl Default for ServerConfig {
             backlog: 4096,
             max_connections: 0,
             max_connections_per_worker: 0,
+            max_connections_per_ip: 0,
+            handshake_rate_per_ip: 0,
+            handshake_burst_per_ip: 20,
             accept_backoff: Secs::from_millis(100),
             shutdown_timeout: Secs::from_secs(10),
         }
@@ -437,6 +446,12 @@ impl Config {
         if s.backlog == 0 {
             return fail("server.backlog must be at least 1".into());
         }
+        if s.handshake_rate_per_ip > 0 && s.handshake_burst_per_ip == 0 {
+            return fail(
+                "server.handshake_burst_per_ip must be at least 1 when server.handshake_rate_per_ip is set"
+                    .into(),
+            );
+        }
         if s.shutdown_timeout.0.is_zero() {
             return fail("server.shutdown_timeout must be more than 0".into());
         }
@@ -674,9 +689,49 @@ pub fn diff(old: &Config, new: &Config) -> Vec<(String, String, String)> {
     changes
 }
 
+/// `base` with the values of the dotted `keys` (tables included, e.g. `auth`)
+/// taken from `other`: what runs after a reload that applies only some keys.
+pub fn with_keys_from(base: &Config, other: &Config, keys: &[&str]) -> Config {
+    fn take(dst: &mut toml::Value, src: &toml::Value, path: &[&str]) {
+        let (Some(d), Some(s)) = (dst.as_table_mut(), src.as_table()) else {
+            return;
+        };
+        let Some(sv) = s.get(path[0]) else { return };
+        if path.len() == 1 {
+            d.insert(path[0].to_string(), sv.clone());
+        } else if let Some(dv) = d.get_mut(path[0]) {
+            take(dv, sv, &path[1..]);
+        }
+    }
+    let (Ok(mut b), Ok(o)) = (toml::Value::try_from(base), toml::Value::try_from(other)) else {
+        return base.clone();
+    };
+    for k in keys {
+        let path: Vec<&str> = k.split('.').collect();
+        take(&mut b, &o, &path);
+    }
+    b.try_into().unwrap_or_else(|_| base.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_keys_from_takes_only_those_keys() {
+        let a = Config::default();
+        let b = Config::from_toml(
+            "[log]\nlevel = \"debug\"\n[http]\nmax_headers = 10\n[hub]\nmax_rooms = 7\n",
+            "t",
+        )
+        .unwrap();
+        let c = with_keys_from(&a, &b, &["log.level", "hub.max_rooms"]);
+        assert_eq!(c.log.level, "debug");
+        assert_eq!(c.hub.max_rooms, 7);
+        assert_eq!(c.http.max_headers, a.http.max_headers);
+        let names: Vec<String> = diff(&c, &b).into_iter().map(|(k, _, _)| k).collect();
+        assert_eq!(names, ["http.max_headers"]);
+    }
 
     #[test]
     fn diff_names_changed_keys() {

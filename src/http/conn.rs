@@ -300,7 +300,10 @@ impl Conn {
                 }
                 return Step::Stop(Next::KeepGoing);
             }
-            Ok(Parsed::Complete(head)) => head,
+            Ok(Parsed::Complete(mut head)) => {
+                head.peer = self.guard.peer;
+                head
+            }
         };
         let head_only = head.method == "HEAD";
         if head.content_length > max_body {

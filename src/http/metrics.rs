@@ -105,6 +105,16 @@ static FAMILIES: &[Family] = &[
         help: "Times a configured limit was hit, by limit.",
         series: &[
             ("limit=\"max_connections\"", get!(rejected_max_connections)),
+            ("limit=\"max_connections_per_ip\"", get!(rejected_per_ip)),
+            (
+                "limit=\"handshake_rate_per_ip\"",
+                get!(rejected_handshake_rate),
+            ),
+            ("limit=\"max_rooms\"", get!(rejected_max_rooms)),
+            (
+                "limit=\"max_rooms_per_connection\"",
+                get!(rejected_rooms_per_connection),
+            ),
             ("limit=\"file_descriptors\"", get!(accept_resource_errors)),
             ("limit=\"max_body_size\"", get!(http_413)),
             ("limit=\"max_request_line\"", get!(http_414)),

@@ -41,6 +41,8 @@ pub struct RequestHead<'b> {
     pub keep_alive: bool,
     /// The client sent `Expect: 100-continue`.
     pub expect_continue: bool,
+    /// The client's address (set by the connection; unspecified when parsed alone).
+    pub peer: std::net::IpAddr,
 }
 
 impl<'b> RequestHead<'b> {
@@ -205,6 +207,7 @@ pub fn parse<'b>(
         content_length: content_length.unwrap_or(0),
         keep_alive,
         expect_continue,
+        peer: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
     }))
 }
 

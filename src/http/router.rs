@@ -4,6 +4,7 @@
 //! returned as an [`Action`] for the connection to finish asynchronously.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -82,30 +83,37 @@ pub fn route(
         return Action::Done;
     }
     if let Some(route) = worker.shared.ws_routes.iter().find(|r| r.path == path) {
+        if let Some(refused) = handshake_rate(worker, head, out) {
+            return refused;
+        }
         let e = &route.endpoint;
+        let rate = if path == cfg.ws.echo.path {
+            let l = &worker.shared.limits;
+            (l.ws_echo_rate.load(Relaxed), l.ws_echo_burst.load(Relaxed))
+        } else {
+            (e.max_messages_per_sec, e.burst)
+        };
         let rules = EndpointRules {
             subprotocols: &e.subprotocols,
             allowed_origins: &e.allowed_origins,
             deflate: e.deflate,
         };
         let kind = WsKind::Handler(route.handler.clone());
-        return ws_upgrade(
-            worker,
-            head,
-            &rules,
-            kind,
-            (e.max_messages_per_sec, e.burst),
-            out,
-        );
+        return ws_upgrade(worker, head, &rules, kind, rate, out);
     }
     if !cfg.ws.rooms.path.is_empty() && path == cfg.ws.rooms.path {
+        if let Some(refused) = handshake_rate(worker, head, out) {
+            return refused;
+        }
         let e = &cfg.ws.rooms;
-        let req = match stream_request(
-            worker,
-            head,
-            e.max_rooms_per_connection,
-            "ws.rooms.max_rooms_per_connection",
-        ) {
+        let l = &worker.shared.limits;
+        let max_rooms = l.ws_rooms_max_rooms_per_connection.load(Relaxed);
+        let rate = (
+            l.ws_rooms_rate.load(Relaxed),
+            l.ws_rooms_burst.load(Relaxed),
+        );
+        let req = match stream_request(worker, head, max_rooms, "ws.rooms.max_rooms_per_connection")
+        {
             Ok(r) => r,
             Err(why) => {
                 worker.stats.hub_rejects.inc();
@@ -118,21 +126,21 @@ pub fn route(
             allowed_origins: &e.allowed_origins,
             deflate: e.deflate,
         };
-        return ws_upgrade(
-            worker,
-            head,
-            &rules,
-            WsKind::Rooms(req),
-            (e.max_messages_per_sec, e.burst),
-            out,
-        );
+        return ws_upgrade(worker, head, &rules, WsKind::Rooms(req), rate, out);
     }
     if path == cfg.sse.path {
         if head.method != "GET" {
             method_not_allowed(out, "GET", keep_alive, head_only);
             return Action::Done;
         }
-        let max = cfg.sse.max_rooms_per_connection;
+        if let Some(refused) = handshake_rate(worker, head, out) {
+            return refused;
+        }
+        let max = worker
+            .shared
+            .limits
+            .sse_max_rooms_per_connection
+            .load(Relaxed);
         return match stream_request(worker, head, max, "sse.max_rooms_per_connection") {
             Ok(req) => Action::Sse(req),
             Err(why) => bad_request(worker, out, &why, keep_alive),
@@ -223,6 +231,30 @@ fn ws_upgrade(
     }
 }
 
+/// `server.handshake_rate_per_ip`: a stream or WebSocket handshake over the
+/// client's rate is answered 429 with `Retry-After` (and counted).
+fn handshake_rate(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Option<Action> {
+    let shared = &worker.shared;
+    let retry = shared
+        .per_ip
+        .try_handshake(head.peer, &shared.limits)
+        .err()?;
+    worker.stats.rejected_handshake_rate.inc();
+    let body = format!(
+        "429 Too Many Requests: server.handshake_rate_per_ip is {} per second; retry in {retry}s\n",
+        shared.limits.handshake_rate_per_ip.load(Relaxed)
+    );
+    response::start(out, 429);
+    response::header(
+        out,
+        "Retry-After",
+        itoa::Buffer::new().format(retry).as_bytes(),
+    );
+    response::header(out, "Content-Type", b"text/plain; charset=utf-8");
+    response::finish(out, body.as_bytes(), false, head.method == "HEAD");
+    Some(Action::Close)
+}
+
 /// Checks a stream request (SSE or WebSocket rooms): its rooms, their
 /// number, and the resume cursor.
 fn stream_request(
@@ -240,6 +272,7 @@ fn stream_request(
         }
     }
     if rooms.len() > max_rooms {
+        worker.stats.rejected_rooms_per_connection.inc();
         return Err(format!(
             "{} rooms asked for; {max_key} is {max_rooms}",
             rooms.len()

@@ -95,7 +95,8 @@ pub struct HomeRooms {
     workers: usize,
     history_size: usize,
     history_ttl: Duration,
-    max_rooms: usize,
+    /// `hub.max_rooms`, changed live by a reload.
+    max_rooms: Arc<AtomicUsize>,
     /// Rooms in the whole process (shared by every home).
     room_count: Arc<AtomicUsize>,
     /// The last base given out, so bases keep growing even if the clock does not.
@@ -107,7 +108,7 @@ impl HomeRooms {
         workers: usize,
         history_size: usize,
         history_ttl: Duration,
-        max_rooms: usize,
+        max_rooms: Arc<AtomicUsize>,
         room_count: Arc<AtomicUsize>,
     ) -> HomeRooms {
         HomeRooms {
@@ -124,7 +125,7 @@ impl HomeRooms {
     fn room_mut(&mut self, room: &RoomName) -> Result<&mut HomeRoom, HubError> {
         if !self.rooms.contains_key(room) {
             let n = self.room_count.fetch_add(1, Ordering::Relaxed);
-            if n >= self.max_rooms {
+            if n >= self.max_rooms.load(Ordering::Relaxed) {
                 self.room_count.fetch_sub(1, Ordering::Relaxed);
                 return Err(HubError::TooManyRooms);
             }
@@ -285,7 +286,7 @@ mod tests {
             2,
             size,
             Duration::from_millis(ttl_ms),
-            max_rooms,
+            Arc::new(AtomicUsize::new(max_rooms)),
             Arc::new(AtomicUsize::new(0)),
         )
     }

@@ -39,6 +39,7 @@ impl HubLocal {
         bus: Arc<Bus>,
         cfg: &Config,
         room_count: Arc<AtomicUsize>,
+        max_rooms: Arc<AtomicUsize>,
         stats: Arc<WorkerStats>,
     ) -> HubLocal {
         HubLocal {
@@ -47,7 +48,7 @@ impl HubLocal {
                 bus.workers(),
                 cfg.hub.history_size,
                 cfg.hub.history_ttl.0,
-                cfg.hub.max_rooms,
+                max_rooms,
                 room_count,
             )),
             bus,
@@ -81,7 +82,8 @@ impl HubLocal {
         let (p, targets) = self
             .home
             .borrow_mut()
-            .publish(&room, msg, group, Instant::now())?;
+            .publish(&room, msg, group, Instant::now())
+            .inspect_err(|e| self.count_refusal(e))?;
         self.stats.messages_published.inc();
         for w in targets {
             if w == self.worker {
@@ -171,14 +173,23 @@ impl HubLocal {
                 gap: j.gap,
                 refused: false,
             },
-            Err(_) => JoinReply {
-                room,
-                sub,
-                head: 0,
-                replay: Vec::new(),
-                gap: None,
-                refused: true,
-            },
+            Err(e) => {
+                self.count_refusal(&e);
+                JoinReply {
+                    room,
+                    sub,
+                    head: 0,
+                    replay: Vec::new(),
+                    gap: None,
+                    refused: true,
+                }
+            }
+        }
+    }
+
+    fn count_refusal(&self, e: &HubError) {
+        if matches!(e, HubError::TooManyRooms) {
+            self.stats.rejected_max_rooms.inc();
         }
     }
 

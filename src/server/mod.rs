@@ -3,6 +3,7 @@
 //! worker (optionally pinned to a core), and drains them on shutdown.
 
 pub mod event;
+pub mod limits;
 pub mod panic;
 pub mod stats;
 pub mod worker;
@@ -10,7 +11,7 @@ pub mod worker;
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use crate::config::{Config, IoDriver};
 use crate::hub::{Bus, Hub};
 use crate::sse::stream::OnConnect;
 use crate::websocket::WsRoute;
+use limits::{Limits, PerIp};
 use stats::WorkerStats;
 use worker::{Control, Driver};
 
@@ -30,8 +32,10 @@ pub struct Shared {
     pub cfg: Arc<Config>,
     /// Connections open in the whole process.
     pub conns: AtomicUsize,
-    pub max_connections: usize,
-    pub max_connections_per_worker: usize,
+    /// The limits a SIGHUP may change.
+    pub limits: Limits,
+    /// Connections and handshake buckets per client IP (used only when those limits are on).
+    pub per_ip: PerIp,
     /// `static.dir`, canonicalised at start-up.
     pub static_root: Option<PathBuf>,
     /// One entry per worker.
@@ -138,21 +142,15 @@ impl Server {
         let ceiling = (nofile as usize)
             .saturating_sub(FD_RESERVE + 4 * workers)
             .max(1);
-        let max_connections = match cfg.server.max_connections {
-            0 => ceiling,
-            n => {
-                if n > ceiling {
-                    log::warn!(
-                        "server.max_connections = {n} is above the file-descriptor ceiling of {ceiling}; accept will back off at the ceiling"
-                    );
-                }
-                n
-            }
-        };
-        let max_connections_per_worker = match cfg.server.max_connections_per_worker {
-            0 => max_connections,
-            n => n,
-        };
+        let n = cfg.server.max_connections;
+        if n > ceiling {
+            log::warn!(
+                "server.max_connections = {n} is above the file-descriptor ceiling of {ceiling}; accept will back off at the ceiling"
+            );
+        }
+        let limits = Limits::new(&cfg, ceiling);
+        let max_connections = limits.max_connections.load(Ordering::Relaxed);
+        let max_connections_per_worker = limits.max_connections_per_worker.load(Ordering::Relaxed);
         log::info!(
             "connection ceiling {max_connections} (RLIMIT_NOFILE {nofile}), {max_connections_per_worker} per worker"
         );
@@ -172,8 +170,8 @@ impl Server {
         let shared = Arc::new(Shared {
             cfg: Arc::new(cfg),
             conns: AtomicUsize::new(0),
-            max_connections,
-            max_connections_per_worker,
+            limits,
+            per_ip: PerIp::default(),
             static_root,
             stats: (0..workers)
                 .map(|_| Arc::new(WorkerStats::default()))
@@ -287,6 +285,12 @@ impl ServerHandle {
             let _ = t.join();
         }
         true
+    }
+
+    /// Applies the limits of `cfg` (the keys in [`limits::LIVE_KEYS`]) to the
+    /// running server: later connections, handshakes and joins obey them.
+    pub fn apply_limits(&self, cfg: &Config) {
+        self.shared.limits.apply(cfg);
     }
 
     /// Drains and waits for the workers, at most `shutdown_timeout`.

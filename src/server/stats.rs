@@ -40,6 +40,14 @@ pub struct WorkerStats {
     pub closed: Counter,
     /// Connections refused with 503 because a `max_connections` limit was reached.
     pub rejected_max_connections: Counter,
+    /// Connections refused with 429 by `server.max_connections_per_ip`.
+    pub rejected_per_ip: Counter,
+    /// SSE/WebSocket handshakes refused with 429 by `server.handshake_rate_per_ip`.
+    pub rejected_handshake_rate: Counter,
+    /// Rooms not created because `hub.max_rooms` rooms existed.
+    pub rejected_max_rooms: Counter,
+    /// Stream requests refused for naming more rooms than `*.max_rooms_per_connection`.
+    pub rejected_rooms_per_connection: Counter,
     /// `accept` failures for lack of file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).
     pub accept_resource_errors: Counter,
     pub http_requests: Counter,

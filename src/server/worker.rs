@@ -4,6 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -71,6 +72,7 @@ impl Worker {
             shared.bus.clone(),
             cfg,
             shared.room_count.clone(),
+            shared.limits.max_rooms.clone(),
             stats.clone(),
         ));
         Rc::new(Worker {
@@ -121,8 +123,9 @@ impl Worker {
         }
     }
 
-    /// Registers a new connection; the returned guard unregisters it when dropped.
-    pub fn register(self: &Rc<Self>) -> ConnGuard {
+    /// Registers a new connection from `peer`; the returned guard unregisters
+    /// it when dropped (and, if `ip_counted`, forgets it in the per-IP table).
+    pub fn register(self: &Rc<Self>, peer: IpAddr, ip_counted: bool) -> ConnGuard {
         let signal = Rc::new(Signal::default());
         let key = self.conns.borrow_mut().insert(signal.clone());
         self.stats.open.inc();
@@ -131,6 +134,8 @@ impl Worker {
             worker: self.clone(),
             key,
             signal,
+            peer,
+            ip_counted,
         }
     }
 }
@@ -140,6 +145,9 @@ pub struct ConnGuard {
     pub worker: Rc<Worker>,
     key: usize,
     pub signal: Rc<Signal>,
+    /// The client's address.
+    pub peer: IpAddr,
+    ip_counted: bool,
 }
 
 impl Drop for ConnGuard {
@@ -149,6 +157,9 @@ impl Drop for ConnGuard {
         w.shared.conns.fetch_sub(1, Ordering::Relaxed);
         w.stats.open.sub(1);
         w.stats.closed.inc();
+        if self.ip_counted {
+            w.shared.per_ip.close(self.peer, &w.shared.limits);
+        }
         w.closed.notify();
     }
 }
@@ -286,12 +297,15 @@ async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
             if worker.draining() {
                 return;
             }
+            // SAFETY: sockaddr_storage is plain data large enough for any address.
+            let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            let mut addr_len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             // SAFETY: plain syscall; the returned fd is owned below.
             let fd = unsafe {
                 libc::accept4(
                     lfd,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
+                    (&mut addr as *mut libc::sockaddr_storage).cast(),
+                    &mut addr_len,
                     libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                 )
             };
@@ -325,17 +339,39 @@ async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
             }
             // SAFETY: accept4 returned a fresh socket that nothing else owns.
             let std_stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-            admit(&worker, std_stream);
+            admit(&worker, std_stream, peer_ip(&addr));
         }
     }
 }
 
-/// Applies the connection limits, then starts the connection's task or refuses it with 503.
-fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream) {
+/// The client address `accept4` filled in (unspecified for other families).
+fn peer_ip(addr: &libc::sockaddr_storage) -> IpAddr {
+    match addr.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let a =
+                unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            IpAddr::from(u32::from_be(a.sin_addr.s_addr).to_be_bytes())
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let a =
+                unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4)
+        }
+        _ => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+/// Applies the connection limits, then starts the connection's task or
+/// refuses it (503 for the server's limits, 429 for the client's own).
+fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr) {
     let shared = &worker.shared;
+    let limits = &shared.limits;
     let global = shared.conns.fetch_add(1, Ordering::Relaxed) + 1;
-    let over_global = global > shared.max_connections;
-    let over_local = worker.live() >= shared.max_connections_per_worker;
+    let over_global = global > limits.max_connections.load(Ordering::Relaxed);
+    let over_local = worker.live() >= limits.max_connections_per_worker.load(Ordering::Relaxed);
     if over_global || over_local {
         shared.conns.fetch_sub(1, Ordering::Relaxed);
         worker.stats.rejected_max_connections.inc();
@@ -344,7 +380,15 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream) {
         } else {
             "server.max_connections_per_worker"
         };
-        refuse(std_stream, which);
+        refuse(std_stream, 503, which);
+        return;
+    }
+    let per_ip = limits.max_connections_per_ip.load(Ordering::Relaxed);
+    let ip_counted = per_ip > 0;
+    if ip_counted && !shared.per_ip.try_open(peer, per_ip, limits) {
+        shared.conns.fetch_sub(1, Ordering::Relaxed);
+        worker.stats.rejected_per_ip.inc();
+        refuse(std_stream, 429, "server.max_connections_per_ip");
         return;
     }
     let _ = std_stream.set_nodelay(true);
@@ -352,21 +396,25 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream) {
         Ok(s) => s,
         Err(e) => {
             shared.conns.fetch_sub(1, Ordering::Relaxed);
+            if ip_counted {
+                shared.per_ip.close(peer, limits);
+            }
             log::warn!("worker {}: cannot register a connection: {e}", worker.id);
             return;
         }
     };
-    let guard = worker.register();
+    let guard = worker.register(peer, ip_counted);
     let fut = crate::http::conn::serve(stream, guard);
     log::trace!("connection future: {} bytes", std::mem::size_of_val(&fut));
     super::panic::spawn_guarded("connection", fut);
 }
 
-/// Answers 503 on a connection over a limit and closes it gracefully.
-fn refuse(stream: std::net::TcpStream, limit: &str) {
-    let body = format!("503 Service Unavailable: connection limit {limit} reached\n");
+/// Answers a connection over a limit (503 or 429) and closes it gracefully.
+fn refuse(stream: std::net::TcpStream, status: u16, limit: &str) {
+    let reason = crate::http::response::reason(status);
+    let body = format!("{status} {reason}: connection limit {limit} reached\n");
     let resp = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nServer: ringcast\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nServer: ringcast\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = sock::send(stream.as_raw_fd(), resp.as_bytes());

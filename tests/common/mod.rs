@@ -356,7 +356,11 @@ pub struct SseClient {
 impl SseClient {
     /// Opens `GET target` with extra header lines; asserts 200.
     pub fn open(addr: SocketAddr, target: &str, extra_headers: &str) -> SseClient {
-        let mut client = Client::connect(addr);
+        SseClient::open_on(Client::connect(addr), target, extra_headers)
+    }
+
+    /// Like [`SseClient::open`], on a connection made already.
+    pub fn open_on(mut client: Client, target: &str, extra_headers: &str) -> SseClient {
         client.send(format!(
             "GET {target} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{extra_headers}\r\n"
         ));
@@ -647,4 +651,26 @@ pub fn wait_subscribers(addr: SocketAddr, room: &str, n: u64) {
         std::thread::sleep(Duration::from_millis(10));
     }
     panic!("room {room} never reached {n} subscribers");
+}
+
+/// A connection to `addr` from the local address `src` (any 127.x.y.z works on
+/// loopback), to act as another client IP.
+pub fn connect_from(src: &str, addr: SocketAddr) -> Client {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let from: SocketAddr = format!("{src}:0").parse().unwrap();
+    sock.bind(&from.into()).expect("bind the source address");
+    sock.connect(&addr.into()).expect("connect");
+    Client::from_stream(sock.into())
+}
+
+/// The sum of every `/metrics` sample of `family` whose labels contain `label`
+/// (e.g. `limit="max_rooms"`; empty for all).
+pub fn metric(addr: SocketAddr, family: &str, label: &str) -> f64 {
+    let text = Client::connect(addr).get("/metrics").text();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(series, _)| series.split('{').next() == Some(family) && series.contains(label))
+        .map(|(_, v)| v.parse::<f64>().unwrap())
+        .sum()
 }
