@@ -389,6 +389,8 @@ pub struct LogConfig {
     /// error, warn, info, debug or trace.
     pub level: String,
     pub format: LogFormat,
+    /// Access log: "off", "stderr", "stdout" or a file path (appended to).
+    pub access: String,
 }
 
 impl Default for LogConfig {
@@ -396,6 +398,7 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".to_string(),
             format: LogFormat::Text,
+            access: "off".to_string(),
         }
     }
 }

@@ -56,7 +56,19 @@ enum Step {
         action: Action,
         keep_alive: bool,
         head_only: bool,
+        /// For the access log (only when it is on).
+        log: Option<Box<Pending>>,
     },
+}
+
+/// A request waiting for its access-log line.
+struct Pending {
+    method: String,
+    target: String,
+    minor_version: u8,
+    start: Instant,
+    /// Where its response starts in the output buffer.
+    out_start: usize,
 }
 
 /// What a connection turns into after HTTP.
@@ -191,6 +203,11 @@ impl Conn {
                             false,
                             false,
                         );
+                        if let Some(log) = &self.worker.access {
+                            let since = self.request_start(Instant::now());
+                            let (peer, bytes) = (self.guard.peer(), out.len() as u64);
+                            log.http(&stats, peer, "-", "-", 1, 408, bytes, since.elapsed());
+                        }
                         let _ = sock::send(self.fd, &out);
                         self.linger().await;
                     }
@@ -291,7 +308,11 @@ impl Conn {
                     431 => stats.http_431.inc(),
                     _ => stats.http_other_errors.inc(),
                 }
+                let log = self.pending("-", "-", 1, now);
                 response::error(&mut self.out, rej.status, rej.reason, false, false);
+                if let Some(p) = log {
+                    self.log_request(&p, 0);
+                }
                 return Step::Stop(Next::Close);
             }
             Ok(Parsed::Incomplete) => {
@@ -301,13 +322,14 @@ impl Conn {
                 return Step::Stop(Next::KeepGoing);
             }
             Ok(Parsed::Complete(mut head)) => {
-                head.peer = self.guard.peer;
+                head.peer = self.guard.peer();
                 head
             }
         };
         let head_only = head.method == "HEAD";
         if head.content_length > max_body {
             stats.http_413.inc();
+            let log = self.pending(head.method, head.target, head.minor_version, now);
             response::error(
                 &mut self.out,
                 413,
@@ -315,6 +337,9 @@ impl Conn {
                 false,
                 head_only,
             );
+            if let Some(p) = log {
+                self.log_request(&p, 0);
+            }
             return Step::Stop(Next::Close);
         }
         let total = head.head_len + head.content_length as usize;
@@ -335,6 +360,7 @@ impl Conn {
             && !self.worker.draining()
             && (max_requests == 0 || self.served < max_requests);
         let body = &buf[head.head_len..total];
+        let log = self.pending(head.method, head.target, head.minor_version, now);
         let action = router::route(&self.worker, &head, body, &mut self.out, keep_alive);
         buf.advance(total);
         self.sent_continue = false;
@@ -346,30 +372,99 @@ impl Conn {
             action,
             keep_alive,
             head_only,
+            log,
         }
+    }
+
+    /// A request's access-log entry, its response starting at the end of the
+    /// output buffer (None when the access log is off).
+    fn pending(&self, method: &str, target: &str, minor: u8, now: Instant) -> Option<Box<Pending>> {
+        self.worker.access.as_ref()?;
+        Some(Box::new(Pending {
+            method: method.to_string(),
+            target: target.to_string(),
+            minor_version: minor,
+            start: self.request_start(now),
+            out_start: self.out.len(),
+        }))
+    }
+
+    /// When the request being parsed began to arrive.
+    fn request_start(&self, now: Instant) -> Instant {
+        match self.phase {
+            Phase::Head { since } | Phase::Body { since } => since,
+            Phase::Idle { .. } => now,
+        }
+    }
+
+    /// Writes the access-log line of a finished request; `extra` = body bytes sent apart.
+    fn log_request(&self, p: &Pending, extra: u64) {
+        let Some(log) = &self.worker.access else {
+            return;
+        };
+        let resp = &self.out[p.out_start.min(self.out.len())..];
+        let status = resp
+            .get(9..12)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        log.http(
+            &self.worker.stats,
+            self.guard.peer(),
+            &p.method,
+            &p.target,
+            p.minor_version,
+            status,
+            resp.len() as u64 + extra,
+            p.start.elapsed(),
+        );
     }
 
     /// Answers every complete request in `buf`, in order; leaves a partial one in it.
     async fn handle(&mut self, buf: &mut BytesMut) -> Next {
         loop {
-            let (action, keep_alive, head_only) = match self.next_request(buf) {
+            let (action, keep_alive, head_only, log) = match self.next_request(buf) {
                 Step::Stop(next) => return next,
                 Step::Run {
                     action,
                     keep_alive,
                     head_only,
-                } => (action, keep_alive, head_only),
+                    log,
+                } => (action, keep_alive, head_only, log),
             };
             match action {
                 Action::Done => {}
                 Action::File { path, len } => {
+                    // The line is written first: sending a large file flushes the buffer.
+                    if let Some(p) = &log {
+                        self.log_request(p, len);
+                    }
                     if self.send_file(&path, len).await.is_err() {
                         return Next::Close;
                     }
+                    if !keep_alive {
+                        return Next::Close;
+                    }
+                    continue;
                 }
-                Action::Sse(req) => return Next::Sse(req),
-                Action::WebSocket(up) => return Next::Ws(up),
-                Action::Close => return Next::Close,
+                Action::Sse(req) => {
+                    if let (Some(p), Some(access)) = (&log, &self.worker.access) {
+                        access.stream_open(&self.worker.stats, "sse", self.guard.peer(), &p.target);
+                    }
+                    return Next::Sse(req);
+                }
+                Action::WebSocket(up) => {
+                    if let (Some(p), Some(access)) = (&log, &self.worker.access) {
+                        access.stream_open(&self.worker.stats, "ws", self.guard.peer(), &p.target);
+                    }
+                    return Next::Ws(up);
+                }
+                Action::Close => {
+                    if let Some(p) = &log {
+                        self.log_request(p, 0);
+                    }
+                    return Next::Close;
+                }
                 Action::Publish { room, msg } => {
                     let r = self.worker.hub.publish(room.clone(), msg).await;
                     match r {
@@ -417,6 +512,9 @@ impl Conn {
                         Err(e) => hub_error(&mut self.out, &e, keep_alive),
                     }
                 }
+            }
+            if let Some(p) = &log {
+                self.log_request(p, 0);
             }
             if !keep_alive {
                 return Next::Close;

@@ -133,6 +133,12 @@ static FAMILIES: &[Family] = &[
         ],
     },
     Family {
+        name: "ringcast_access_log_dropped_total",
+        kind: "counter",
+        help: "Access-log lines dropped because the log writer fell behind (workers never wait for it).",
+        series: &[("", get!(access_log_dropped))],
+    },
+    Family {
         name: "ringcast_history_messages",
         kind: "gauge",
         help: "Messages held in the histories of the rooms this worker is home of.",

@@ -2,6 +2,7 @@
 //! the file-descriptor limit, picks the io driver, starts one thread per
 //! worker (optionally pinned to a core), and drains them on shutdown.
 
+pub mod access;
 pub mod event;
 pub mod limits;
 pub mod panic;
@@ -50,6 +51,8 @@ pub struct Shared {
     pub ws_routes: Vec<WsRoute>,
     /// The io driver every worker runs.
     pub driver: Driver,
+    /// The access-log writer's channel (`log.access`), if on.
+    pub access_tx: Option<flume::Sender<Vec<u8>>>,
 }
 
 /// A configured server, ready to start.
@@ -67,6 +70,7 @@ pub struct ServerHandle {
     threads: Vec<JoinHandle<()>>,
     done: std::sync::mpsc::Receiver<usize>,
     driver: Driver,
+    access: Option<access::Writer>,
 }
 
 impl Server {
@@ -162,6 +166,16 @@ impl Server {
             None => None,
         };
 
+        let access = match access::Sink::open(&cfg.log.access) {
+            Ok(Some(sink)) => Some(access::Writer::start(sink)?),
+            Ok(None) => None,
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("log.access {:?}: {e}", cfg.log.access),
+                ))
+            }
+        };
         let listeners = bind_listeners(cfg.server.listen, workers, cfg.server.backlog)?;
         let addr = listeners[0].local_addr()?;
         let driver = choose_driver(cfg.server.io_driver, cfg.server.io_uring_entries)?;
@@ -181,6 +195,7 @@ impl Server {
             sse_on_connect,
             ws_routes,
             driver,
+            access_tx: access.as_ref().map(|a| a.sender()),
         });
 
         let (done_tx, done) = std::sync::mpsc::channel();
@@ -232,6 +247,7 @@ impl Server {
             threads,
             done,
             driver,
+            access,
         })
     }
 }
@@ -283,6 +299,10 @@ impl ServerHandle {
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        // Every worker has handed over its last access-log lines: write them.
+        if let Some(a) = &mut self.access {
+            a.finish(deadline.saturating_duration_since(Instant::now()));
         }
         true
     }

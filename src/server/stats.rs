@@ -75,6 +75,8 @@ pub struct WorkerStats {
     pub slow_consumer_drops: Counter,
     /// Requests refused by hub rules (bad room name, cursor, too many rooms, size).
     pub hub_rejects: Counter,
+    /// Access-log lines dropped because the writer fell behind.
+    pub access_log_dropped: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     /// Gauges set by the room sweeper: messages in the histories of this worker's home rooms, and those rooms.

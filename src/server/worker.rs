@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use slab::Slab;
 
+use super::access::AccessLog;
 use super::event::{LocalEvent, Signal};
 use super::stats::WorkerStats;
 use super::Shared;
@@ -59,6 +60,8 @@ pub struct Worker {
     pub drain: LocalEvent,
     /// Notified whenever a connection closes.
     closed: LocalEvent,
+    /// This worker's access log (`log.access`), if on.
+    pub access: Option<AccessLog>,
 }
 
 impl Worker {
@@ -67,6 +70,10 @@ impl Worker {
         // at most 64 spare buffers per worker (4 MiB at the default size)
         let pool = BufPool::new(cfg.http.read_buffer_size.get(), 64);
         let stats = shared.stats[id].clone();
+        let access = shared
+            .access_tx
+            .clone()
+            .map(|tx| AccessLog::new(tx, shared.cfg.log.format));
         let hub = Rc::new(HubLocal::new(
             id,
             shared.bus.clone(),
@@ -85,6 +92,7 @@ impl Worker {
             draining: Cell::new(false),
             drain: LocalEvent::new(),
             closed: LocalEvent::new(),
+            access,
         })
     }
 
@@ -132,10 +140,14 @@ impl Worker {
         self.stats.accepted.inc();
         ConnGuard {
             worker: self.clone(),
-            key,
+            key: key as u32 | if ip_counted { IP_COUNTED } else { 0 },
             signal,
-            peer,
-            ip_counted,
+            peer: match peer {
+                IpAddr::V4(a) => a.to_ipv6_mapped(),
+                IpAddr::V6(a) => a,
+            },
+            opened_ms: clock_ms(),
+            sent: Cell::new(0),
         }
     }
 }
@@ -143,22 +155,67 @@ impl Worker {
 /// Holds a connection's place in the worker and the global count.
 pub struct ConnGuard {
     pub worker: Rc<Worker>,
-    key: usize,
+    /// The worker's slab key, and [`IP_COUNTED`].
+    key: u32,
     pub signal: Rc<Signal>,
+    /// The client's address (IPv4 as mapped IPv6: the guard is kept per connection, so compact).
+    peer: std::net::Ipv6Addr,
+    /// When it was accepted, in [`clock_ms`] (compact: this is kept per connection).
+    opened_ms: u32,
+    /// Bytes a stream has written (for its access-log line).
+    sent: Cell<u64>,
+}
+
+/// Milliseconds since the first call, wrapping every 49 days (differences stay right).
+fn clock_ms() -> u32 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u32
+}
+
+/// A guard's key flag: the connection is counted in the per-IP table.
+const IP_COUNTED: u32 = 1 << 31;
+
+impl ConnGuard {
     /// The client's address.
-    pub peer: IpAddr,
-    ip_counted: bool,
+    pub fn peer(&self) -> IpAddr {
+        self.peer.to_canonical()
+    }
+
+    /// Counts `n` bytes a stream wrote.
+    #[inline]
+    pub fn wrote(&self, n: usize) {
+        self.worker.stats.bytes_out.add(n as u64);
+        self.sent.set(self.sent.get() + n as u64);
+    }
+
+    /// The stream's close line in the access log (`kind` "sse" or "ws").
+    pub fn log_stream_close(&self, kind: &str, end: &'static str) {
+        if let Some(log) = &self.worker.access {
+            log.stream_close(
+                &self.worker.stats,
+                kind,
+                self.peer(),
+                std::time::Duration::from_millis(u64::from(
+                    clock_ms().wrapping_sub(self.opened_ms),
+                )),
+                self.sent.get(),
+                end,
+            );
+        }
+    }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
         let w = &self.worker;
-        w.conns.borrow_mut().remove(self.key);
+        w.conns
+            .borrow_mut()
+            .remove((self.key & !IP_COUNTED) as usize);
         w.shared.conns.fetch_sub(1, Ordering::Relaxed);
         w.stats.open.sub(1);
         w.stats.closed.inc();
-        if self.ip_counted {
-            w.shared.per_ip.close(self.peer, &w.shared.limits);
+        if self.key & IP_COUNTED != 0 {
+            w.shared.per_ip.close(self.peer(), &w.shared.limits);
         }
         w.closed.notify();
     }
@@ -258,6 +315,17 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
         std::time::Duration::from_millis(250),
     );
     monoio::spawn(worker.clone().sweep_deadlines(tick));
+    if worker.access.is_some() {
+        let w = worker.clone();
+        monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(std::time::Duration::from_secs(1)).await;
+                if let Some(log) = &w.access {
+                    log.flush(&w.stats);
+                }
+            }
+        });
+    }
     let listener = monoio::net::TcpListener::from_std(listener)?;
     log::info!("worker {id} running on the {} driver", driver.name());
     let acceptor = monoio::spawn(accept_loop(worker.clone(), listener));
@@ -266,6 +334,9 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
     worker.begin_drain();
     acceptor.await;
     worker.closed.wait_until(|| worker.live() == 0).await;
+    if let Some(log) = &worker.access {
+        log.flush(&worker.stats);
+    }
     log::debug!("worker {id} drained");
     Ok(())
 }

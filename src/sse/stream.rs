@@ -102,7 +102,7 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard, req: SseRequest, mut out
         stats.sse_open.sub(1);
         return;
     }
-    stats.bytes_out.add(out.len() as u64);
+    guard.wrote(out.len());
     drop(out);
     for i in 0..req.rooms.len() {
         let since = req.resume.as_ref().map(|c| c[i]);
@@ -124,6 +124,7 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard, req: SseRequest, mut out
     }
     hub.remove_subscriber(&sub);
     stats.sse_open.sub(1);
+    guard.log_stream_close("sse", end.name());
     if matches!(end, End::Draining | End::SlowConsumer | End::Refused) {
         Box::pin(sock::linger_close(
             &stream,
@@ -141,6 +142,18 @@ enum End {
     Refused,
     Draining,
     Timeout,
+}
+
+impl End {
+    fn name(&self) -> &'static str {
+        match self {
+            End::Gone => "client",
+            End::SlowConsumer => "slow_consumer",
+            End::Refused => "refused",
+            End::Draining => "drain",
+            End::Timeout => "timeout",
+        }
+    }
 }
 
 /// Writes what the hub queues until the stream ends.
@@ -166,7 +179,7 @@ async fn pump(
             match writeq::write_queue(fd, &mut pending) {
                 Ok(n) => {
                     sub.written(n);
-                    worker.stats.bytes_out.add(n as u64);
+                    guard.wrote(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Err(e) = Box::pin(sock::wait_writable(stream, send_timeout)).await {

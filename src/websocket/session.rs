@@ -130,7 +130,7 @@ pub async fn serve(
         worker.pool.give(inbuf);
         return;
     }
-    worker.stats.bytes_out.add(out.len() as u64);
+    guard.wrote(out.len());
     drop(out);
 
     let (rooms, resume) = match &up.kind {
@@ -246,11 +246,15 @@ pub async fn serve(
         pending: VecDeque::new(),
     };
     let end = s.run(&stream).await;
-    match end {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => worker.stats.timeouts.inc(),
-        Err(_) => {}
-    }
+    let end_name = match end {
+        Ok(()) => "closed",
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            worker.stats.timeouts.inc();
+            "timeout"
+        }
+        Err(_) => "client",
+    };
+    s.guard.log_stream_close("ws", end_name);
     if let Some(b) = s.inbuf.take() {
         worker.pool.give(b);
     }
@@ -427,7 +431,7 @@ impl Session {
             match writeq::write_queue(self.fd, &mut self.pending) {
                 Ok(n) => {
                     sub.written(n);
-                    self.guard.worker.stats.bytes_out.add(n as u64);
+                    self.guard.wrote(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     Box::pin(sock::wait_writable(stream, timeout)).await?;

@@ -1,0 +1,341 @@
+//! The access log: a line per HTTP request and per stream (SSE, WebSocket)
+//! open and close, with status, bytes and duration.
+//!
+//! Off the hot path: a worker formats lines into its own buffer (no lock, no
+//! syscall) and hands full buffers (or, every second, what it has) to one
+//! writer thread over a bounded channel. A worker never waits for the disk:
+//! when the writer falls behind, the buffer is dropped and counted
+//! (`ringcast_access_log_dropped_total`).
+
+use std::cell::RefCell;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::LogFormat;
+
+use super::stats::WorkerStats;
+
+/// A worker hands over its buffer once it holds this much.
+const FLUSH_AT: usize = 32 << 10;
+/// Buffers in flight to the writer at most.
+const CHANNEL: usize = 256;
+
+/// Where access lines go: `log.access`.
+pub enum Sink {
+    Stderr,
+    Stdout,
+    File(std::fs::File),
+}
+
+impl Sink {
+    /// Opens `log.access`; `None` when it is "off".
+    pub fn open(spec: &str) -> std::io::Result<Option<Sink>> {
+        Ok(match spec {
+            "off" | "" => None,
+            "stderr" => Some(Sink::Stderr),
+            "stdout" => Some(Sink::Stdout),
+            path => Some(Sink::File(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(Path::new(path))?,
+            )),
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let _ = match self {
+            Sink::Stderr => std::io::stderr().lock().write_all(bytes),
+            Sink::Stdout => std::io::stdout().lock().write_all(bytes),
+            Sink::File(f) => f.write_all(bytes),
+        };
+    }
+}
+
+/// The writer thread and the way to it.
+pub struct Writer {
+    tx: flume::Sender<Vec<u8>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn start(mut sink: Sink) -> std::io::Result<Writer> {
+        let (tx, rx) = flume::bounded::<Vec<u8>>(CHANNEL);
+        let thread = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                // An empty buffer is the request to stop (all workers have finished).
+                while let Ok(buf) = rx.recv() {
+                    if buf.is_empty() {
+                        break;
+                    }
+                    sink.write(&buf);
+                }
+                if let Sink::File(f) = &mut sink {
+                    let _ = f.flush();
+                }
+            })?;
+        Ok(Writer {
+            tx,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn sender(&self) -> flume::Sender<Vec<u8>> {
+        self.tx.clone()
+    }
+
+    /// Writes what the workers handed over, then stops the thread (at most `limit`).
+    pub fn finish(&mut self, limit: Duration) {
+        let _ = self.tx.send_timeout(Vec::new(), limit);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How a stream ended, for its close line.
+pub type EndName = &'static str;
+
+/// One worker's access log.
+pub struct AccessLog {
+    buf: RefCell<Vec<u8>>,
+    tx: flume::Sender<Vec<u8>>,
+    json: bool,
+}
+
+impl AccessLog {
+    pub fn new(tx: flume::Sender<Vec<u8>>, format: LogFormat) -> AccessLog {
+        AccessLog {
+            buf: RefCell::new(Vec::with_capacity(FLUSH_AT + 1024)),
+            tx,
+            json: format == LogFormat::Json,
+        }
+    }
+
+    /// An HTTP request: `request_line` is `METHOD TARGET`, `dur` from its first byte.
+    #[allow(clippy::too_many_arguments)]
+    pub fn http(
+        &self,
+        stats: &WorkerStats,
+        peer: IpAddr,
+        method: &str,
+        target: &str,
+        minor_version: u8,
+        status: u16,
+        bytes: u64,
+        dur: Duration,
+    ) {
+        let mut b = self.start(peer);
+        if self.json {
+            kv_str(&mut b, "method", method);
+            kv_str(&mut b, "target", target);
+            kv_num(&mut b, "status", u64::from(status));
+            kv_num(&mut b, "bytes", bytes);
+            kv_ms(&mut b, dur);
+            b.extend_from_slice(b"}\n");
+        } else {
+            let _ = write!(b, "\"{method} ");
+            text_escaped(&mut b, target);
+            let _ = writeln!(
+                b,
+                " HTTP/1.{minor_version}\" {status} {bytes} {:.3}ms",
+                dur.as_secs_f64() * 1000.0
+            );
+        }
+        self.maybe_flush(&mut b, stats);
+    }
+
+    /// A stream opened (`kind` is "sse" or "ws"); `target` is the request target.
+    pub fn stream_open(&self, stats: &WorkerStats, kind: &str, peer: IpAddr, target: &str) {
+        let mut b = self.start(peer);
+        if self.json {
+            kv_str(&mut b, "stream", kind);
+            kv_str(&mut b, "event", "open");
+            kv_str(&mut b, "target", target);
+            b.extend_from_slice(b"}\n");
+        } else {
+            let _ = write!(b, "{kind} open \"");
+            text_escaped(&mut b, target);
+            b.extend_from_slice(b"\"\n");
+        }
+        self.maybe_flush(&mut b, stats);
+    }
+
+    /// A stream closed after `dur`, having sent `bytes`; `end` says why.
+    pub fn stream_close(
+        &self,
+        stats: &WorkerStats,
+        kind: &str,
+        peer: IpAddr,
+        dur: Duration,
+        bytes: u64,
+        end: EndName,
+    ) {
+        let mut b = self.start(peer);
+        if self.json {
+            kv_str(&mut b, "stream", kind);
+            kv_str(&mut b, "event", "close");
+            kv_num(&mut b, "bytes", bytes);
+            kv_ms(&mut b, dur);
+            kv_str(&mut b, "end", end);
+            b.extend_from_slice(b"}\n");
+        } else {
+            let _ = writeln!(
+                b,
+                "{kind} close {bytes} {:.3}ms {end}",
+                dur.as_secs_f64() * 1000.0
+            );
+        }
+        self.maybe_flush(&mut b, stats);
+    }
+
+    /// Starts a line: the time and the client (`{"ts":T,"peer":"P"` or `T P `).
+    fn start(&self, peer: IpAddr) -> std::cell::RefMut<'_, Vec<u8>> {
+        let mut b = self.buf.borrow_mut();
+        if self.json {
+            b.extend_from_slice(b"{\"ts\":");
+            ts(&mut b);
+            kv_str(&mut b, "peer", &peer.to_string());
+        } else {
+            ts(&mut b);
+            let _ = write!(b, " {peer} ");
+        }
+        b
+    }
+
+    fn maybe_flush(&self, b: &mut Vec<u8>, stats: &WorkerStats) {
+        if b.len() >= FLUSH_AT {
+            self.hand_over(b, stats);
+        }
+    }
+
+    /// Hands what is buffered to the writer (called every second and at exit).
+    pub fn flush(&self, stats: &WorkerStats) {
+        let mut b = self.buf.borrow_mut();
+        if !b.is_empty() {
+            self.hand_over(&mut b, stats);
+        }
+    }
+
+    fn hand_over(&self, b: &mut Vec<u8>, stats: &WorkerStats) {
+        let full = std::mem::replace(b, Vec::with_capacity(FLUSH_AT + 1024));
+        let lines = full.iter().filter(|&&c| c == b'\n').count() as u64;
+        if self.tx.try_send(full).is_err() {
+            stats.access_log_dropped.add(lines);
+        }
+    }
+}
+
+fn ts(b: &mut Vec<u8>) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let _ = write!(b, "{}.{:03}", now.as_secs(), now.subsec_millis());
+}
+
+fn kv_str(b: &mut Vec<u8>, k: &str, v: &str) {
+    let _ = write!(b, ",\"{k}\":");
+    let _ = serde_json::to_writer(&mut *b, v);
+}
+
+fn kv_num(b: &mut Vec<u8>, k: &str, v: u64) {
+    let _ = write!(b, ",\"{k}\":{v}");
+}
+
+fn kv_ms(b: &mut Vec<u8>, dur: Duration) {
+    let _ = write!(b, ",\"duration_ms\":{:.3}", dur.as_secs_f64() * 1000.0);
+}
+
+/// A request target in a text line: `"` and `\` and anything outside
+/// printable ASCII as `\xNN`, so a line is always one line.
+fn text_escaped(b: &mut Vec<u8>, s: &str) {
+    for &c in s.as_bytes() {
+        if c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c) {
+            let _ = write!(b, "\\x{c:02X}");
+        } else {
+            b.push(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(format: LogFormat) -> (AccessLog, flume::Receiver<Vec<u8>>, WorkerStats) {
+        let (tx, rx) = flume::bounded(1);
+        (AccessLog::new(tx, format), rx, WorkerStats::default())
+    }
+
+    #[test]
+    fn text_lines() {
+        let (l, rx, st) = log(LogFormat::Text);
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        l.http(
+            &st,
+            ip,
+            "GET",
+            "/a\"b",
+            1,
+            200,
+            42,
+            Duration::from_micros(1500),
+        );
+        l.stream_open(&st, "sse", ip, "/sse?room=x");
+        l.stream_close(&st, "sse", ip, Duration::from_secs(2), 99, "client");
+        l.flush(&st);
+        let text = String::from_utf8(rx.try_recv().unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].ends_with(" 10.1.2.3 \"GET /a\\x22b HTTP/1.1\" 200 42 1.500ms"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].ends_with(" 10.1.2.3 sse open \"/sse?room=x\""),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].ends_with(" 10.1.2.3 sse close 99 2000.000ms client"),
+            "{}",
+            lines[2]
+        );
+    }
+
+    #[test]
+    fn json_lines_parse() {
+        let (l, rx, st) = log(LogFormat::Json);
+        let ip: IpAddr = "::1".parse().unwrap();
+        l.http(&st, ip, "POST", "/p?x=\"", 0, 202, 7, Duration::ZERO);
+        l.stream_close(&st, "ws", ip, Duration::from_millis(5), 3, "drain");
+        l.flush(&st);
+        let text = String::from_utf8(rx.try_recv().unwrap()).unwrap();
+        let v: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(v[0]["target"], "/p?x=\"");
+        assert_eq!(v[0]["status"], 202);
+        assert_eq!(v[1]["stream"], "ws");
+        assert_eq!(v[1]["end"], "drain");
+        assert_eq!(v[1]["duration_ms"], 5.0);
+    }
+
+    #[test]
+    fn a_full_channel_drops_and_counts_never_blocks() {
+        let (l, _rx, st) = log(LogFormat::Text);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..3 {
+            l.stream_open(&st, "ws", ip, "/x");
+            l.flush(&st);
+        }
+        // the channel holds one buffer; the other two lines are dropped
+        assert_eq!(st.access_log_dropped.get(), 2);
+    }
+}
