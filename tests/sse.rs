@@ -428,3 +428,99 @@ fn drain_sends_a_retry_hint_and_exits_zero() {
         Some(0)
     );
 }
+
+/// A publish the server acknowledged (202) before or during the drain reaches
+/// every subscriber before its stream closes; publishes after the drain began
+/// are refused with 503, never accepted and dropped.
+#[test]
+fn drain_delivers_every_acknowledged_publish_first() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let mut srv = TestServer::start("[server]\nworkers = 2\n[sse]\nretry_ms = 777\n");
+    let addr = srv.addr;
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let mut s = SseClient::open(addr, "/sse?room=d", "");
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                let mut last_retry = None;
+                while let Some(b) = s.next_block() {
+                    if !b.data.is_empty() {
+                        got.push(b.data.parse::<u64>().unwrap());
+                    }
+                    last_retry = b.retry;
+                }
+                (got, last_retry)
+            })
+        })
+        .collect();
+    wait_subscribers(addr, "d", 8);
+
+    let acked = Arc::new(AtomicUsize::new(0));
+    let publisher = {
+        let acked = acked.clone();
+        std::thread::spawn(move || {
+            // several connections so publishes land on both workers
+            let mut conns: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+            let mut ok = Vec::new();
+            let mut refused = 0;
+            let mut n = 0u64;
+            while !conns.is_empty() {
+                let mut i = 0;
+                while i < conns.len() {
+                    n += 1;
+                    let body = n.to_string();
+                    let sent = conns[i].try_send(format!(
+                        "POST /publish/d HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    ));
+                    let status = if sent.is_ok() {
+                        conns[i].try_read_response().map(|r| r.status)
+                    } else {
+                        None
+                    };
+                    match status {
+                        Some(202) => {
+                            ok.push(n);
+                            acked.fetch_add(1, Ordering::Relaxed);
+                            i += 1;
+                        }
+                        Some(503) | None => {
+                            refused += usize::from(status.is_some());
+                            conns.remove(i);
+                        }
+                        Some(other) => panic!("publish answered {other}"),
+                    }
+                }
+            }
+            (ok, refused)
+        })
+    };
+    while acked.load(Ordering::Relaxed) < 100 {
+        std::thread::yield_now();
+    }
+    srv.signal(libc::SIGTERM);
+    let (ok, _refused) = publisher.join().unwrap();
+    assert!(ok.len() >= 100);
+    for r in readers {
+        let (got, last_retry) = r.join().unwrap();
+        assert_eq!(last_retry, Some(777), "the stream ends with the retry hint");
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), got.len(), "no duplicates");
+        let missing: Vec<u64> = ok
+            .iter()
+            .filter(|n| sorted.binary_search(n).is_err())
+            .copied()
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "acknowledged but never delivered: {missing:?}"
+        );
+    }
+    assert_eq!(
+        srv.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+}

@@ -151,6 +151,9 @@ pub fn route(
             method_not_allowed(out, "POST", keep_alive, head_only);
             return Action::Done;
         }
+        if let Some(refused) = refuse_while_draining(worker, out) {
+            return refused;
+        }
         return publish_request(worker, head, room, body, out, keep_alive);
     }
     if let Some(rest) = path.strip_prefix("/rooms/") {
@@ -231,9 +234,30 @@ fn ws_upgrade(
     }
 }
 
+/// While the server drains, new streams and publishes are refused with 503
+/// (what was accepted before is delivered; a client retries elsewhere or later).
+fn refuse_while_draining(worker: &Worker, out: &mut BytesMut) -> Option<Action> {
+    if !worker.draining() {
+        return None;
+    }
+    response::start(out, 503);
+    response::header(out, "Retry-After", b"1");
+    response::header(out, "Content-Type", b"text/plain; charset=utf-8");
+    response::finish(
+        out,
+        b"503 Service Unavailable: the server is shutting down\n",
+        false,
+        false,
+    );
+    Some(Action::Close)
+}
+
 /// `server.handshake_rate_per_ip`: a stream or WebSocket handshake over the
 /// client's rate is answered 429 with `Retry-After` (and counted).
 fn handshake_rate(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Option<Action> {
+    if let Some(refused) = refuse_while_draining(worker, out) {
+        return Some(refused);
+    }
     let shared = &worker.shared;
     let retry = shared
         .per_ip

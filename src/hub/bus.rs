@@ -46,8 +46,15 @@ pub enum BusMsg {
         since: u64,
         reply: flume::Sender<HistoryReply>,
     },
+    /// Worker `from` is draining and will publish nothing more (see [`Bus::quiesce`]).
+    Quiesce {
+        from: usize,
+    },
     // ---- deliveries, from a home to subscriber workers ----
     Deliver(Arc<Published>),
+    /// A home has heard `Quiesce` from every worker: everything it numbered
+    /// before has been sent ahead of this.
+    Quiesced,
     Joined(JoinReply),
     /// The library asks a connection to join or leave a room.
     ConnRoom {
@@ -140,6 +147,7 @@ impl Bus {
             | BusMsg::Leave { room, .. }
             | BusMsg::Info { room, .. }
             | BusMsg::History { room, .. } => self.home_of(room),
+            BusMsg::Quiesce { .. } => unreachable!("Quiesce goes to every home"),
             _ => unreachable!("not a request"),
         }
     }
@@ -149,6 +157,19 @@ impl Bus {
         let home = self.home_of_msg(&msg);
         self.requests[home]
             .send_async(msg)
+            .await
+            .map_err(|_| HubError::Closed)
+    }
+
+    /// Tells home `home` that worker `from` publishes nothing more.
+    ///
+    /// The drain barrier: once a home has this from every worker, it sends
+    /// `Quiesced` to every worker behind all the deliveries it sent before
+    /// (each inbox is first in, first out). A worker that has `Quiesced` from
+    /// every home has received every message published before the drain.
+    pub async fn quiesce(&self, home: usize, from: usize) -> Result<(), HubError> {
+        self.requests[home]
+            .send_async(BusMsg::Quiesce { from })
             .await
             .map_err(|_| HubError::Closed)
     }

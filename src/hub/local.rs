@@ -20,6 +20,7 @@ use super::shard::LocalRooms;
 use super::subscriber::{Closing, Format, Subscriber};
 use super::{Bus, BusMsg, HubError, Message, Published, RoomInfo, RoomName};
 use crate::config::Config;
+use crate::server::event::LocalEvent;
 use crate::server::stats::WorkerStats;
 
 /// The hub state of one worker.
@@ -31,6 +32,13 @@ pub struct HubLocal {
     subs: RefCell<Slab<Rc<Subscriber>>>,
     generation: Cell<u32>,
     stats: Arc<WorkerStats>,
+    /// Drain barrier: workers that told this home they publish nothing more.
+    quiesce_heard: Cell<usize>,
+    /// Drain barrier: homes whose `Quiesced` arrived here.
+    quiesced_homes: Cell<usize>,
+    /// Set when every home's `Quiesced` has arrived: every message published
+    /// before the drain has been delivered to this worker's subscribers.
+    pub quiesced: LocalEvent,
 }
 
 impl HubLocal {
@@ -56,6 +64,9 @@ impl HubLocal {
             subs: RefCell::new(Slab::new()),
             generation: Cell::new(0),
             stats,
+            quiesce_heard: Cell::new(0),
+            quiesced_homes: Cell::new(0),
+            quiesced: LocalEvent::new(),
         }
     }
 
@@ -98,6 +109,41 @@ impl HubLocal {
     fn deliver_here(&self, p: &Arc<Published>) {
         let d = self.shard.borrow().deliver(p);
         self.stats.messages_delivered.add(d.delivered);
+    }
+
+    // ------------------------------------------------------------ drain barrier
+
+    /// Tells every home that this worker publishes nothing more; `quiesced`
+    /// is set once every home has answered through the delivery inboxes.
+    pub async fn quiesce(&self) {
+        for home in 0..self.bus.workers() {
+            if home == self.worker {
+                self.heard_quiesce().await;
+            } else if self.bus.quiesce(home, self.worker).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn heard_quiesce(&self) {
+        self.quiesce_heard.set(self.quiesce_heard.get() + 1);
+        if self.quiesce_heard.get() != self.bus.workers() {
+            return;
+        }
+        for w in 0..self.bus.workers() {
+            if w == self.worker {
+                self.home_quiesced();
+            } else if self.bus.deliver(w, BusMsg::Quiesced).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn home_quiesced(&self) {
+        self.quiesced_homes.set(self.quiesced_homes.get() + 1);
+        if self.quiesced_homes.get() == self.bus.workers() {
+            self.quiesced.set();
+        }
     }
 
     // ------------------------------------------------------------ membership
@@ -323,6 +369,7 @@ impl HubLocal {
                     }
                 }
                 BusMsg::Leave { room, from } => self.home.borrow_mut().leave(&room, from),
+                BusMsg::Quiesce { .. } => self.heard_quiesce().await,
                 BusMsg::Info { room, reply } => {
                     let _ = reply.try_send(self.home.borrow_mut().info(&room, Instant::now()));
                 }
@@ -349,6 +396,7 @@ impl HubLocal {
                 BusMsg::Deliver(p) => self.deliver_here(&p),
                 BusMsg::Joined(r) => self.apply_joined(r),
                 BusMsg::ConnRoom { conn, room, join } => self.conn_room(conn, room, join),
+                BusMsg::Quiesced => self.home_quiesced(),
                 _ => log::error!(
                     "worker {}: a request arrived on the delivery inbox",
                     self.worker

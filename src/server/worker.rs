@@ -56,6 +56,8 @@ pub struct Worker {
     /// Every open connection's signal, so the worker can reach them all (drain).
     conns: RefCell<Slab<Rc<Signal>>>,
     draining: Cell<bool>,
+    /// Streams close (after the drain barrier: see [`Worker::drain`]).
+    closing_streams: Cell<bool>,
     /// Set when draining starts.
     pub drain: LocalEvent,
     /// Notified whenever a connection closes.
@@ -90,6 +92,7 @@ impl Worker {
             pool,
             conns: RefCell::new(Slab::new()),
             draining: Cell::new(false),
+            closing_streams: Cell::new(false),
             drain: LocalEvent::new(),
             closed: LocalEvent::new(),
             access,
@@ -105,17 +108,76 @@ impl Worker {
         self.conns.borrow().len()
     }
 
+    /// Streams (SSE, WebSocket) end now: everything published before the drain has arrived.
+    pub fn closing_streams(&self) -> bool {
+        self.closing_streams.get()
+    }
+
     /// Starts the drain: the accept loop stops and every connection is kicked
     /// so that idle ones close and busy ones close after their request.
+    /// Streams stay open until [`Worker::close_streams`].
     pub fn begin_drain(&self) {
         if self.draining.replace(true) {
             return;
         }
         self.drain.set();
+        self.kick_all();
+    }
+
+    /// Ends every stream: each writes what it has queued, then its goodbye
+    /// (SSE `retry:`, WebSocket close 1001).
+    pub fn close_streams(&self) {
+        self.closing_streams.set(true);
+        self.kick_all();
+    }
+
+    fn kick_all(&self) {
         let signals: Vec<Rc<Signal>> = self.conns.borrow().iter().map(|(_, s)| s.clone()).collect();
         for s in signals {
             s.kick();
         }
+    }
+
+    /// Plain HTTP connections open right now (not streams).
+    fn http_live(&self) -> usize {
+        let streams = self.stats.sse_open.get() + self.stats.ws_open.get();
+        self.live().saturating_sub(streams as usize)
+    }
+
+    /// The drain, in order: stop accepting and answer what is in flight;
+    /// once no plain HTTP connection is left (no publish can be in flight
+    /// here), tell every room home; once every home has answered (every
+    /// message published before has been delivered here), close the streams.
+    /// Each wait is bounded by half of `shutdown_timeout`.
+    async fn drain(self: &Rc<Self>) {
+        let grace = self.shared.cfg.server.shutdown_timeout.0 / 2;
+        self.begin_drain();
+        // (polled as well: a connection that became a stream does not notify `closed`)
+        let in_flight = async {
+            while self.http_live() > 0 {
+                monoio::select! {
+                    _ = self.closed.wait_until(|| self.http_live() == 0) => {}
+                    _ = monoio::time::sleep(std::time::Duration::from_millis(10)) => {}
+                }
+            }
+        };
+        monoio::select! {
+            _ = in_flight => {}
+            _ = monoio::time::sleep(grace) => {
+                log::warn!("worker {}: requests still in flight after {grace:?}; closing streams anyway", self.id);
+            }
+        }
+        monoio::select! {
+            _ = async {
+                self.hub.quiesce().await;
+                self.hub.quiesced.wait().await;
+            } => {}
+            _ = monoio::time::sleep(grace) => {
+                log::warn!("worker {}: the drain barrier did not complete in {grace:?}", self.id);
+            }
+        }
+        self.close_streams();
+        self.closed.wait_until(|| self.live() == 0).await;
     }
 
     /// Enforces connection deadlines: every `tick`, kicks the connections whose deadline passed.
@@ -331,9 +393,8 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
     let acceptor = monoio::spawn(accept_loop(worker.clone(), listener));
     // Either a Drain message or the handle being dropped ends the worker.
     let _ = control.recv_async().await;
-    worker.begin_drain();
+    worker.drain().await;
     acceptor.await;
-    worker.closed.wait_until(|| worker.live() == 0).await;
     if let Some(log) = &worker.access {
         log.flush(&worker.stats);
     }

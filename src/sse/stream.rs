@@ -197,7 +197,7 @@ async fn pump(
                 Err(_) => return End::Gone,
             }
         }
-        if worker.draining() && !sub.has_queued() {
+        if worker.closing_streams() && !sub.has_queued() {
             return End::Draining;
         }
         if sub.has_queued() {

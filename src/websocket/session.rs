@@ -320,7 +320,7 @@ impl Session {
             if let Some((code, reason)) = request {
                 self.start_close(code, &reason);
             }
-            if self.guard.worker.draining() {
+            if self.guard.worker.closing_streams() {
                 self.start_close(close::GOING_AWAY, "server going away");
             }
             match self.sub().closing() {

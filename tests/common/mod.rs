@@ -305,6 +305,16 @@ impl Client {
         r
     }
 
+    /// The next response, or None if the connection ends before its head.
+    pub fn try_read_response(&mut self) -> Option<Response> {
+        while find(&self.buf, b"\r\n\r\n").is_none() {
+            if self.fill() == 0 {
+                return None;
+            }
+        }
+        Some(self.read_response())
+    }
+
     pub fn read_response(&mut self) -> Response {
         self.read_response_for(false)
     }
