@@ -109,6 +109,8 @@ struct RoomsRole {
     auto_join: String,
     client_publish: bool,
     template: String,
+    /// The rooms the client's token lets it publish to (`None` = any).
+    publish_rooms: Option<Vec<RoomName>>,
 }
 
 /// Runs a connection whose 101 (and any earlier pipelined responses) is in `out`.
@@ -217,6 +219,7 @@ pub async fn serve(
             auto_join: cfg.hub.auto_join_room.clone(),
             client_publish: cfg.ws.rooms.client_publish,
             template: cfg.ws.rooms.template.clone(),
+            publish_rooms: up.publish_rooms.clone(),
         }),
         WsKind::Handler(_) => None,
     };
@@ -530,6 +533,18 @@ impl Session {
         };
         let text = std::str::from_utf8(&text).unwrap_or_default();
         match publish::prepare(text, &role.rooms, &role.auto_join, &role.template) {
+            Ok(p)
+                if role
+                    .publish_rooms
+                    .as_ref()
+                    .is_some_and(|ok| !ok.contains(&p.0)) =>
+            {
+                self.shared.worker.stats.auth_forbidden.inc();
+                self.start_close(
+                    close::POLICY_VIOLATION,
+                    "the token does not allow publishing to this room",
+                );
+            }
             Ok(p) => self.to_publish.push(p),
             Err(why) => self.start_close(close::POLICY_VIOLATION, why),
         }
