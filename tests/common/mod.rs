@@ -53,6 +53,8 @@ pub struct Opts {
     pub args: Vec<String>,
     /// Hard and soft RLIMIT_NOFILE of the server process.
     pub nofile: Option<u64>,
+    /// Extra environment variables of the server process.
+    pub env: Vec<(String, String)>,
 }
 
 pub fn bin() -> &'static str {
@@ -77,6 +79,7 @@ impl TestServer {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(&opts.args)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
