@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -92,8 +92,8 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// SIGHUP: re-reads the configuration. The limits in
-/// [`ringcast::server::limits::LIVE_KEYS`] and the log level change live;
+/// SIGHUP: re-reads the configuration. The keys of
+/// [`ringcast::server::limits::live_keys`] (limits, log level, auth) change live;
 /// every other changed key is named and takes effect after a restart. A file
 /// that does not validate is refused and the running configuration stays.
 fn reload(
@@ -113,19 +113,22 @@ fn reload(
         log::info!("SIGHUP: configuration re-read; nothing changed");
         return;
     }
+    if let Err(e) = server.reload_auth(&new) {
+        log::error!("SIGHUP: configuration not reloaded, the running one stays: {e}");
+        return;
+    }
     server.apply_limits(&new);
     if let Some(level) = ringcast::logging::parse_level(&new.log.level) {
         log::set_max_level(level);
     }
     for (key, old, new_value) in changes {
-        if key == "log.level" || ringcast::server::limits::LIVE_KEYS.contains(&key.as_str()) {
+        if ringcast::server::limits::is_live(&key) {
             log::info!("SIGHUP: {key}: {old} -> {new_value} (applied)");
         } else {
             log::warn!("SIGHUP: {key}: {old} -> {new_value} (takes effect after a restart)");
         }
     }
     // What runs now: the new live values, the old values of everything else.
-    let mut live = ringcast::server::limits::LIVE_KEYS.to_vec();
-    live.push("log.level");
-    *running = ringcast::config::with_keys_from(running, &new, &live);
+    *running =
+        ringcast::config::with_keys_from(running, &new, &ringcast::server::limits::live_keys());
 }

@@ -201,3 +201,36 @@ fn sighup_changes_limits_on_the_running_server() {
         200
     );
 }
+
+#[test]
+fn sighup_changes_the_publish_token_without_logging_it() {
+    let old = "old-token-0123456789";
+    let new = "new-token-9876543210";
+    let mut srv = TestServer::start(&format!("[hub]\npublish_token = \"{old}\"\n"));
+    let addr = srv.addr;
+    let publish_with = |token: &str| {
+        let mut c = Client::connect(addr);
+        c.send(format!(
+            "POST /publish/r HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 1\r\n\r\nx"
+        ));
+        c.read_response().status
+    };
+    assert_eq!(publish_with(old), 202);
+    assert_eq!(publish_with(new), 401);
+    std::fs::write(
+        srv.config_path(),
+        format!("[hub]\npublish_token = \"{new}\"\n"),
+    )
+    .unwrap();
+    srv.signal(libc::SIGHUP);
+    let line = srv.wait_log("SIGHUP: hub.publish_token");
+    assert!(line.ends_with("(applied)"), "{line}");
+    assert_eq!(publish_with(new), 202);
+    assert_eq!(publish_with(old), 401);
+    for l in srv.log_now() {
+        assert!(
+            !l.contains(old) && !l.contains(new),
+            "a token was logged: {l}"
+        );
+    }
+}

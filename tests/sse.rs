@@ -352,7 +352,10 @@ fn publish_endpoint_answers_and_enforces_its_rules() {
     c.send("POST /publish/x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
     let r = c.read_response();
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("www-authenticate").as_deref(), Some("Bearer"));
+    assert_eq!(
+        r.header("www-authenticate").as_deref(),
+        Some("Bearer realm=\"ringcast\"")
+    );
     c.send("POST /publish/x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer nope\r\nContent-Length: 2\r\n\r\nhi");
     assert_eq!(c.read_response().status, 401);
     c.send("POST /publish/x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3cret\r\nContent-Length: 2\r\n\r\nhi");

@@ -6,24 +6,9 @@ use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-/// The Python interpreter with the third-party clients installed.
-fn python() -> String {
-    let setup = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/setup.sh");
-    let out = Command::new("bash")
-        .arg(setup)
-        .output()
-        .expect("run tests/clients/setup.sh");
-    assert!(
-        out.status.success(),
-        "tests/clients/setup.sh failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 #[test]
 fn httpx_sse_receives_ids_events_and_data() {
-    let py = python();
+    let py = test_clients_python();
     let srv = TestServer::start("[hub]\nauto_join_room = \"\"\n");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/sse_httpx.py");
     let url = format!("http://{}/sse?room=py", srv.addr);
@@ -67,7 +52,7 @@ fn httpx_sse_receives_ids_events_and_data() {
 
 #[test]
 fn python_websockets_echo_fragments_ping_and_deflate() {
-    let py = python();
+    let py = test_clients_python();
     let srv = TestServer::start("");
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

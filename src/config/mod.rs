@@ -25,6 +25,7 @@ pub struct Config {
     pub hub: HubConfig,
     pub sse: SseConfig,
     pub ws: WsConfig,
+    pub auth: AuthConfig,
 }
 
 /// Which io driver the workers run.
@@ -376,6 +377,63 @@ impl Default for WsRoomsEndpoint {
     }
 }
 
+/// What `POST /publish` (and a `/ws` client's publish) needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublishAuth {
+    /// "token" when `hub.publish_token` is set, else "off".
+    Auto,
+    /// Anyone may publish.
+    Off,
+    /// The static bearer token `hub.publish_token`.
+    Token,
+    /// A JWT whose publish claim lists the room.
+    Jwt,
+    /// Either of the two.
+    TokenOrJwt,
+}
+
+/// Signed-token (JWT HS256) authorization of subscribers and publishers.
+/// Changes live on SIGHUP (see `ServerHandle::reload_auth`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The HS256 secret (at least 32 bytes). Or use `jwt_secret_env`.
+    pub jwt_secret: String,
+    /// Name of an environment variable holding the secret (unset or empty: start-up error).
+    pub jwt_secret_env: String,
+    /// Require a JWT listing the rooms for SSE, `/ws` and `/rooms` reads (else 401/403).
+    pub subscribe: bool,
+    /// "auto", "off", "token", "jwt" or "token_or_jwt".
+    pub publish: PublishAuth,
+    /// Claim listing the rooms a token may subscribe to (names, `prefix*`, `*`).
+    pub rooms_claim: String,
+    /// Claim listing the rooms a token may publish to.
+    pub publish_claim: String,
+    /// Cookie carrying the token ("" = cookies are not read).
+    pub cookie: String,
+    /// Query parameter carrying the token ("" = the query is not read).
+    pub query_param: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Secs,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: String::new(),
+            jwt_secret_env: String::new(),
+            subscribe: false,
+            publish: PublishAuth::Auto,
+            rooms_claim: "rooms".to_string(),
+            publish_claim: "publish".to_string(),
+            cookie: "ringcast_token".to_string(),
+            query_param: "token".to_string(),
+            leeway: Secs::from_secs(30),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
@@ -652,9 +710,13 @@ impl Config {
                 self.log.level
             ));
         }
-        Ok(())
+        // [auth]: key rules, and the secret resolved (from the environment too)
+        crate::auth::Auth::from_config(self).map(drop)
     }
 }
+
+/// Keys whose values [`diff`] does not show.
+const SECRET_KEYS: &[&str] = &["hub.publish_token", "auth.jwt_secret"];
 
 /// Keys whose values differ between two configurations, as
 /// `(key, old value, new value)`, keys in dotted form (`http.max_headers`).
@@ -688,6 +750,16 @@ pub fn diff(old: &Config, new: &Config) -> Vec<(String, String, String)> {
             None => Some((k, "(unset)".to_string(), v)),
         })
         .collect();
+    // secrets are never logged: a change is named, its values are not
+    for (k, old, new) in &mut changes {
+        if SECRET_KEYS.contains(&k.as_str()) {
+            for v in [old, new] {
+                if v != "\"\"" && v != "(unset)" {
+                    *v = "(secret)".to_string();
+                }
+            }
+        }
+    }
     changes.sort();
     changes
 }
@@ -758,6 +830,58 @@ mod tests {
             ]
         );
         assert!(diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn diff_never_shows_secrets() {
+        let a = Config::from_toml("[hub]\npublish_token = \"old-token\"\n", "t").unwrap();
+        let b = Config::from_toml(
+            "[hub]\npublish_token = \"new-token\"\n[auth]\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n",
+            "t",
+        )
+        .unwrap();
+        let d = diff(&a, &b);
+        let keys: Vec<&str> = d.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(keys, ["auth.jwt_secret", "hub.publish_token"]);
+        let text = format!("{d:?}");
+        assert!(!text.contains("-token") && !text.contains("0123"), "{text}");
+        assert_eq!(d[0].1, "\"\"");
+        assert_eq!(d[0].2, "(secret)");
+    }
+
+    #[test]
+    fn auth_keys_are_checked_and_named() {
+        let err = |t: &str| Config::from_toml(t, "t.toml").unwrap_err().0;
+        let secret = "jwt_secret = \"0123456789abcdef0123456789abcdef\"\n";
+        assert!(err("[auth]\nsubscribe = true\n").contains("auth.jwt_secret"));
+        assert!(err("[auth]\npublish = \"jwt\"\n").contains("auth.jwt_secret"));
+        assert!(err("[auth]\npublish = \"token\"\n").contains("hub.publish_token"));
+        assert!(err("[auth]\npublish = \"token_or_jwt\"\n").contains("hub.publish_token"));
+        assert!(
+            err("[hub]\npublish_token = \"x\"\n[auth]\npublish = \"off\"\n")
+                .contains("hub.publish_token")
+        );
+        assert!(err("[auth]\njwt_secret = \"short\"\n").contains("32 bytes"));
+        assert!(err(&format!("[auth]\n{secret}jwt_secret_env = \"X\"\n"))
+            .contains("auth.jwt_secret_env"));
+        let e =
+            err("[auth]\nsubscribe = true\njwt_secret_env = \"RINGCAST_TEST_SURELY_UNSET_VAR\"\n");
+        assert!(e.contains("RINGCAST_TEST_SURELY_UNSET_VAR"), "{e}");
+        assert!(err(&format!("[auth]\n{secret}rooms_claim = \"\"\n")).contains("auth.rooms_claim"));
+        assert!(
+            err(&format!("[auth]\n{secret}publish_claim = \"\"\n")).contains("auth.publish_claim")
+        );
+        assert!(err(&format!("[auth]\n{secret}cookie = \"a b\"\n")).contains("auth.cookie"));
+        assert!(
+            err(&format!("[auth]\n{secret}query_param = \"room\"\n")).contains("auth.query_param")
+        );
+        assert!(err(&format!("[auth]\n{secret}leeway = \"1h\"\n")).contains("auth.leeway"));
+        assert!(err("[auth]\npublish = \"maybe\"\n").contains("maybe"));
+        Config::from_toml(
+            &format!("[auth]\n{secret}subscribe = true\npublish = \"jwt\"\n"),
+            "t",
+        )
+        .unwrap();
     }
 
     #[test]

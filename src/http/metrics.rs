@@ -93,10 +93,12 @@ static FAMILIES: &[Family] = &[
     Family {
         name: "ringcast_rejected_handshakes_total",
         kind: "counter",
-        help: "Stream and WebSocket handshakes refused, by reason.",
+        help: "Stream and WebSocket handshakes, room reads and publishes refused, by reason.",
         series: &[
             ("reason=\"websocket\"", get!(ws_handshake_rejects)),
             ("reason=\"hub_rules\"", get!(hub_rejects)),
+            ("reason=\"unauthorized\"", get!(auth_unauthorized)),
+            ("reason=\"forbidden\"", get!(auth_forbidden)),
         ],
     },
     Family {

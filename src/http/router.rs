@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use super::request::RequestHead;
 use super::response;
 use super::static_files::{self, Denied};
+use crate::auth::{self, Auth, Grant, PublishMode, Refusal};
 use crate::hub::{valid_room_name, Message, RoomName};
 use crate::server::worker::Worker;
 use crate::sse::cursor;
@@ -99,7 +100,7 @@ pub fn route(
             deflate: e.deflate,
         };
         let kind = WsKind::Handler(route.handler.clone());
-        return ws_upgrade(worker, head, &rules, kind, rate, out);
+        return ws_upgrade(worker, head, &rules, kind, rate, None, out);
     }
     if !cfg.ws.rooms.path.is_empty() && path == cfg.ws.rooms.path {
         if let Some(refused) = handshake_rate(worker, head, out) {
@@ -112,6 +113,12 @@ pub fn route(
             l.ws_rooms_rate.load(Relaxed),
             l.ws_rooms_burst.load(Relaxed),
         );
+        let auth = worker.shared.auth.load();
+        // decided before the 101: a refusal is an HTTP answer to the upgrade
+        let grant = match auth.subscriber(head) {
+            Ok(g) => g,
+            Err(r) => return refuse(worker, &auth, &r, out, false, false),
+        };
         let req = match stream_request(worker, head, max_rooms, "ws.rooms.max_rooms_per_connection")
         {
             Ok(r) => r,
@@ -121,12 +128,24 @@ pub fn route(
                 return Action::Close;
             }
         };
+        if let Err(r) = auth::check_rooms(&grant, &req.rooms, &cfg.hub.auto_join_room) {
+            return refuse(worker, &auth, &r, out, false, false);
+        }
+        let publish_rooms = ws_publish_rooms(&auth, head, &req.rooms, e.client_publish);
         let rules = EndpointRules {
             subprotocols: &e.subprotocols,
             allowed_origins: &e.allowed_origins,
             deflate: e.deflate,
         };
-        return ws_upgrade(worker, head, &rules, WsKind::Rooms(req), rate, out);
+        return ws_upgrade(
+            worker,
+            head,
+            &rules,
+            WsKind::Rooms(req),
+            rate,
+            publish_rooms,
+            out,
+        );
     }
     if path == cfg.sse.path {
         if head.method != "GET" {
@@ -136,13 +155,21 @@ pub fn route(
         if let Some(refused) = handshake_rate(worker, head, out) {
             return refused;
         }
+        let auth = worker.shared.auth.load();
+        let grant = match auth.subscriber(head) {
+            Ok(g) => g,
+            Err(r) => return refuse(worker, &auth, &r, out, keep_alive, false),
+        };
         let max = worker
             .shared
             .limits
             .sse_max_rooms_per_connection
             .load(Relaxed);
         return match stream_request(worker, head, max, "sse.max_rooms_per_connection") {
-            Ok(req) => Action::Sse(req),
+            Ok(req) => match auth::check_rooms(&grant, &req.rooms, &cfg.hub.auto_join_room) {
+                Ok(()) => Action::Sse(req),
+                Err(r) => refuse(worker, &auth, &r, out, keep_alive, false),
+            },
             Err(why) => bad_request(worker, out, &why, keep_alive),
         };
     }
@@ -165,10 +192,20 @@ pub fn route(
             Some((r, s)) => (r, Some(s)),
             None => (rest, None),
         };
+        // reading a room is subscribing to it
+        let auth = worker.shared.auth.load();
+        let grant = match auth.subscriber(head) {
+            Ok(g) => g,
+            Err(r) => return refuse(worker, &auth, &r, out, keep_alive, head_only),
+        };
         let room = match room_name(worker, room) {
             Ok(r) => r,
             Err(why) => return bad_request(worker, out, &why, keep_alive),
         };
+        let one = std::slice::from_ref(&room);
+        if let Err(r) = auth::check_rooms(&grant, one, &cfg.hub.auto_join_room) {
+            return refuse(worker, &auth, &r, out, keep_alive, head_only);
+        }
         return match sub {
             None => Action::RoomInfo { room },
             Some("messages") => {
@@ -187,6 +224,47 @@ pub fn route(
         };
     }
     serve_static(worker, head, out, keep_alive, head_only, get_like)
+}
+
+/// Counts an auth refusal and writes its 401 or 403. `keep_alive` false
+/// closes the connection after it (WebSocket upgrades).
+fn refuse(
+    worker: &Worker,
+    auth: &Auth,
+    refusal: &Refusal,
+    out: &mut BytesMut,
+    keep_alive: bool,
+    head_only: bool,
+) -> Action {
+    match refusal {
+        Refusal::Unauthorized(_) => worker.stats.auth_unauthorized.inc(),
+        Refusal::Forbidden { .. } => worker.stats.auth_forbidden.inc(),
+    }
+    auth.write_refusal(refusal, out, keep_alive, head_only);
+    if keep_alive {
+        Action::Done
+    } else {
+        Action::Close
+    }
+}
+
+/// The rooms of a `/ws` connection its client may publish to: `None` when
+/// unrestricted (publishing needs no token, or the static publish token was
+/// sent), else those its token allows (none without a usable token).
+fn ws_publish_rooms(
+    auth: &Auth,
+    head: &RequestHead<'_>,
+    rooms: &[RoomName],
+    client_publish: bool,
+) -> Option<Vec<RoomName>> {
+    if !client_publish || auth.publish_mode() == PublishMode::Off {
+        return None;
+    }
+    match auth.publisher(head) {
+        Ok(Grant::All) => None,
+        Ok(grant) => Some(rooms.iter().filter(|r| grant.allows(r)).cloned().collect()),
+        Err(_) => Some(Vec::new()),
+    }
 }
 
 fn bad_request(worker: &Worker, out: &mut BytesMut, why: &str, keep_alive: bool) -> Action {
@@ -216,6 +294,7 @@ fn ws_upgrade(
     rules: &EndpointRules<'_>,
     kind: WsKind,
     rate: (u32, u32),
+    publish_rooms: Option<Vec<RoomName>>,
     out: &mut BytesMut,
 ) -> Action {
     match websocket::negotiate(&worker.shared.cfg, head, rules, out) {
@@ -226,6 +305,7 @@ fn ws_upgrade(
             path: head.path.to_string(),
             query: head.query.to_string(),
             rate,
+            publish_rooms,
         }),
         Negotiated::Refused => {
             worker.stats.ws_handshake_rejects.inc();
@@ -328,7 +408,7 @@ fn stream_request(
     Ok(SseRequest { rooms, resume })
 }
 
-/// Checks a publish: token, size, event name; returns the message to publish.
+/// Checks a publish: token (and its rooms), size, event name; returns the message to publish.
 fn publish_request(
     worker: &Worker,
     head: &RequestHead<'_>,
@@ -338,26 +418,22 @@ fn publish_request(
     keep_alive: bool,
 ) -> Action {
     let hub = &worker.shared.cfg.hub;
-    if !hub.publish_token.is_empty() {
-        let expected = format!("Bearer {}", hub.publish_token);
-        let ok = head
-            .header("authorization")
-            .is_some_and(|v| constant_time_eq(v, expected.as_bytes()));
-        if !ok {
-            worker.stats.hub_rejects.inc();
-            response::start(out, 401);
-            response::header(out, "WWW-Authenticate", b"Bearer");
-            response::header(out, "Content-Type", b"text/plain; charset=utf-8");
-            let body =
-                "401 Unauthorized: publishing needs Authorization: Bearer <hub.publish_token>\n";
-            response::finish(out, body.as_bytes(), keep_alive, false);
-            return Action::Done;
-        }
-    }
+    let auth = worker.shared.auth.load();
+    let grant = match auth.publisher(head) {
+        Ok(g) => g,
+        Err(r) => return refuse(worker, &auth, &r, out, keep_alive, false),
+    };
     let room = match room_name(worker, raw_room) {
         Ok(r) => r,
         Err(why) => return bad_request(worker, out, &why, keep_alive),
     };
+    if !grant.allows(&room) {
+        let r = Refusal::Forbidden {
+            room,
+            publish: true,
+        };
+        return refuse(worker, &auth, &r, out, keep_alive, false);
+    }
     if body.len() as u64 > hub.max_message_size.0 {
         worker.stats.hub_rejects.inc();
         response::error(
@@ -390,10 +466,6 @@ fn publish_request(
             data: Bytes::copy_from_slice(body),
         },
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn serve_static(

@@ -55,6 +55,21 @@ pub const LIVE_KEYS: &[&str] = &[
     "ws.rooms.burst",
 ];
 
+/// Keys a SIGHUP applies to the running server: the limits above, the log
+/// level, `[auth]` and `hub.publish_token` (tables as their name alone).
+pub fn live_keys() -> Vec<&'static str> {
+    let mut keys = LIVE_KEYS.to_vec();
+    keys.extend(["log.level", "auth", "hub.publish_token"]);
+    keys
+}
+
+/// Whether a dotted key (`auth.leeway`) changes on the running server.
+pub fn is_live(key: &str) -> bool {
+    live_keys()
+        .iter()
+        .any(|k| key == *k || key.strip_prefix(k).is_some_and(|r| r.starts_with('.')))
+}
+
 impl Limits {
     pub fn new(cfg: &Config, fd_ceiling: usize) -> Limits {
         let l = Limits {
@@ -247,6 +262,16 @@ mod tests {
 
     fn limits(text: &str) -> Limits {
         Limits::new(&Config::from_toml(text, "test").unwrap(), 1000)
+    }
+
+    #[test]
+    fn live_keys_include_tables() {
+        assert!(is_live("auth.leeway"));
+        assert!(is_live("hub.max_rooms"));
+        assert!(is_live("hub.publish_token"));
+        assert!(!is_live("hub.max_rooms_x"));
+        assert!(!is_live("authx"));
+        assert!(!is_live("http.max_headers"));
     }
 
     #[test]

@@ -17,7 +17,10 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, IoDriver};
+use arc_swap::ArcSwap;
+
+use crate::auth::Auth;
+use crate::config::{Config, ConfigError, IoDriver};
 use crate::hub::{Bus, Hub};
 use crate::sse::stream::OnConnect;
 use crate::websocket::WsRoute;
@@ -53,6 +56,9 @@ pub struct Shared {
     pub driver: Driver,
     /// The access-log writer's channel (`log.access`), if on.
     pub access_tx: Option<flume::Sender<Vec<u8>>>,
+    /// Who may subscribe and publish; swapped whole by [`ServerHandle::reload_auth`]
+    /// (a request reads it once, without a lock).
+    pub auth: ArcSwap<Auth>,
 }
 
 /// A configured server, ready to start.
@@ -180,6 +186,8 @@ impl Server {
         let addr = listeners[0].local_addr()?;
         let driver = choose_driver(cfg.server.io_driver, cfg.server.io_uring_entries)?;
 
+        let auth = Auth::from_config(&cfg)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
         let (bus, inboxes) = Bus::new(workers, cfg.hub.bus_capacity);
         let shared = Arc::new(Shared {
             cfg: Arc::new(cfg),
@@ -196,6 +204,7 @@ impl Server {
             ws_routes,
             driver,
             access_tx: access.as_ref().map(|a| a.sender()),
+            auth: ArcSwap::from_pointee(auth),
         });
 
         let (done_tx, done) = std::sync::mpsc::channel();
@@ -276,6 +285,16 @@ impl ServerHandle {
     /// The rooms: publish and query from any thread.
     pub fn hub(&self) -> Hub {
         Hub::new(self.shared.bus.clone(), self.shared.cfg.hub.max_room_name)
+    }
+
+    /// Applies the `[auth]` section and `hub.publish_token` of `cfg` to new
+    /// requests from now on (SIGHUP). `cfg` is validated first; on error the
+    /// rules in force stay. Streams already open keep what they were granted.
+    pub fn reload_auth(&self, cfg: &Config) -> Result<(), ConfigError> {
+        cfg.validate()?;
+        let auth = Auth::from_config(cfg)?;
+        self.shared.auth.store(Arc::new(auth));
+        Ok(())
     }
 
     /// Starts the drain on every worker: stop accepting, finish in-flight

@@ -77,6 +77,11 @@ pub struct WorkerStats {
     pub hub_rejects: Counter,
     /// Access-log lines dropped because the writer fell behind.
     pub access_log_dropped: Counter,
+    /// Subscriptions, room reads and publishes refused with 401 (no usable token).
+    pub auth_unauthorized: Counter,
+    /// Refused with 403 (the token does not allow the room), and `/ws`
+    /// client publishes closed with 1008 for the same reason.
+    pub auth_forbidden: Counter,
     pub bytes_in: Counter,
     pub bytes_out: Counter,
     /// Gauges set by the room sweeper: messages in the histories of this worker's home rooms, and those rooms.

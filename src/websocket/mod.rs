@@ -44,6 +44,9 @@ pub struct WsUpgrade {
     pub query: String,
     /// Messages per second and burst (0 = no limit).
     pub rate: (u32, u32),
+    /// Rooms endpoint with client publishing: the rooms the client's token
+    /// lets it publish to (`None` = any of its rooms).
+    pub publish_rooms: Option<Vec<crate::hub::RoomName>>,
 }
 
 /// The endpoint-level rules an upgrade is checked against.

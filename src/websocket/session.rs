@@ -90,7 +90,8 @@ struct Session {
     inbuf: Option<BytesMut>,
     state: CloseState,
     rate: Option<Rate>,
-    rooms_role: Option<RoomsRole>,
+    /// Boxed: most connections of a handler endpoint have none.
+    rooms_role: Option<Box<RoomsRole>>,
     has_handler: bool,
     /// The handler's inbox is full: stop reading until it takes messages.
     paused: bool,
@@ -109,6 +110,8 @@ struct RoomsRole {
     auto_join: String,
     client_publish: bool,
     template: String,
+    /// The rooms the client's token lets it publish to (`None` = any).
+    publish_rooms: Option<Vec<RoomName>>,
 }
 
 /// Runs a connection whose 101 (and any earlier pipelined responses) is in `out`.
@@ -212,12 +215,13 @@ pub async fn serve(
         });
     }
     let rooms_role = match &up.kind {
-        WsKind::Rooms(_) => Some(RoomsRole {
+        WsKind::Rooms(_) => Some(Box::new(RoomsRole {
             rooms,
             auto_join: cfg.hub.auto_join_room.clone(),
             client_publish: cfg.ws.rooms.client_publish,
             template: cfg.ws.rooms.template.clone(),
-        }),
+            publish_rooms: up.publish_rooms.clone(),
+        })),
         WsKind::Handler(_) => None,
     };
     let mut s = Session {
@@ -534,6 +538,18 @@ impl Session {
         };
         let text = std::str::from_utf8(&text).unwrap_or_default();
         match publish::prepare(text, &role.rooms, &role.auto_join, &role.template) {
+            Ok(p)
+                if role
+                    .publish_rooms
+                    .as_ref()
+                    .is_some_and(|ok| !ok.contains(&p.0)) =>
+            {
+                self.shared.worker.stats.auth_forbidden.inc();
+                self.start_close(
+                    close::POLICY_VIOLATION,
+                    "the token does not allow publishing to this room",
+                );
+            }
             Ok(p) => self.to_publish.push(p),
             Err(why) => self.start_close(close::POLICY_VIOLATION, why),
         }

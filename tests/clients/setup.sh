@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the third-party clients the tests drive ringcast with, into
 # target/test-clients (idempotent, safe to run concurrently):
-#   - Python: httpx + httpx-sse (SSE), websockets (WebSocket)
+#   - Python: httpx + httpx-sse (SSE), websockets (WebSocket), PyJWT (tokens)
 # Prints the Python interpreter to use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -19,7 +19,11 @@ if [ ! -f "$dir/.python-ready" ]; then
   rm -rf "$dir/venv"
   python3 -m venv "$dir/venv" >&2
   "$py" -m pip install --quiet --disable-pip-version-check \
-    "httpx==0.28.1" "httpx-sse==0.4.0" "websockets==15.0.1" >&2
+    "httpx==0.28.1" "httpx-sse==0.4.0" "websockets==15.0.1" "pyjwt==2.10.1" >&2
   touch "$dir/.python-ready"
+fi
+# PyJWT came later: add it to a venv made before it.
+if ! "$py" -c "import jwt" >/dev/null 2>&1; then
+  "$py" -m pip install --quiet --disable-pip-version-check "pyjwt==2.10.1" >&2
 fi
 echo "$py"

@@ -53,6 +53,8 @@ pub struct Opts {
     pub args: Vec<String>,
     /// Hard and soft RLIMIT_NOFILE of the server process.
     pub nofile: Option<u64>,
+    /// Extra environment variables of the server process.
+    pub env: Vec<(String, String)>,
 }
 
 pub fn bin() -> &'static str {
@@ -77,6 +79,7 @@ impl TestServer {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(&opts.args)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -683,4 +686,20 @@ pub fn metric(addr: SocketAddr, family: &str, label: &str) -> f64 {
         .filter(|(series, _)| series.split('{').next() == Some(family) && series.contains(label))
         .map(|(_, v)| v.parse::<f64>().unwrap())
         .sum()
+}
+
+/// The Python interpreter of the third-party test clients (httpx-sse,
+/// websockets, PyJWT), installed by tests/clients/setup.sh if missing.
+pub fn test_clients_python() -> String {
+    let setup = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/setup.sh");
+    let out = std::process::Command::new("bash")
+        .arg(setup)
+        .output()
+        .expect("run tests/clients/setup.sh");
+    assert!(
+        out.status.success(),
+        "tests/clients/setup.sh failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
