@@ -16,7 +16,7 @@ use crate::server::worker::Worker;
 use crate::sse::cursor;
 use crate::sse::encode::valid_event_name;
 use crate::sse::stream::SseRequest;
-use crate::websocket::{self, EndpointRules, Negotiated, WsKind, WsUpgrade};
+use crate::websocket::{self, EndpointRules, Negotiated, RoomsMode, WsKind, WsUpgrade};
 
 /// What the connection still has to do after routing.
 pub enum Action {
@@ -98,6 +98,26 @@ pub fn route(
             out,
         );
     }
+    if worker.shared.demos_on() {
+        if path == cfg.demo.chat_path {
+            return demo_chat(worker, head, out);
+        }
+        if path == "/demo/progress/start" {
+            return demo_progress_start(worker, head, out, keep_alive, head_only);
+        }
+    }
+    if cfg.dashboard.enabled && path == cfg.dashboard.path {
+        let page = &static_files::DASHBOARD;
+        if get_like {
+            response::start(out, 200);
+            response::header(out, "Content-Type", page.content_type.as_bytes());
+            response::header(out, "Cache-Control", page.cache_control.as_bytes());
+            response::finish(out, page.body, keep_alive, head_only);
+        } else {
+            method_not_allowed(out, GET_HEAD, keep_alive, head_only);
+        }
+        return Action::Done;
+    }
     if !cfg.ws.rooms.path.is_empty() && path == cfg.ws.rooms.path {
         let e = &cfg.ws.rooms;
         let req = match stream_request(
@@ -122,7 +142,7 @@ pub fn route(
             worker,
             head,
             &rules,
-            WsKind::Rooms(req),
+            WsKind::Rooms(req, RoomsMode::from_config(cfg)),
             (e.max_messages_per_sec, e.burst),
             out,
         );
@@ -176,6 +196,64 @@ pub fn route(
         };
     }
     serve_static(worker, head, out, keep_alive, head_only, get_like)
+}
+
+/// The demo chat: a WebSocket in room `demo-chat` only (no auto-join room),
+/// whose clients publish through the fixed, escaping chat template, with
+/// `[ws.rooms]`' Origin rules, deflate and rate limit.
+fn demo_chat(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Action {
+    let e = &worker.shared.cfg.ws.rooms;
+    let rules = EndpointRules {
+        subprotocols: &[],
+        allowed_origins: &e.allowed_origins,
+        deflate: e.deflate,
+    };
+    let req = SseRequest {
+        rooms: vec![Arc::from(crate::demo::CHAT_ROOM)],
+        resume: None,
+    };
+    let mode = RoomsMode {
+        envelope: crate::config::Envelope::Raw,
+        client_publish: true,
+        template: crate::demo::CHAT_TEMPLATE.to_string(),
+    };
+    ws_upgrade(
+        worker,
+        head,
+        &rules,
+        WsKind::Rooms(req, mode),
+        (e.max_messages_per_sec, e.burst),
+        out,
+    )
+}
+
+/// `POST /demo/progress/start`: queues a simulated job and answers the
+/// fragment that streams its progress (503 when too many jobs run).
+fn demo_progress_start(
+    worker: &Worker,
+    head: &RequestHead<'_>,
+    out: &mut BytesMut,
+    keep_alive: bool,
+    head_only: bool,
+) -> Action {
+    if head.method != "POST" {
+        method_not_allowed(out, "POST", keep_alive, head_only);
+        return Action::Done;
+    }
+    let Some(jobs) = &worker.shared.demo_jobs else {
+        return not_found(out, keep_alive, head_only);
+    };
+    match jobs.start() {
+        Ok(id) => {
+            let html = crate::demo::job_fragment(id, &worker.shared.cfg.sse.path);
+            response::start(out, 200);
+            response::header(out, "Content-Type", b"text/html; charset=utf-8");
+            response::header(out, "Cache-Control", b"no-store");
+            response::finish(out, html.as_bytes(), keep_alive, false);
+        }
+        Err(why) => response::error(out, 503, why, keep_alive, false),
+    }
+    Action::Done
 }
 
 fn bad_request(worker: &Worker, out: &mut BytesMut, why: &str, keep_alive: bool) -> Action {
@@ -301,6 +379,17 @@ fn publish_request(
         Ok(r) => r,
         Err(why) => return bad_request(worker, out, &why, keep_alive),
     };
+    if &*room == crate::dashboard::ROOM {
+        worker.stats.hub_rejects.inc();
+        response::error(
+            out,
+            403,
+            "room __dashboard is reserved for the server's dashboard feed",
+            keep_alive,
+            false,
+        );
+        return Action::Done;
+    }
     if body.len() as u64 > hub.max_message_size.0 {
         worker.stats.hub_rejects.inc();
         response::error(
@@ -348,12 +437,16 @@ fn serve_static(
     get_like: bool,
 ) -> Action {
     let cfg = &worker.shared.cfg.static_files;
-    let Some(root) = &worker.shared.static_root else {
-        return match static_files::embedded(head.path) {
+    let builtin = match &worker.shared.static_root {
+        None => static_files::embedded(head.path),
+        Some(_) => static_files::vendor(head.path),
+    };
+    if builtin.is_some() || worker.shared.static_root.is_none() {
+        return match builtin {
             Some(page) if get_like => {
                 response::start(out, 200);
                 response::header(out, "Content-Type", page.content_type.as_bytes());
-                response::header(out, "Cache-Control", b"no-cache");
+                response::header(out, "Cache-Control", page.cache_control.as_bytes());
                 response::finish(out, page.body, keep_alive, head_only);
                 Action::Done
             }
@@ -363,6 +456,9 @@ fn serve_static(
             }
             None => not_found(out, keep_alive, head_only),
         };
+    }
+    let Some(root) = &worker.shared.static_root else {
+        return not_found(out, keep_alive, head_only);
     };
     let file = match static_files::resolve(root, head.path, &cfg.index) {
         Ok(f) => f,
