@@ -251,7 +251,10 @@ fn demo_progress_start(
             response::header(out, "Cache-Control", b"no-store");
             response::finish(out, html.as_bytes(), keep_alive, false);
         }
-        Err(why) => response::error(out, 503, why, keep_alive, false),
+        Err(why) => {
+            worker.stats.http_other_errors.inc();
+            response::error(out, 503, why, keep_alive, false)
+        }
     }
     Action::Done
 }
