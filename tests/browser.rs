@@ -266,9 +266,10 @@ fn plain_eventsource_and_websocket_pages_open_and_receive() {
 #[test]
 fn notifications_survive_a_server_restart_without_loss_or_duplicates() {
     let _g = lock();
-    // A short retry keeps the test quick; the browser still has to wait for
-    // the new process.
-    let mut srv = TestServer::start("[sse]\nretry_ms = 500\n");
+    // The browser waits retry_ms before each reconnection attempt: long
+    // enough for the restart and the publishes below to happen while the
+    // page is away (checked, not assumed), short enough to keep the test quick.
+    let mut srv = TestServer::start("[sse]\nretry_ms = 2000\n");
     let mut s = scenario("restart", &base(&srv), &["9"]);
     s.wait_for("the page connected", Duration::from_secs(30), |v| {
         v["event"] == "ready"
