@@ -33,6 +33,8 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
+pub mod demo;
 pub mod http;
 pub mod hub;
 pub mod io;

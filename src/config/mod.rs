@@ -26,6 +26,8 @@ pub struct Config {
     pub sse: SseConfig,
     pub ws: WsConfig,
     pub auth: AuthConfig,
+    pub demo: DemoConfig,
+    pub dashboard: DashboardConfig,
 }
 
 /// Which io driver the workers run.
@@ -234,6 +236,50 @@ impl Default for SseConfig {
             retry_ms: 3000,
             keepalive: Secs::from_secs(15),
             max_rooms_per_connection: 16,
+        }
+    }
+}
+
+/// The live demos of the built-in pages (only when `static.dir` is not set).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Runs the demo publisher (tickers, progress jobs) and the demo chat endpoint.
+    pub enabled: bool,
+    /// How often the tickers demo publishes prices, clock and load.
+    pub interval: Secs,
+    /// WebSocket path of the demo chat (client publishing through a fixed, escaping template).
+    pub chat_path: String,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            enabled: true,
+            interval: Secs::from_secs(1),
+            chat_path: "/demo/chat/ws".to_string(),
+        }
+    }
+}
+
+/// The live dashboard page of the server's own figures.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Serves the page and runs its feed.
+    pub enabled: bool,
+    /// The page's path.
+    pub path: String,
+    /// How often the figures are sampled and published (while someone watches).
+    pub interval: Secs,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            enabled: true,
+            path: "/dashboard".to_string(),
+            interval: Secs::from_secs(1),
         }
     }
 }
@@ -623,6 +669,26 @@ impl Config {
         }
         if hub.publish_token.bytes().any(|b| !b.is_ascii_graphic()) {
             return fail("hub.publish_token must be printable ASCII without spaces".into());
+        }
+        let demo = &self.demo;
+        if demo.interval.0 < std::time::Duration::from_millis(50) {
+            return fail("demo.interval must be at least 50ms".into());
+        }
+        if !demo.chat_path.starts_with('/') || demo.chat_path.contains('?') {
+            return fail(format!(
+                "demo.chat_path = {:?} must be a path starting with /",
+                demo.chat_path
+            ));
+        }
+        let dash = &self.dashboard;
+        if !dash.path.starts_with('/') || dash.path.contains('?') {
+            return fail(format!(
+                "dashboard.path = {:?} must be a path starting with /",
+                dash.path
+            ));
+        }
+        if dash.interval.0 < std::time::Duration::from_millis(100) {
+            return fail("dashboard.interval must be at least 100ms".into());
         }
         let sse = &self.sse;
         if !sse.path.starts_with('/') || sse.path.contains('?') {

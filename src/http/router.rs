@@ -18,7 +18,7 @@ use crate::server::worker::Worker;
 use crate::sse::cursor;
 use crate::sse::encode::valid_event_name;
 use crate::sse::stream::SseRequest;
-use crate::websocket::{self, EndpointRules, Negotiated, WsKind, WsUpgrade};
+use crate::websocket::{self, EndpointRules, Negotiated, RoomsMode, WsKind, WsUpgrade};
 
 /// What the connection still has to do after routing.
 pub enum Action {
@@ -102,6 +102,26 @@ pub fn route(
         let kind = WsKind::Handler(route.handler.clone());
         return ws_upgrade(worker, head, &rules, kind, rate, None, out);
     }
+    if worker.shared.demos_on() {
+        if path == cfg.demo.chat_path {
+            return demo_chat(worker, head, out);
+        }
+        if path == "/demo/progress/start" {
+            return demo_progress_start(worker, head, out, keep_alive, head_only);
+        }
+    }
+    if cfg.dashboard.enabled && path == cfg.dashboard.path {
+        let page = &static_files::DASHBOARD;
+        if get_like {
+            response::start(out, 200);
+            response::header(out, "Content-Type", page.content_type.as_bytes());
+            response::header(out, "Cache-Control", page.cache_control.as_bytes());
+            response::finish(out, page.body, keep_alive, head_only);
+        } else {
+            method_not_allowed(out, GET_HEAD, keep_alive, head_only);
+        }
+        return Action::Done;
+    }
     if !cfg.ws.rooms.path.is_empty() && path == cfg.ws.rooms.path {
         if let Some(refused) = handshake_rate(worker, head, out) {
             return refused;
@@ -141,7 +161,7 @@ pub fn route(
             worker,
             head,
             &rules,
-            WsKind::Rooms(req),
+            WsKind::Rooms(req, RoomsMode::from_config(cfg)),
             rate,
             publish_rooms,
             out,
@@ -265,6 +285,79 @@ fn ws_publish_rooms(
         Ok(grant) => Some(rooms.iter().filter(|r| grant.allows(r)).cloned().collect()),
         Err(_) => Some(Vec::new()),
     }
+}
+
+/// The demo chat: a WebSocket in room `demo-chat` only (no auto-join room),
+/// whose clients publish through the fixed, escaping chat template, with
+/// `[ws.rooms]`' Origin rules, deflate and rate limit, and the server's
+/// handshake limits and publish rules (`[auth]`).
+fn demo_chat(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Action {
+    if let Some(refused) = handshake_rate(worker, head, out) {
+        return refused;
+    }
+    let e = &worker.shared.cfg.ws.rooms;
+    let l = &worker.shared.limits;
+    let rate = (
+        l.ws_rooms_rate.load(Relaxed),
+        l.ws_rooms_burst.load(Relaxed),
+    );
+    let rules = EndpointRules {
+        subprotocols: &[],
+        allowed_origins: &e.allowed_origins,
+        deflate: e.deflate,
+    };
+    let req = SseRequest {
+        rooms: vec![Arc::from(crate::demo::CHAT_ROOM)],
+        resume: None,
+    };
+    let mode = RoomsMode {
+        envelope: crate::config::Envelope::Raw,
+        client_publish: true,
+        template: crate::demo::CHAT_TEMPLATE.to_string(),
+    };
+    let auth = worker.shared.auth.load();
+    let publish_rooms = ws_publish_rooms(&auth, head, &req.rooms, true);
+    ws_upgrade(
+        worker,
+        head,
+        &rules,
+        WsKind::Rooms(req, mode),
+        rate,
+        publish_rooms,
+        out,
+    )
+}
+
+/// `POST /demo/progress/start`: queues a simulated job and answers the
+/// fragment that streams its progress (503 when too many jobs run).
+fn demo_progress_start(
+    worker: &Worker,
+    head: &RequestHead<'_>,
+    out: &mut BytesMut,
+    keep_alive: bool,
+    head_only: bool,
+) -> Action {
+    if head.method != "POST" {
+        method_not_allowed(out, "POST", keep_alive, head_only);
+        return Action::Done;
+    }
+    let Some(jobs) = &worker.shared.demo_jobs else {
+        return not_found(out, keep_alive, head_only);
+    };
+    match jobs.start() {
+        Ok(id) => {
+            let html = crate::demo::job_fragment(id, &worker.shared.cfg.sse.path);
+            response::start(out, 200);
+            response::header(out, "Content-Type", b"text/html; charset=utf-8");
+            response::header(out, "Cache-Control", b"no-store");
+            response::finish(out, html.as_bytes(), keep_alive, false);
+        }
+        Err(why) => {
+            worker.stats.http_other_errors.inc();
+            response::error(out, 503, why, keep_alive, false)
+        }
+    }
+    Action::Done
 }
 
 fn bad_request(worker: &Worker, out: &mut BytesMut, why: &str, keep_alive: bool) -> Action {
@@ -434,6 +527,17 @@ fn publish_request(
         };
         return refuse(worker, &auth, &r, out, keep_alive, false);
     }
+    if &*room == crate::dashboard::ROOM {
+        worker.stats.hub_rejects.inc();
+        response::error(
+            out,
+            403,
+            "room __dashboard is reserved for the server's dashboard feed",
+            keep_alive,
+            false,
+        );
+        return Action::Done;
+    }
     if body.len() as u64 > hub.max_message_size.0 {
         worker.stats.hub_rejects.inc();
         response::error(
@@ -477,12 +581,16 @@ fn serve_static(
     get_like: bool,
 ) -> Action {
     let cfg = &worker.shared.cfg.static_files;
-    let Some(root) = &worker.shared.static_root else {
-        return match static_files::embedded(head.path) {
+    let builtin = match &worker.shared.static_root {
+        None => static_files::embedded(head.path),
+        Some(_) => static_files::vendor(head.path),
+    };
+    if builtin.is_some() || worker.shared.static_root.is_none() {
+        return match builtin {
             Some(page) if get_like => {
                 response::start(out, 200);
                 response::header(out, "Content-Type", page.content_type.as_bytes());
-                response::header(out, "Cache-Control", b"no-cache");
+                response::header(out, "Cache-Control", page.cache_control.as_bytes());
                 response::finish(out, page.body, keep_alive, head_only);
                 Action::Done
             }
@@ -492,6 +600,9 @@ fn serve_static(
             }
             None => not_found(out, keep_alive, head_only),
         };
+    }
+    let Some(root) = &worker.shared.static_root else {
+        return not_found(out, keep_alive, head_only);
     };
     let file = match static_files::resolve(root, head.path, &cfg.index) {
         Ok(f) => f,

@@ -155,24 +155,98 @@ pub fn not_modified(modified: Option<SystemTime>, if_modified_since: Option<&[u8
     m_secs <= s_secs
 }
 
-/// A page embedded in the binary.
+/// A page or asset embedded in the binary.
 pub struct Embedded {
     pub path: &'static str,
     pub content_type: &'static str,
+    pub cache_control: &'static str,
     pub body: &'static [u8],
 }
 
-/// The built-in pages served when `static.dir` is not set.
-pub static EMBEDDED: &[Embedded] = &[Embedded {
-    path: "/",
-    content_type: "text/html; charset=utf-8",
-    body: include_bytes!("../assets/index.html"),
-}];
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+/// Pages: revalidated on every load, so a new binary shows its new pages.
+const PAGE: &str = "no-cache";
+/// Vendored assets have the version in their URL: cached for good.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+const fn page(path: &'static str, body: &'static [u8]) -> Embedded {
+    Embedded {
+        path,
+        content_type: HTML,
+        cache_control: PAGE,
+        body,
+    }
+}
+
+const fn asset(path: &'static str, body: &'static [u8]) -> Embedded {
+    Embedded {
+        path,
+        content_type: JS,
+        cache_control: IMMUTABLE,
+        body,
+    }
+}
+
+/// htmx and its SSE and WebSocket extensions (src/assets/vendor/README.md),
+/// served whether or not `static.dir` is set (the dashboard needs them).
+pub static VENDOR: &[Embedded] = &[
+    asset(
+        "/assets/htmx-2.0.11.min.js",
+        include_bytes!("../assets/vendor/htmx-2.0.11.min.js"),
+    ),
+    asset(
+        "/assets/htmx-ext-sse-2.2.4.js",
+        include_bytes!("../assets/vendor/htmx-ext-sse-2.2.4.js"),
+    ),
+    asset(
+        "/assets/htmx-ext-ws-2.0.4.js",
+        include_bytes!("../assets/vendor/htmx-ext-ws-2.0.4.js"),
+    ),
+];
+
+/// The built-in pages served when `static.dir` is not set: the landing page
+/// and the live demos.
+pub static EMBEDDED: &[Embedded] = &[
+    page("/", include_bytes!("../assets/index.html")),
+    page(
+        "/demo/notifications",
+        include_bytes!("../assets/demo/notifications.html"),
+    ),
+    page("/demo/chat", include_bytes!("../assets/demo/chat.html")),
+    page(
+        "/demo/tickers",
+        include_bytes!("../assets/demo/tickers.html"),
+    ),
+    page(
+        "/demo/progress",
+        include_bytes!("../assets/demo/progress.html"),
+    ),
+    page(
+        "/demo/eventsource",
+        include_bytes!("../assets/demo/eventsource.html"),
+    ),
+    page(
+        "/demo/websocket",
+        include_bytes!("../assets/demo/websocket.html"),
+    ),
+];
+
+/// The live dashboard page (`dashboard.path`).
+pub static DASHBOARD: Embedded = page("/dashboard", include_bytes!("../assets/dashboard.html"));
 
 /// The embedded page for a URL path (`/index.html` is `/`).
 pub fn embedded(path: &str) -> Option<&'static Embedded> {
     let path = if path == "/index.html" { "/" } else { path };
-    EMBEDDED.iter().find(|e| e.path == path)
+    EMBEDDED
+        .iter()
+        .chain(VENDOR.iter())
+        .find(|e| e.path == path)
+}
+
+/// A vendored asset by URL path.
+pub fn vendor(path: &str) -> Option<&'static Embedded> {
+    VENDOR.iter().find(|e| e.path == path)
 }
 
 #[cfg(test)]

@@ -59,6 +59,15 @@ pub struct Shared {
     /// Who may subscribe and publish; swapped whole by [`ServerHandle::reload_auth`]
     /// (a request reads it once, without a lock).
     pub auth: ArcSwap<Auth>,
+    /// Starts the progress demo's jobs (when the demos run: see [`Shared::demos_on`]).
+    pub demo_jobs: Option<crate::demo::Jobs>,
+}
+
+impl Shared {
+    /// Whether the live demos run: `demo.enabled` on the built-in pages (no `static.dir`).
+    pub fn demos_on(&self) -> bool {
+        self.cfg.demo.enabled && self.static_root.is_none()
+    }
 }
 
 /// A configured server, ready to start.
@@ -189,6 +198,13 @@ impl Server {
         let auth = Auth::from_config(&cfg)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
         let (bus, inboxes) = Bus::new(workers, cfg.hub.bus_capacity);
+        let demos = cfg.demo.enabled && static_root.is_none();
+        let (demo_jobs, demo_feed) = if demos {
+            let (jobs, rx, active) = crate::demo::Jobs::new();
+            (Some(jobs), Some((rx, active)))
+        } else {
+            (None, None)
+        };
         let shared = Arc::new(Shared {
             cfg: Arc::new(cfg),
             conns: AtomicUsize::new(0),
@@ -205,6 +221,7 @@ impl Server {
             driver,
             access_tx: access.as_ref().map(|a| a.sender()),
             auth: ArcSwap::from_pointee(auth),
+            demo_jobs,
         });
 
         let (done_tx, done) = std::sync::mpsc::channel();
@@ -243,6 +260,13 @@ impl Server {
                     let _ = done_tx.send(id);
                 })?;
             threads.push(t);
+        }
+        let hub = Hub::new(shared.bus.clone(), shared.cfg.hub.max_room_name);
+        if let Some((rx, active)) = demo_feed {
+            crate::demo::spawn(shared.clone(), hub.clone(), rx, active)?;
+        }
+        if shared.cfg.dashboard.enabled {
+            crate::dashboard::spawn(shared.clone(), hub)?;
         }
         log::info!(
             "listening on {addr} with {workers} worker{} ({} driver)",

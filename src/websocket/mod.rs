@@ -27,10 +27,31 @@ pub struct WsRoute {
     pub handler: Arc<Handler>,
 }
 
+/// How a room subscriber connection behaves: `[ws.rooms]`'s settings, or
+/// fixed ones of a built-in endpoint (the demo chat).
+pub struct RoomsMode {
+    pub envelope: crate::config::Envelope,
+    /// A client's text message is published.
+    pub client_publish: bool,
+    /// With `client_publish`: the HTML template (see [`publish`]); "" = as sent.
+    pub template: String,
+}
+
+impl RoomsMode {
+    /// The settings of the `[ws.rooms]` endpoint.
+    pub fn from_config(cfg: &Config) -> RoomsMode {
+        RoomsMode {
+            envelope: cfg.ws.rooms.envelope,
+            client_publish: cfg.ws.rooms.client_publish,
+            template: cfg.ws.rooms.template.clone(),
+        }
+    }
+}
+
 /// What a connection becomes after the 101.
 pub enum WsKind {
-    /// A room subscriber (`ws.rooms`).
-    Rooms(SseRequest),
+    /// A room subscriber (`ws.rooms`, or the demo chat).
+    Rooms(SseRequest, RoomsMode),
     /// A registered handler (the echo endpoint is one).
     Handler(Arc<Handler>),
 }

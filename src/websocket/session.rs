@@ -137,7 +137,7 @@ pub async fn serve(
     drop(out);
 
     let (rooms, resume) = match &up.kind {
-        WsKind::Rooms(req) => (req.rooms.clone(), req.resume.clone()),
+        WsKind::Rooms(req, _) => (req.rooms.clone(), req.resume.clone()),
         WsKind::Handler(_) => (Vec::new(), None),
     };
     // One compressed room frame serves every subscriber that agreed to
@@ -146,7 +146,7 @@ pub async fn serve(
         .deflate
         .is_some_and(|p| p.server_no_context_takeover && p.server_max_window_bits == 15);
     let envelope = match up.kind {
-        WsKind::Rooms(_) => cfg.ws.rooms.envelope,
+        WsKind::Rooms(_, ref mode) => mode.envelope,
         WsKind::Handler(_) => Envelope::Raw,
     };
     let positions: Vec<(RoomName, u64)> = rooms
@@ -214,12 +214,12 @@ pub async fn serve(
             }
         });
     }
-    let rooms_role = match &up.kind {
-        WsKind::Rooms(_) => Some(Box::new(RoomsRole {
+    let rooms_role = match up.kind {
+        WsKind::Rooms(_, mode) => Some(Box::new(RoomsRole {
             rooms,
             auto_join: cfg.hub.auto_join_room.clone(),
-            client_publish: cfg.ws.rooms.client_publish,
-            template: cfg.ws.rooms.template.clone(),
+            client_publish: mode.client_publish,
+            template: mode.template,
             publish_rooms: up.publish_rooms.clone(),
         })),
         WsKind::Handler(_) => None,

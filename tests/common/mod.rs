@@ -21,7 +21,57 @@ pub struct TestServer {
     /// Every log line the server printed so far (stderr), collected in the background.
     log_rx: mpsc::Receiver<String>,
     pub log: Vec<String>,
+    args: Vec<String>,
+    nofile: Option<u64>,
+    env: Vec<(String, String)>,
     _dir: TempDir,
+}
+
+/// Spawns the binary listening on `listen`; returns it and its log lines (stderr).
+fn spawn_server(
+    cfg_path: &std::path::Path,
+    listen: &str,
+    args: &[String],
+    nofile: Option<u64>,
+    env: &[(String, String)],
+) -> (Child, mpsc::Receiver<String>) {
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config")
+        .arg(cfg_path)
+        .arg("--listen")
+        .arg(listen)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(n) = nofile {
+        // SAFETY: setrlimit is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                let rl = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().expect("spawn ringcast");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, log_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, log_rx)
 }
 
 /// A directory removed on drop.
@@ -73,50 +123,24 @@ impl TestServer {
         let dir = TempDir::new("srv");
         let cfg_path = dir.0.join("ringcast.toml");
         std::fs::write(&cfg_path, &opts.config).unwrap();
-        let mut cmd = Command::new(bin());
-        cmd.arg("--config")
-            .arg(&cfg_path)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
-            .args(&opts.args)
-            .envs(opts.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if let Some(n) = opts.nofile {
-            // SAFETY: setrlimit is async-signal-safe.
-            unsafe {
-                cmd.pre_exec(move || {
-                    let rl = libc::rlimit {
-                        rlim_cur: n,
-                        rlim_max: n,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let mut child = cmd.spawn().expect("spawn ringcast");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, log_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (child, log_rx) =
+            spawn_server(&cfg_path, "127.0.0.1:0", &opts.args, opts.nofile, &opts.env);
         let mut srv = TestServer {
             child,
             addr: "0.0.0.0:0".parse().unwrap(),
             log_rx,
             log: Vec::new(),
+            args: opts.args,
+            nofile: opts.nofile,
+            env: opts.env,
             _dir: dir,
         };
-        let line = srv.wait_log("listening on ");
+        srv.addr = srv.wait_listening();
+        srv
+    }
+
+    fn wait_listening(&mut self) -> SocketAddr {
+        let line = self.wait_log("listening on ");
         let addr = line
             .split("listening on ")
             .nth(1)
@@ -124,8 +148,30 @@ impl TestServer {
             .split_whitespace()
             .next()
             .unwrap();
-        srv.addr = addr.parse().unwrap();
-        srv
+        addr.parse().unwrap()
+    }
+
+    /// Stops the server with SIGTERM (waiting for it to exit) and starts it
+    /// again with the same config and flags ON THE SAME PORT, so clients
+    /// that reconnect to the old address find the new process. The log
+    /// starts afresh.
+    pub fn restart_same_port(&mut self) {
+        self.signal(libc::SIGTERM);
+        let st = self.wait_exit(Duration::from_secs(15));
+        assert!(st.is_some(), "the server did not exit on SIGTERM");
+        let listen = self.addr.to_string();
+        let (child, log_rx) = spawn_server(
+            &self.config_path(),
+            &listen,
+            &self.args,
+            self.nofile,
+            &self.env,
+        );
+        self.child = child;
+        self.log_rx = log_rx;
+        self.log.clear();
+        let addr = self.wait_listening();
+        assert_eq!(addr, self.addr, "restarted on another address");
     }
 
     /// Waits (bounded) for a log line containing `needle`; returns it.
