@@ -83,6 +83,7 @@ fn bench_fanout(c: &mut Criterion) {
         let (local, subs) = subscribers(10_000, rooms_each);
         let mut seq = 1u64;
         let mut scratch = VecDeque::new();
+        let mut wake = VecDeque::new();
         g.bench_function(name, |b| {
             b.iter_batched(
                 || {
@@ -90,8 +91,12 @@ fn bench_fanout(c: &mut Criterion) {
                     Published::encode(Arc::from("bench"), seq, 0, Message::new(vec![b'x'; 64]))
                 },
                 |p| {
-                    let d = local.deliver(black_box(&p));
-                    // empty the queues as a writer would, so they never hit the limit
+                    let d = local.deliver(black_box(&p), &mut wake);
+                    // wake and empty the queues as the worker and a writer would,
+                    // so they never hit the limit
+                    for s in wake.drain(..) {
+                        s.wake_staged();
+                    }
                     for s in &subs {
                         s.take_queue(&mut scratch);
                         scratch.clear();

@@ -6,6 +6,7 @@
 //! on this worker's delivery inbox, in order with the room's messages.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -32,6 +33,10 @@ pub struct HubLocal {
     subs: RefCell<Slab<Rc<Subscriber>>>,
     generation: Cell<u32>,
     stats: Arc<WorkerStats>,
+    /// Subscribers with something to write, waiting to be woken (in order).
+    to_wake: RefCell<VecDeque<Rc<Subscriber>>>,
+    /// Set when `to_wake` becomes non-empty.
+    wake_more: LocalEvent,
     /// Drain barrier: workers that told this home they publish nothing more.
     quiesce_heard: Cell<usize>,
     /// Drain barrier: homes whose `Quiesced` arrived here.
@@ -64,6 +69,8 @@ impl HubLocal {
             subs: RefCell::new(Slab::new()),
             generation: Cell::new(0),
             stats,
+            to_wake: RefCell::new(VecDeque::new()),
+            wake_more: LocalEvent::new(),
             quiesce_heard: Cell::new(0),
             quiesced_homes: Cell::new(0),
             quiesced: LocalEvent::new(),
@@ -107,8 +114,67 @@ impl HubLocal {
     }
 
     fn deliver_here(&self, p: &Arc<Published>) {
-        let d = self.shard.borrow().deliver(p);
+        let was_empty = self.to_wake.borrow().is_empty();
+        let d = self
+            .shard
+            .borrow()
+            .deliver(p, &mut self.to_wake.borrow_mut());
         self.stats.messages_delivered.add(d.delivered);
+        if was_empty && !self.to_wake.borrow().is_empty() {
+            self.wake_more.set();
+        }
+    }
+
+    /// Waits for the subscriber's turn to write: it joins the list that
+    /// [`HubLocal::wake_subscribers`] works through in chunks.
+    pub async fn wait_turn(&self, sub: &Rc<Subscriber>) {
+        if sub.stage() {
+            let was_empty = self.to_wake.borrow().is_empty();
+            self.to_wake.borrow_mut().push_back(sub.clone());
+            if was_empty {
+                self.wake_more.set();
+            }
+        }
+        sub.signal.kicked().await;
+    }
+
+    /// Wakes the subscribers that have something to write, `WAKE_CHUNK` at a
+    /// time, yielding between chunks.
+    ///
+    /// Waking all of a big room's subscribers at once would queue every one of
+    /// them ahead of everything else: the worker would write to all of them
+    /// before it next looked at its sockets, so publishers (and everyone else)
+    /// would wait a whole round of writes. In chunks, the worker's other
+    /// connections run in between, and a subscriber woken later finds more
+    /// messages queued for the same write.
+    pub async fn wake_subscribers(self: Rc<Self>) {
+        loop {
+            self.wake_more.wait().await;
+            loop {
+                let chunk: Vec<Rc<Subscriber>> = {
+                    let mut q = self.to_wake.borrow_mut();
+                    let n = q.len().min(WAKE_CHUNK);
+                    q.drain(..n).collect()
+                };
+                if chunk.is_empty() {
+                    break;
+                }
+                for s in chunk {
+                    s.wake_staged();
+                }
+                if self.to_wake.borrow().is_empty() {
+                    break;
+                }
+                // Let the worker look at its sockets before the next chunk:
+                // a timer (not a self-wake, which would run this task again
+                // first) so that the run queue empties and the io driver is
+                // polled (with io_uring DEFER_TASKRUN, completions are only
+                // reaped there). Under load the chunk's writes take longer
+                // than the timer, so this adds no delay.
+                monoio::time::sleep(Duration::from_millis(1)).await;
+            }
+            self.wake_more.reset();
+        }
     }
 
     // ------------------------------------------------------------ drain barrier
@@ -528,10 +594,14 @@ impl HubLocal {
     }
 }
 
+/// Subscribers woken at a time by [`HubLocal::wake_subscribers`].
+const WAKE_CHUNK: usize = 1024;
+
 /// Starts the hub tasks of a worker.
 pub fn spawn_tasks(hub: &Rc<HubLocal>, inbox: Inbox, cfg: &Config) {
     monoio::spawn(hub.clone().serve_requests(inbox.requests));
     monoio::spawn(hub.clone().serve_deliveries(inbox.deliveries));
+    monoio::spawn(hub.clone().wake_subscribers());
     let sweep =
         (cfg.hub.history_ttl.0 / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
     monoio::spawn(hub.clone().sweep_rooms(sweep));

@@ -1,7 +1,7 @@
 //! One worker's share of the rooms: `room -> local subscribers`, and the
 //! delivery of a published message to each of them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use slab::Slab;
@@ -44,13 +44,18 @@ impl LocalRooms {
     }
 
     /// Queues a message on every local subscriber of its room.
-    pub fn deliver(&self, p: &Published) -> Delivered {
+    /// Subscribers that now have something to write and were not waiting to
+    /// be woken already are added to `wake`.
+    pub fn deliver(&self, p: &Published, wake: &mut VecDeque<Rc<Subscriber>>) -> Delivered {
         let mut d = Delivered::default();
         if let Some(subs) = self.rooms.get(&p.room) {
             let mut cache = CursorCache::default();
             for (_, (sub, idx)) in subs.iter() {
                 if sub.deliver_with(p, *idx, &mut cache) {
                     d.delivered += 1;
+                    if sub.stage() {
+                        wake.push_back(sub.clone());
+                    }
                 } else {
                     d.dropped += 1;
                 }

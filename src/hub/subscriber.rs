@@ -103,6 +103,8 @@ pub struct Subscriber {
     pub signal: Rc<Signal>,
     /// Something was written since the last keep-alive tick.
     active: Cell<bool>,
+    /// Waiting in the worker's list of subscribers to wake (see `HubLocal::stage`).
+    staged: Cell<bool>,
     recent_groups: RefCell<VecDeque<u64>>,
 }
 
@@ -136,6 +138,7 @@ impl Subscriber {
             closing: Cell::new(Closing::Open),
             signal,
             active: Cell::new(false),
+            staged: Cell::new(false),
             recent_groups: RefCell::new(VecDeque::new()),
         }
     }
@@ -233,11 +236,25 @@ impl Subscriber {
     /// or before the room position are skipped (no duplicate at the seam
     /// between history and live). Returns false if the subscriber was dropped.
     pub fn deliver(&self, p: &Published, idx: usize) -> bool {
-        self.deliver_with(p, idx, &mut CursorCache::default())
+        let ok = self.deliver_with(p, idx, &mut CursorCache::default());
+        self.signal.kick();
+        ok
     }
 
-    /// [`Subscriber::deliver`] sharing multi-room frames between subscribers
-    /// whose positions are equal (one `Bytes` for all of them, not one each).
+    /// Marks the subscriber as waiting to be woken; false if it already was.
+    pub fn stage(&self) -> bool {
+        !self.staged.replace(true)
+    }
+
+    /// Wakes a staged subscriber: it writes everything queued so far.
+    pub fn wake_staged(&self) {
+        self.staged.set(false);
+        self.signal.kick();
+    }
+
+    /// Queues a room message without waking the connection (the caller wakes
+    /// it, see [`Subscriber::stage`]), sharing multi-room frames between
+    /// subscribers whose positions are equal (one `Bytes` for all of them).
     pub fn deliver_with(&self, p: &Published, idx: usize, cache: &mut CursorCache) -> bool {
         if self.closing.get() != Closing::Open {
             return false;
@@ -263,7 +280,7 @@ impl Subscriber {
             }
             if let Format::Ws { envelope, deflate } = self.format {
                 drop(rooms);
-                return self.push(p.ws_frame(envelope, deflate));
+                return self.enqueue(p.ws_frame(envelope, deflate));
             }
             if rooms.len() == 1 {
                 p.sse.clone()
@@ -271,7 +288,7 @@ impl Subscriber {
                 cache.frame(&rooms, p)
             }
         };
-        self.push(frame)
+        self.enqueue(frame)
     }
 
     /// Tells the client that part of what it missed is gone (`event: ringcast-gap`).

@@ -35,6 +35,11 @@ impl LocalEvent {
         }
     }
 
+    /// Clears the event.
+    pub fn reset(&self) {
+        self.set.set(false);
+    }
+
     pub fn is_set(&self) -> bool {
         self.set.get()
     }

@@ -192,6 +192,9 @@ async fn pump(
                     if sub.closing() != Closing::Open {
                         break;
                     }
+                    // Writable again: take a turn with the other subscribers
+                    // (in chunks), gathering what else arrives meanwhile.
+                    worker.hub.wait_turn(sub).await;
                     sub.take_queue(&mut pending);
                 }
                 Err(_) => return End::Gone,
