@@ -181,6 +181,7 @@ async fn pump(
                     }
                     sub.take_queue(&mut pending);
                 }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return End::Timeout,
                 Err(_) => return End::Gone,
             }
         }
@@ -210,6 +211,8 @@ async fn pump(
                 Ok(0) => return End::Gone,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // TCP_USER_TIMEOUT (http.send_timeout) ran out.
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return End::Timeout,
                 Err(_) => return End::Gone,
             }
             readable.set(stream.readable(false));
