@@ -28,9 +28,11 @@
 # the baseline, then checks: fds equal to the baseline exactly; RSS within
 # --rss-tolerance percent (default 10) of the baseline; every loadgen check;
 # /healthz answers 200; /metrics shows every accepted connection closed, no
-# SSE or WebSocket connection open, and at least one timeout per 408 the
-# slowloris clients got. Writes bench-scripts/SOAK.md (or --report PATH)
-# and exits 1 if any check failed, 2 on a setup error.
+# SSE or WebSocket connection open, at least one timeout per 408 the
+# slowloris clients got, and no slow-consumer drop (the backlogs stay under
+# hub.max_queued_bytes: the vanishing subscribers must be seen as gone).
+# Writes bench-scripts/SOAK.md (or --report PATH) and exits 1 if any check
+# failed, 2 on a setup error.
 set -uo pipefail
 set -f
 
@@ -107,7 +109,7 @@ ringcast_bin=${RINGCAST_BIN:-$root/target/release/ringcast}
 loadgen_bin=${LOADGEN_BIN:-$root/target/release/loadgen}
 if [ "$build" = 1 ]; then
     log "building ringcast and loadgen (release)"
-    (cd "$root" && cargo build --release --bin ringcast -p loadgen) >"$out/build.log" 2>&1 \
+    (cd "$root" && cargo build --release -p ringcast --bin ringcast && cargo build --release -p loadgen) >"$out/build.log" 2>&1 \
         || { log "build failed: see $out/build.log"; exit 2; }
 fi
 for b in "$ringcast_bin" "$loadgen_bin"; do
@@ -286,6 +288,7 @@ check "metrics: no SSE or WebSocket connection open" "sse $open_sse, ws $open_ws
 t_delta=$((timeouts_after - timeouts_base))
 check "metrics: timeouts counted for the slowloris 408s" "timeouts +$t_delta, slowloris 408s $cut" num_ge "$t_delta" "${cut:-1}"
 d_delta=$((drops_after - drops_base))
+check "metrics: no slow-consumer drop (every backlog stays under hub.max_queued_bytes)" "+$d_delta" is "$d_delta" 0
 
 failed=0
 for c in "${checks[@]}"; do case "$c" in FAIL*) failed=$((failed + 1)) ;; esac; done

@@ -231,14 +231,14 @@ fn a_half_open_websocket_is_closed_after_ping_interval_and_pong_timeout() {
     });
     wait_subscribers(addr, "calm", 1);
     let cut_after = opened.elapsed();
-    // One ping interval to the first ping at most, plus the pong timeout
-    // (with slack for a loaded machine).
+    // At most one ping interval to the first ping, plus the pong timeout
+    // (with slack for a loaded machine; the next ping interval is 200 ms).
     assert!(
         cut_after >= Duration::from_millis(300),
         "cut before pong_timeout: {cut_after:?}"
     );
     assert!(
-        cut_after < Duration::from_millis(200 + 300 + 1500),
+        cut_after < Duration::from_millis(200 + 300 + 2500),
         "cut late: {cut_after:?}"
     );
     assert_eq!(
@@ -380,11 +380,8 @@ fn slowloris_is_cut_at_header_timeout_with_408_while_a_neighbour_is_served() {
         assert!(t.elapsed() < IO_LIMIT, "slow clients never cut");
         let r0 = Instant::now();
         assert_eq!(neighbour.get("/healthz").status, 200);
-        assert!(
-            r0.elapsed() < Duration::from_millis(500),
-            "{:?}",
-            r0.elapsed()
-        );
+        // (a worker held up by the slow clients would answer only at the 2 s cut)
+        assert!(r0.elapsed() < Duration::from_secs(1), "{:?}", r0.elapsed());
         served += 1;
         std::thread::sleep(Duration::from_millis(20));
     }
