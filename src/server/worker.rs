@@ -524,6 +524,12 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr) {
         return;
     }
     let _ = std_stream.set_nodelay(true);
+    // send_timeout also bounds bytes already handed to the kernel: the send
+    // buffer autotunes to megabytes, so a peer that stopped reading (or
+    // vanished) would otherwise hold them for minutes without a write
+    // ever blocking. The kernel then fails the socket with ETIMEDOUT.
+    let _ = socket2::SockRef::from(&std_stream)
+        .set_tcp_user_timeout(Some(shared.cfg.http.send_timeout.0));
     let stream = match monoio::net::TcpStream::from_std(std_stream) {
         Ok(s) => s,
         Err(e) => {

@@ -197,6 +197,7 @@ async fn pump(
                     worker.hub.wait_turn(sub).await;
                     sub.take_queue(&mut pending);
                 }
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return End::Timeout,
                 Err(_) => return End::Gone,
             }
         }
@@ -226,6 +227,8 @@ async fn pump(
                 Ok(0) => return End::Gone,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // TCP_USER_TIMEOUT (http.send_timeout) ran out.
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => return End::Timeout,
                 Err(_) => return End::Gone,
             }
             readable.set(stream.readable(false));

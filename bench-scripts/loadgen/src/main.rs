@@ -35,6 +35,16 @@ modes:
   churn   --url ws://...|http://... [--rate 500/s] [--duration 120s]
           [--settle 10s] [--max-open 2000]
           connect, handshake, close, continuously; server fd and RSS drift.
+  slowloris --url http://HOST:PORT/path [--conns 100] [--interval 1s]
+          [--duration 30s] [--expect-cut-within D]
+          N connections sending a never-ending request head one byte per
+          interval; counts 408s; fails on another ending, or (with
+          --expect-cut-within) on a connection still open after D.
+  midwrite --sub-url ws://...|http://.../sse?room=R --publish-url
+          http://HOST:PORT/publish/R [--subs 10] [--size 32KiB]
+          [--backlog 512KiB] [--hold 200ms] [--every 1s] [--duration 30s]
+          subscribers with small windows that vanish (reset, or close with
+          unread data) while the server writes a backlog to them.
 
 options of every mode:
   --pid PID                  server process: RSS, fds and CPU from /proc
@@ -61,6 +71,8 @@ fn main() {
         "fanout" => modes::fanout::run(a),
         "hold" => modes::hold::run(a),
         "churn" => modes::churn::run(a),
+        "slowloris" => modes::slowloris::run(a),
+        "midwrite" => modes::midwrite::run(a),
         other => Err(format!("unknown mode {other:?}\n\n{USAGE}")),
     };
     match r {

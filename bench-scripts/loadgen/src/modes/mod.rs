@@ -5,3 +5,5 @@ pub mod common;
 pub mod echo;
 pub mod fanout;
 pub mod hold;
+pub mod midwrite;
+pub mod slowloris;
