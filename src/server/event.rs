@@ -92,6 +92,22 @@ impl Signal {
         self.expired.set(false);
     }
 
+    /// Whether a kick is waiting to be seen.
+    pub fn is_kicked(&self) -> bool {
+        self.kicked.get()
+    }
+
+    /// For a task that is running: kicks from now on only set the flag (the
+    /// task sees it before it waits again) instead of scheduling it again.
+    pub fn running(&self) {
+        drop(self.waker.take());
+    }
+
+    /// Forgets a kick the task gave itself while running.
+    pub fn unkick(&self) {
+        self.kicked.set(false);
+    }
+
     /// Called by the sweeper: kicks the connection if its deadline has passed.
     pub fn expire_if_due(&self, now: Instant) {
         if let Some(d) = self.deadline.get() {

@@ -93,6 +93,9 @@ struct Session {
     /// Boxed: most connections of a handler endpoint have none.
     rooms_role: Option<Box<RoomsRole>>,
     has_handler: bool,
+    /// The handler's future, polled by this task (no task of its own: a
+    /// message reaches it and its answer leaves without a task switch).
+    handler: Option<CatchPanic<Pin<Box<dyn Future<Output = ()>>>>>,
     /// The handler's inbox is full: stop reading until it takes messages.
     paused: bool,
     /// A close decided while the handler still holds accepted messages: sent
@@ -200,20 +203,15 @@ pub async fn serve(
         }
     }
     let has_handler = matches!(up.kind, WsKind::Handler(_));
-    if let WsKind::Handler(h) = &up.kind {
-        let fut = h(WsConn {
-            shared: shared.clone(),
-        });
-        let on_panic = shared.clone();
-        monoio::spawn(async move {
-            if !CatchPanic::new("websocket handler", fut).await {
-                // the handler is gone: close its connection with 1011
-                *on_panic.close_request.borrow_mut() =
-                    Some((close::INTERNAL_ERROR, "internal error".into()));
-                on_panic.sub.signal.kick();
-            }
-        });
-    }
+    let handler = match &up.kind {
+        WsKind::Handler(h) => Some(CatchPanic::new(
+            "websocket handler",
+            h(WsConn {
+                shared: shared.clone(),
+            }),
+        )),
+        _ => None,
+    };
     let rooms_role = match up.kind {
         WsKind::Rooms(_, mode) => Some(Box::new(RoomsRole {
             rooms,
@@ -243,6 +241,7 @@ pub async fn serve(
         rate: Rate::new(up.rate.0, up.rate.1),
         rooms_role,
         has_handler,
+        handler,
         paused: false,
         deferred_close: None,
         to_publish: Vec::new(),
@@ -264,6 +263,12 @@ pub async fn serve(
     }
     shared.ended.set(true);
     shared.wake_handler();
+    // A handler still running (its recv() now returns None) finishes on its own.
+    if let Some(h) = s.handler.take() {
+        monoio::spawn(async move {
+            h.await;
+        });
+    }
     hub.remove_subscriber(&sub);
     worker.stats.ws_open.sub(1);
 }
@@ -271,6 +276,22 @@ pub async fn serve(
 impl Session {
     fn sub(&self) -> &Rc<Subscriber> {
         &self.shared.sub
+    }
+
+    /// Polls the handler once with this task's context. A handler that
+    /// panicked closes its connection with 1011; one that returned is done.
+    fn poll_handler(&mut self, cx: &mut std::task::Context<'_>) {
+        let Some(h) = self.handler.as_mut() else {
+            return;
+        };
+        if let Poll::Ready(completed) = Pin::new(h).poll(cx) {
+            self.handler = None;
+            if !completed {
+                *self.shared.close_request.borrow_mut() =
+                    Some((close::INTERNAL_ERROR, "internal error".into()));
+                self.shared.sub.signal.kick();
+            }
+        }
     }
 
     /// Queues a close frame, then refuses anything more.
@@ -299,7 +320,30 @@ impl Session {
         loop {
             if !self.paused {
                 if let Some(mut buf) = self.inbuf.take() {
+                    // Kicks until the handler has run come from this task itself
+                    // (its answers being corked): they need no second pass.
+                    let kicked_before = self.guard.signal.is_kicked();
+                    self.guard.signal.running();
                     self.process(&mut buf);
+                    if self.handler.is_some() {
+                        std::future::poll_fn(|cx| {
+                            self.poll_handler(cx);
+                            // a recv() waiting in another task (on a clone of
+                            // the connection) is woken; this task needs no wake
+                            if let Some(w) = self.shared.handler_waker.take() {
+                                if w.will_wake(cx.waker()) {
+                                    self.shared.handler_waker.set(Some(w));
+                                } else {
+                                    w.wake();
+                                }
+                            }
+                            Poll::Ready(())
+                        })
+                        .await;
+                    }
+                    if !kicked_before {
+                        self.guard.signal.unkick();
+                    }
                     if !self.to_publish.is_empty() {
                         Box::pin(self.publish_collected()).await;
                     }
@@ -359,9 +403,17 @@ impl Session {
             if self.sub().has_queued() {
                 continue;
             }
+            // The handler (polled by this task) may have emptied its inbox.
+            if self.paused && self.shared.inbox_bytes.get() < self.inbox_limit / 2 {
+                self.paused = false;
+                self.shared.reading_paused.set(false);
+                continue;
+            }
             let signal = self.guard.signal.clone();
             let paused = self.paused;
             let wake = std::future::poll_fn(|cx| {
+                // whatever woke this task may have been for the handler
+                self.poll_handler(cx);
                 if !paused {
                     if let Poll::Ready(r) = readable.as_mut().poll(cx) {
                         return Poll::Ready(Wake::Readable(r));
@@ -522,7 +574,7 @@ impl Session {
                 self.paused = true;
                 self.shared.reading_paused.set(true);
             }
-            self.shared.wake_handler();
+            // the handler runs right after this read is processed (run())
             return;
         }
         let Some(role) = &self.rooms_role else { return };
