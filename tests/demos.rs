@@ -208,8 +208,16 @@ fn switches_turn_demos_and_dashboard_off() {
     assert_eq!(c.read_response().status, 404);
     let (_, r) = WsClient::handshake(srv.addr, "/demo/chat/ws", "");
     assert_eq!(r.status, 404);
-    // The landing page and the assets stay.
+    // So do the demo pages; the landing page and the assets stay.
     let mut c = srv.connect();
+    for page in [
+        "/demo/notifications",
+        "/demo/chat",
+        "/demo/tickers",
+        "/demo/progress",
+    ] {
+        assert_eq!(c.get(page).status, 404, "{page}");
+    }
     assert_eq!(c.get("/").status, 200);
     assert_eq!(c.get(ASSETS[0].0).status, 200);
 }
@@ -237,7 +245,6 @@ fn with_a_static_dir_the_dashboard_and_assets_stay_and_the_demos_go() {
 fn demo_settings_are_validated_by_name() {
     for (cfg, key) in [
         ("[demo]\ninterval = \"1ms\"\n", "demo.interval"),
-        ("[demo]\nchat_path = \"chat\"\n", "demo.chat_path"),
         ("[dashboard]\npath = \"dash\"\n", "dashboard.path"),
         ("[dashboard]\ninterval = \"10ms\"\n", "dashboard.interval"),
     ] {

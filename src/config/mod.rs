@@ -248,8 +248,6 @@ pub struct DemoConfig {
     pub enabled: bool,
     /// How often the tickers demo publishes prices, clock and load.
     pub interval: Secs,
-    /// WebSocket path of the demo chat (client publishing through a fixed, escaping template).
-    pub chat_path: String,
 }
 
 impl Default for DemoConfig {
@@ -257,7 +255,6 @@ impl Default for DemoConfig {
         DemoConfig {
             enabled: true,
             interval: Secs::from_secs(1),
-            chat_path: "/demo/chat/ws".to_string(),
         }
     }
 }
@@ -673,12 +670,6 @@ impl Config {
         let demo = &self.demo;
         if demo.interval.0 < std::time::Duration::from_millis(50) {
             return fail("demo.interval must be at least 50ms".into());
-        }
-        if !demo.chat_path.starts_with('/') || demo.chat_path.contains('?') {
-            return fail(format!(
-                "demo.chat_path = {:?} must be a path starting with /",
-                demo.chat_path
-            ));
         }
         let dash = &self.dashboard;
         if !dash.path.starts_with('/') || dash.path.contains('?') {

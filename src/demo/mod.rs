@@ -18,6 +18,9 @@ use crate::server::Shared;
 /// Room of the tickers demo.
 pub const TICKERS_ROOM: &str = "demo-tickers";
 /// Room of the chat demo.
+/// The chat demo's WebSocket endpoint (written into `assets/demo/chat.html`).
+pub const CHAT_PATH: &str = "/demo/chat/ws";
+
 pub const CHAT_ROOM: &str = "demo-chat";
 /// A progress job publishes to `demo-job-{id}`.
 pub const JOB_ROOM_PREFIX: &str = "demo-job-";
@@ -266,6 +269,12 @@ fn send(hub: &Hub, room: &str, msg: Message) -> Result<(), HubError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_chat_page_connects_to_the_chat_endpoint() {
+        let page = include_str!("../assets/demo/chat.html");
+        assert!(page.contains(&format!("ws-connect=\"{CHAT_PATH}\"")));
+    }
 
     #[test]
     fn jobs_are_bounded() {

@@ -225,6 +225,10 @@ impl Conn {
                 }
                 Err(e) => {
                     self.worker.pool.give(buf);
+                    if e.kind() == io::ErrorKind::TimedOut {
+                        // TCP_USER_TIMEOUT (http.send_timeout): our answer went unacknowledged
+                        stats.timeouts.inc();
+                    }
                     return Err(e);
                 }
             };

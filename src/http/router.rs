@@ -103,7 +103,7 @@ pub fn route(
         return ws_upgrade(worker, head, &rules, kind, rate, None, out);
     }
     if worker.shared.demos_on() {
-        if path == cfg.demo.chat_path {
+        if path == crate::demo::CHAT_PATH {
             return demo_chat(worker, head, out);
         }
         if path == "/demo/progress/start" {
@@ -582,6 +582,8 @@ fn serve_static(
 ) -> Action {
     let cfg = &worker.shared.cfg.static_files;
     let builtin = match &worker.shared.static_root {
+        // with the demos off, their pages go too
+        None if head.path.starts_with("/demo/") && !worker.shared.demos_on() => None,
         None => static_files::embedded(head.path),
         Some(_) => static_files::vendor(head.path),
     };
