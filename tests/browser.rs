@@ -313,6 +313,62 @@ fn notifications_survive_a_server_restart_without_loss_or_duplicates() {
 }
 
 #[test]
+fn chat_survives_a_server_restart_without_loss_or_duplicates() {
+    let _g = lock();
+    let mut srv = TestServer::start("");
+    let mut s = scenario("chat_restart", &base(&srv), &["9"]);
+    s.wait_for("the page connected", Duration::from_secs(30), |v| {
+        v["event"] == "ready"
+    });
+    wait_subscribers(srv.addr, "demo-chat", 1);
+    // what the chat template makes of a message, published over HTTP
+    let line = |i: u32| {
+        format!(
+            "<div id=\"messages\" hx-swap-oob=\"beforeend\"><p class=\"msg\"><b>t</b>: message {i}</p></div>"
+        )
+    };
+    for i in 1..=3 {
+        publish(srv.addr, "demo-chat", None, &line(i));
+    }
+    s.wait_for("3 messages before the stop", Duration::from_secs(10), |v| {
+        v["event"] == "seen" && v["items"].as_array().unwrap().len() == 3
+    });
+
+    srv.restart_same_port();
+    assert_eq!(
+        room_info(srv.addr, "demo-chat")["subscribers"],
+        0,
+        "the page must not be back yet for this part to mean anything"
+    );
+    for i in 4..=6 {
+        publish(srv.addr, "demo-chat", None, &line(i));
+    }
+    wait_subscribers(srv.addr, "demo-chat", 1);
+    let mut last = 0;
+    for i in 7..=9 {
+        last = publish(srv.addr, "demo-chat", None, &line(i));
+    }
+    let r = s.finish(Duration::from_secs(45));
+    let want: Vec<String> = (1..=9).map(|i| format!("t: message {i}")).collect();
+    assert_eq!(
+        strings(&r["items"]),
+        want,
+        "every message exactly once, in order"
+    );
+    assert_eq!(
+        r["cursor"],
+        last.to_string(),
+        "the page's cursor is the last id"
+    );
+    let statuses = strings(&r["statuses"]);
+    assert!(
+        statuses.iter().any(|s| s.starts_with("disconnected")),
+        "the page saw the server go: {statuses:?}"
+    );
+    assert_eq!(statuses.last().map(String::as_str), Some("connected"));
+}
+
+#[test]
 fn dashboard_figures_follow_the_load() {
     let _g = lock();
     let srv = TestServer::start("[dashboard]\ninterval = \"250ms\"\n");

@@ -103,8 +103,20 @@ fn demo_chat_publishes_escaped_fragments_to_its_room_only() {
         r#"{"user":"<i>eve</i>","message":"<script>alert(1)</script>","HEADERS":{"HX-Request":"true"}}"#,
     );
     let want = r#"<div id="messages" hx-swap-oob="beforeend"><p class="msg"><b>&lt;i&gt;eve&lt;/i&gt;</b>: &lt;script&gt;alert(1)&lt;/script&gt;</p></div>"#;
-    assert_eq!(b.next_data().text(), want);
-    assert_eq!(a.next_data().text(), want);
+    // each frame ends with the cursor htmx swaps in (the "htmx" envelope)
+    let (fb, fa) = (b.next_data().text(), a.next_data().text());
+    assert_eq!(fa, fb);
+    let cursor = fb.strip_prefix(want).expect("the fragment first");
+    let id = cursor
+        .strip_prefix(r#"<div id="ringcast-cursor" hx-swap-oob="true" hidden data-last-event-id=""#)
+        .and_then(|r| r.strip_suffix(r#""></div>"#))
+        .expect("then the cursor element");
+    assert_eq!(
+        id.parse::<u64>().unwrap(),
+        room_info(srv.addr, "demo-chat")["last_id"]
+            .as_u64()
+            .unwrap()
+    );
     // The chat connection is in room demo-chat only (not the auto-join room).
     a.send_text(r#"{"room":"__all","user":"x","message":"y"}"#);
     let (code, reason) = a.expect_close();

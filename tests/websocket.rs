@@ -519,3 +519,29 @@ fn the_library_client_talks_to_the_server() {
     publish(srv.addr, "lib", None, &long);
     assert_eq!(sub.recv().unwrap(), Message::Text(long));
 }
+
+#[test]
+fn resume_past_the_history_gets_a_gap_frame_then_what_is_left() {
+    let srv = TestServer::start(
+        "[hub]\nhistory_size = 2\nauto_join_room = \"\"\n[ws.rooms]\nenvelope = \"json\"\n",
+    );
+    let ids: Vec<u64> = (1..=5)
+        .map(|i| publish(srv.addr, "g", None, &format!("m{i}")))
+        .collect();
+    let mut ws = WsClient::connect(
+        srv.addr,
+        &format!("/ws?room=g&last_event_id={}", ids[0]),
+        "",
+    );
+    let gap: serde_json::Value = serde_json::from_str(&ws.next_data().text()).unwrap();
+    assert_eq!(gap["event"], "ringcast-gap", "{gap}");
+    assert_eq!(gap["room"], "g");
+    assert_eq!(gap["since"], ids[0]);
+    for (i, id) in ids.iter().enumerate().skip(3) {
+        let m: serde_json::Value = serde_json::from_str(&ws.next_data().text()).unwrap();
+        assert_eq!(
+            (m["id"].as_u64(), m["data"].as_str()),
+            (Some(*id), Some(format!("m{}", i + 1).as_str()))
+        );
+    }
+}

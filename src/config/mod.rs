@@ -289,6 +289,11 @@ pub enum Envelope {
     Raw,
     /// `{"room":..,"id":..,"event":..,"data":..}`, so clients can resume with `?last_event_id=`.
     Json,
+    /// The data (an HTML fragment for htmx) followed by
+    /// `<div id="ringcast-cursor" hx-swap-oob="true" hidden data-last-event-id="ID"></div>`:
+    /// htmx swaps the marker into the page, which reconnects with
+    /// `?last_event_id=` from it. Single-room connections only.
+    Htmx,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -666,6 +671,14 @@ impl Config {
         }
         if hub.publish_token.bytes().any(|b| !b.is_ascii_graphic()) {
             return fail("hub.publish_token must be printable ASCII without spaces".into());
+        }
+        if self.ws.rooms.envelope == Envelope::Htmx
+            && (!self.hub.auto_join_room.is_empty() || self.ws.rooms.max_rooms_per_connection != 1)
+        {
+            return fail(
+                "ws.rooms.envelope = \"htmx\" carries one room's id: it needs hub.auto_join_room = \"\" and ws.rooms.max_rooms_per_connection = 1"
+                    .into(),
+            );
         }
         let demo = &self.demo;
         if demo.interval.0 < std::time::Duration::from_millis(50) {

@@ -306,12 +306,21 @@ fn demo_chat(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Act
         allowed_origins: &e.allowed_origins,
         deflate: e.deflate,
     };
+    // htmx reconnects with ?last_event_id= from the cursor each message swaps in
+    let resume = match resume_cursor(head, 1) {
+        Ok(r) => r,
+        Err(why) => {
+            worker.stats.hub_rejects.inc();
+            response::error(out, 400, &why, false, false);
+            return Action::Close;
+        }
+    };
     let req = SseRequest {
         rooms: vec![Arc::from(crate::demo::CHAT_ROOM)],
-        resume: None,
+        resume,
     };
     let mode = RoomsMode {
-        envelope: crate::config::Envelope::Raw,
+        envelope: crate::config::Envelope::Htmx,
         client_publish: true,
         template: crate::demo::CHAT_TEMPLATE.to_string(),
     };
@@ -482,6 +491,13 @@ fn stream_request(
     if rooms.is_empty() {
         return Err("no room: add ?room=NAME (hub.auto_join_room is off)".into());
     }
+    let resume = resume_cursor(head, rooms.len())?;
+    Ok(SseRequest { rooms, resume })
+}
+
+/// The resume cursor of a stream request over `rooms` rooms: the
+/// `Last-Event-ID` header, else the `last_event_id` query parameter.
+fn resume_cursor(head: &RequestHead<'_>, rooms: usize) -> Result<Option<Vec<u64>>, String> {
     let cursor_text = match head.header("last-event-id") {
         Some(v) => Some(
             std::str::from_utf8(v)
@@ -494,11 +510,10 @@ fn stream_request(
             .next()
             .map(|v| static_files::percent_decode(v).unwrap_or_default()),
     };
-    let resume = match cursor_text {
-        Some(t) if !t.is_empty() => Some(cursor::parse(&t, rooms.len())?),
-        _ => None,
-    };
-    Ok(SseRequest { rooms, resume })
+    match cursor_text {
+        Some(t) if !t.is_empty() => Ok(Some(cursor::parse(&t, rooms)?)),
+        _ => Ok(None),
+    }
 }
 
 /// Checks a publish: token (and its rooms), size, event name; returns the message to publish.

@@ -40,6 +40,9 @@ pub fn valid_room_name(name: &str, max: usize) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'))
 }
 
+/// The id of the element an `htmx` envelope swaps in with the message's id.
+pub const HTMX_CURSOR_ID: &str = "ringcast-cursor";
+
 /// A message to publish: optional SSE event name and the data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -81,7 +84,7 @@ pub struct Published {
     /// Where the frame continues after the `id:` line.
     sse_body_at: usize,
     /// WebSocket frames, each encoded on first use by any worker and then shared.
-    ws: [OnceLock<Bytes>; 4],
+    ws: [OnceLock<Bytes>; 6],
 }
 
 impl Published {
@@ -116,6 +119,8 @@ impl Published {
             (Envelope::Raw, true) => 1,
             (Envelope::Json, false) => 2,
             (Envelope::Json, true) => 3,
+            (Envelope::Htmx, false) => 4,
+            (Envelope::Htmx, true) => 5,
         };
         self.ws[slot]
             .get_or_init(|| {
@@ -133,6 +138,18 @@ impl Published {
                             "data": String::from_utf8_lossy(&self.data),
                         }))
                         .unwrap_or_default();
+                        (OpCode::Text, &json)
+                    }
+                    Envelope::Htmx => {
+                        json = [
+                            &self.data[..],
+                            format!(
+                                "<div id=\"{HTMX_CURSOR_ID}\" hx-swap-oob=\"true\" hidden data-last-event-id=\"{}\"></div>",
+                                self.seq
+                            )
+                            .as_bytes(),
+                        ]
+                        .concat();
                         (OpCode::Text, &json)
                     }
                 };

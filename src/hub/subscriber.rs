@@ -291,17 +291,33 @@ impl Subscriber {
         self.enqueue(frame)
     }
 
-    /// Tells the client that part of what it missed is gone (`event: ringcast-gap`).
+    /// Tells the client that part of what it missed is gone: an SSE event
+    /// `ringcast-gap`, or for a WebSocket a text frame
+    /// `{"event":"ringcast-gap",...}`, with the same fields.
     pub fn push_gap(&self, gap: &Gap) -> bool {
-        let data = serde_json::json!({
+        let mut data = serde_json::json!({
             "room": &*gap.room,
             "since": gap.since,
             "resume_from": gap.resume_from,
             "reason": gap.reason,
-        })
-        .to_string();
+        });
         let mut out = BytesMut::new();
-        crate::sse::encode::event(&mut out, None, Some("ringcast-gap"), data.as_bytes());
+        match self.format {
+            Format::Sse => crate::sse::encode::event(
+                &mut out,
+                None,
+                Some("ringcast-gap"),
+                data.to_string().as_bytes(),
+            ),
+            Format::Ws { .. } => {
+                data["event"] = "ringcast-gap".into();
+                crate::ws::frame::encode_frame(
+                    crate::ws::frame::OpCode::Text,
+                    data.to_string().as_bytes(),
+                    &mut out,
+                );
+            }
+        }
         self.push(out.freeze())
     }
 

@@ -107,3 +107,27 @@ export async function run(body) {
     fail(e);
   }
 }
+
+/// Restart scenarios: records every change of the page's #status text (and
+/// reports it), waits until it reads "connected", then reports the texts of
+/// `selector`'s children as they grow until there are `expected`; fails on a
+/// duplicate. Returns { items, statuses }.
+export async function followUntil(page, selector, expected) {
+  const statuses = [];
+  await page.exposeFunction("__status", (s) => { statuses.push(s); emit({ event: "status", status: s }); });
+  await page.evaluate(() => {
+    const el = document.getElementById("status");
+    window.__status(el.textContent);
+    new MutationObserver(() => window.__status(el.textContent)).observe(el, { childList: true, characterData: true, subtree: true });
+  });
+  await until("the page to connect", async () => (await page.textContent("#status")) === "connected");
+  emit({ event: "ready" });
+  let last = -1;
+  const items = await until(`${expected} items in ${selector}`, async () => {
+    const t = await page.$$eval(`${selector} > *`, (els) => els.map((e) => e.textContent));
+    if (t.length !== last) { last = t.length; emit({ event: "seen", items: t }); }
+    return t.length >= expected && t;
+  }, 45000);
+  if (new Set(items).size !== items.length) throw new Error(`duplicates: ${JSON.stringify(items)}`);
+  return { items, statuses };
+}
