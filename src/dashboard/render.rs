@@ -34,27 +34,13 @@ pub fn connections(s: &Sample) -> String {
     let total = s.http + s.sse + s.ws;
     let max = total.max(1) as f64;
     let mut out = format!(r#"<p class="big">{total} <small>open</small></p>"#);
-    bar(
-        &mut out,
-        "HTTP",
-        &s.http.to_string(),
-        s.http as f64 / max,
-        "http",
-    );
-    bar(
-        &mut out,
-        "SSE",
-        &s.sse.to_string(),
-        s.sse as f64 / max,
-        "sse",
-    );
-    bar(
-        &mut out,
-        "WebSocket",
-        &s.ws.to_string(),
-        s.ws as f64 / max,
-        "ws",
-    );
+    for (label, n, class) in [
+        ("HTTP", s.http, "http"),
+        ("SSE", s.sse, "sse"),
+        ("WebSocket", s.ws, "ws"),
+    ] {
+        bar(&mut out, label, &n.to_string(), n as f64 / max, class);
+    }
     out
 }
 

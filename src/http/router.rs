@@ -84,13 +84,12 @@ pub fn route(
         return Action::Done;
     }
     if let Some(route) = worker.shared.ws_routes.iter().find(|r| r.path == path) {
-        if let Some(refused) = handshake_rate(worker, head, out) {
+        if let Some(refused) = admit_handshake(worker, head, out) {
             return refused;
         }
         let e = &route.endpoint;
         let rate = if path == cfg.ws.echo.path {
-            let l = &worker.shared.limits;
-            (l.ws_echo_rate.load(Relaxed), l.ws_echo_burst.load(Relaxed))
+            worker.shared.limits.ws_echo_rate()
         } else {
             (e.max_messages_per_sec, e.burst)
         };
@@ -123,16 +122,13 @@ pub fn route(
         return Action::Done;
     }
     if !cfg.ws.rooms.path.is_empty() && path == cfg.ws.rooms.path {
-        if let Some(refused) = handshake_rate(worker, head, out) {
+        if let Some(refused) = admit_handshake(worker, head, out) {
             return refused;
         }
         let e = &cfg.ws.rooms;
         let l = &worker.shared.limits;
         let max_rooms = l.ws_rooms_max_rooms_per_connection.load(Relaxed);
-        let rate = (
-            l.ws_rooms_rate.load(Relaxed),
-            l.ws_rooms_burst.load(Relaxed),
-        );
+        let rate = l.ws_rooms_rate();
         let auth = worker.shared.auth.load();
         // decided before the 101: a refusal is an HTTP answer to the upgrade
         let grant = match auth.subscriber(head) {
@@ -172,7 +168,7 @@ pub fn route(
             method_not_allowed(out, "GET", keep_alive, head_only);
             return Action::Done;
         }
-        if let Some(refused) = handshake_rate(worker, head, out) {
+        if let Some(refused) = admit_handshake(worker, head, out) {
             return refused;
         }
         let auth = worker.shared.auth.load();
@@ -292,15 +288,11 @@ fn ws_publish_rooms(
 /// `[ws.rooms]`' Origin rules, deflate and rate limit, and the server's
 /// handshake limits and publish rules (`[auth]`).
 fn demo_chat(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Action {
-    if let Some(refused) = handshake_rate(worker, head, out) {
+    if let Some(refused) = admit_handshake(worker, head, out) {
         return refused;
     }
     let e = &worker.shared.cfg.ws.rooms;
-    let l = &worker.shared.limits;
-    let rate = (
-        l.ws_rooms_rate.load(Relaxed),
-        l.ws_rooms_burst.load(Relaxed),
-    );
+    let rate = worker.shared.limits.ws_rooms_rate();
     let rules = EndpointRules {
         subprotocols: &[],
         allowed_origins: &e.allowed_origins,
@@ -434,9 +426,10 @@ fn refuse_while_draining(worker: &Worker, out: &mut BytesMut) -> Option<Action> 
     Some(Action::Close)
 }
 
-/// `server.handshake_rate_per_ip`: a stream or WebSocket handshake over the
-/// client's rate is answered 429 with `Retry-After` (and counted).
-fn handshake_rate(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Option<Action> {
+/// Whether a new stream or WebSocket may start: while the server drains it
+/// gets 503; over the client's `server.handshake_rate_per_ip` it gets 429
+/// with `Retry-After` (counted).
+fn admit_handshake(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Option<Action> {
     if let Some(refused) = refuse_while_draining(worker, out) {
         return Some(refused);
     }

@@ -114,8 +114,20 @@ impl Limits {
         self.ws_rooms_burst.store(cfg.ws.rooms.burst, Relaxed);
     }
 
-    pub fn fd_ceiling(&self) -> usize {
-        self.fd_ceiling
+    /// `ws.echo` (messages/s, burst) as a connection opening now gets it.
+    pub fn ws_echo_rate(&self) -> (u32, u32) {
+        (
+            self.ws_echo_rate.load(Relaxed),
+            self.ws_echo_burst.load(Relaxed),
+        )
+    }
+
+    /// `ws.rooms` (messages/s, burst) as a connection opening now gets it.
+    pub fn ws_rooms_rate(&self) -> (u32, u32) {
+        (
+            self.ws_rooms_rate.load(Relaxed),
+            self.ws_rooms_burst.load(Relaxed),
+        )
     }
 }
 
