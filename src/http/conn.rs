@@ -170,7 +170,7 @@ impl Conn {
         let signal = &self.guard.signal;
         signal.set_deadline(Some(since + limit));
         let wake = monoio::select! {
-            r = self.stream.readable(false) => r.map(|_| Wake::Readable),
+            _ = signal.readable() => Ok(Wake::Readable),
             _ = signal.kicked() => Ok(if signal.take_expired() { Wake::Timeout } else { Wake::Kicked }),
         };
         signal.set_deadline(None);
@@ -218,8 +218,12 @@ impl Conn {
             let mut buf = self.inbuf.take().unwrap_or_else(|| self.worker.pool.take());
             let want = self.worker.pool.size();
             let n = match sock::recv_into(self.fd, &mut buf, want) {
-                Ok(n) => n,
+                Ok(n) => {
+                    self.guard.read_done(n, want);
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.guard.signal.drained();
                     self.keep_or_return(buf);
                     continue;
                 }

@@ -1,6 +1,7 @@
 //! Non-blocking socket syscalls and the waits around them.
 //!
-//! A connection waits for readiness with the runtime's poll op, then reads
+//! A connection waits for read readiness from its worker's epoll instance
+//! (see [`super::ready`]), then reads
 //! with `recv(MSG_DONTWAIT)` straight into a buffer borrowed from the
 //! worker's pool. Writes go out with `send`/`sendmsg` and only wait for
 //! writability when the kernel's send buffer is full.
@@ -13,11 +14,12 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use monoio::net::TcpStream;
 
-/// Reads what the socket has into the spare capacity of `buf` (reserving `want` bytes).
-/// `Ok(0)` is end of stream; `WouldBlock` means nothing is there yet.
+/// Reads at most `want` bytes of what the socket has into the spare capacity
+/// of `buf`. `Ok(0)` is end of stream; `WouldBlock` means nothing is there
+/// yet; fewer than `want` bytes means the socket had no more.
 pub fn recv_into(fd: RawFd, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
     buf.reserve(want);
-    let spare = buf.spare_capacity_mut();
+    let spare = &mut buf.spare_capacity_mut()[..want];
     // SAFETY: recv writes at most spare.len() bytes into the uninitialised tail.
     let n = unsafe {
         libc::recv(

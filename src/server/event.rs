@@ -75,12 +75,20 @@ impl LocalEvent {
 }
 
 /// One connection's wake-up: a flag plus the waker of the connection task,
-/// and the connection's deadline, which the worker's sweeper enforces (so no
-/// connection keeps a timer of its own).
+/// the connection's read readiness (set by the worker's epoll task, see
+/// [`crate::io::ready`]), and the connection's deadline, which the worker's
+/// sweeper enforces (so no connection keeps a timer of its own).
 #[derive(Default)]
 pub struct Signal {
     kicked: Cell<bool>,
+    /// The socket has input (or end of stream) not read yet.
+    readable: Cell<bool>,
+    /// The peer closed its side (or the socket failed): readable until a read says so.
+    ended: Cell<bool>,
+    /// Kept between waits: a task that waits again needs no new clone.
     waker: Cell<Option<Waker>>,
+    /// The task waits (a kick schedules it); false while it runs.
+    waiting: Cell<bool>,
     deadline: Cell<Option<Instant>>,
     expired: Cell<bool>,
 }
@@ -100,7 +108,26 @@ impl Signal {
     /// For a task that is running: kicks from now on only set the flag (the
     /// task sees it before it waits again) instead of scheduling it again.
     pub fn running(&self) {
-        drop(self.waker.take());
+        self.waiting.set(false);
+    }
+
+    /// Wakes the task if it waits.
+    fn wake(&self) {
+        if self.waiting.replace(false) {
+            if let Some(w) = self.waker.take() {
+                w.wake_by_ref();
+                self.waker.set(Some(w));
+            }
+        }
+    }
+
+    /// The task waits: keeps its waker (cloned only if it changed).
+    fn park(&self, cx: &Context<'_>) {
+        match self.waker.take() {
+            Some(w) if w.will_wake(cx.waker()) => self.waker.set(Some(w)),
+            _ => self.waker.set(Some(cx.waker().clone())),
+        }
+        self.waiting.set(true);
     }
 
     /// Forgets a kick the task gave itself while running.
@@ -127,14 +154,56 @@ impl Signal {
     /// Marks the signal and wakes the connection task if it waits.
     pub fn kick(&self) {
         self.kicked.set(true);
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
+        self.wake();
     }
 
     /// Resolves when kicked, clearing the flag.
     pub fn kicked(&self) -> Kicked<'_> {
         Kicked(self)
+    }
+
+    /// Called by the worker's epoll task: the socket has new input, or its
+    /// peer closed its side (`ended`).
+    pub fn mark_readable(&self, ended: bool) {
+        self.readable.set(true);
+        if ended {
+            self.ended.set(true);
+        }
+        self.wake();
+    }
+
+    /// Whether the socket may have input not read yet.
+    pub fn is_readable(&self) -> bool {
+        self.readable.get()
+    }
+
+    /// The socket is drained (a short read or `EAGAIN`): wait for new input.
+    /// (After the peer closed its side, the next read returns 0: stay readable.)
+    pub fn drained(&self) {
+        if !self.ended.get() {
+            self.readable.set(false);
+        }
+    }
+
+    /// Resolves while the socket may have input; the reader calls
+    /// [`Signal::drained`] once it has read everything.
+    pub fn readable(&self) -> Readable<'_> {
+        Readable(self)
+    }
+}
+
+/// Future of [`Signal::readable`].
+pub struct Readable<'a>(&'a Signal);
+
+impl Future for Readable<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let s = self.0;
+        if s.readable.get() {
+            return Poll::Ready(());
+        }
+        s.park(cx);
+        Poll::Pending
     }
 }
 
@@ -148,7 +217,7 @@ impl Future for Kicked<'_> {
         if s.kicked.replace(false) {
             return Poll::Ready(());
         }
-        s.waker.set(Some(cx.waker().clone()));
+        s.park(cx);
         Poll::Pending
     }
 }

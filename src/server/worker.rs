@@ -3,12 +3,14 @@
 //! it accepts for that connection's whole life.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use slab::Slab;
@@ -20,6 +22,7 @@ use super::Shared;
 use crate::hub::bus::Inbox;
 use crate::hub::local::HubLocal;
 use crate::io::bufpool::BufPool;
+use crate::io::ready::Epoll;
 use crate::io::sock;
 
 /// Messages from the main thread to a worker.
@@ -64,10 +67,17 @@ pub struct Worker {
     closed: LocalEvent,
     /// This worker's access log (`log.access`), if on.
     pub access: Option<AccessLog>,
+    /// Read readiness of every connection (see [`crate::io::ready`]).
+    epoll: Epoll,
+    /// Connections that stopped reading with input left (a full buffer),
+    /// marked readable again after every other ready task has run.
+    read_later: RefCell<Vec<u32>>,
+    read_later_waker: Cell<Option<std::task::Waker>>,
 }
 
 impl Worker {
-    pub fn new(id: usize, shared: Arc<Shared>) -> Rc<Worker> {
+    /// A worker of the current runtime (its epoll instance is registered there).
+    pub fn new(id: usize, shared: Arc<Shared>) -> io::Result<Rc<Worker>> {
         let cfg = &shared.cfg;
         // at most 64 spare buffers per worker (4 MiB at the default size)
         let pool = BufPool::new(cfg.http.read_buffer_size.get(), 64);
@@ -84,7 +94,7 @@ impl Worker {
             shared.limits.max_rooms.clone(),
             stats.clone(),
         ));
-        Rc::new(Worker {
+        Ok(Rc::new(Worker {
             id,
             hub,
             stats,
@@ -96,7 +106,54 @@ impl Worker {
             drain: LocalEvent::new(),
             closed: LocalEvent::new(),
             access,
-        })
+            epoll: Epoll::new()?,
+            read_later: RefCell::new(Vec::new()),
+            read_later_waker: Cell::new(None),
+        }))
+    }
+
+    /// Marks connections readable as their epoll events arrive (one task per worker).
+    async fn watch_readiness(self: Rc<Self>) {
+        let mut events = Vec::new();
+        let mut later = Vec::new();
+        let mut readable = Box::pin(self.epoll.readable());
+        loop {
+            let from_kernel = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = readable.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                if !self.read_later.borrow().is_empty() {
+                    return Poll::Ready(None);
+                }
+                self.read_later_waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            })
+            .await;
+            let conns = self.conns.borrow();
+            let mark = |key: u64, ended: bool| {
+                if let Some(s) = conns.get(key as usize) {
+                    s.mark_readable(ended);
+                }
+            };
+            match from_kernel {
+                Some(Ok(())) => {
+                    if let Err(e) = self.epoll.take_events(&mut events, mark) {
+                        log::error!("worker {}: epoll_wait failed: {e}", self.id);
+                    }
+                    readable.set(self.epoll.readable());
+                }
+                Some(Err(e)) => {
+                    log::error!("worker {}: waiting on epoll failed: {e}", self.id);
+                    readable.set(self.epoll.readable());
+                }
+                None => {
+                    std::mem::swap(&mut later, &mut *self.read_later.borrow_mut());
+                    for key in later.drain(..) {
+                        mark(key as u64, false);
+                    }
+                }
+            }
+        }
     }
 
     pub fn draining(&self) -> bool {
@@ -193,14 +250,27 @@ impl Worker {
         }
     }
 
-    /// Registers a new connection from `peer`; the returned guard unregisters
-    /// it when dropped (and, if `ip_counted`, forgets it in the per-IP table).
-    pub fn register(self: &Rc<Self>, peer: IpAddr, ip_counted: bool) -> ConnGuard {
+    /// Registers a new connection on socket `fd` from `peer`; the returned
+    /// guard unregisters it when dropped (and, if `ip_counted`, forgets it in
+    /// the per-IP table).
+    pub fn register(
+        self: &Rc<Self>,
+        fd: RawFd,
+        peer: IpAddr,
+        ip_counted: bool,
+    ) -> io::Result<ConnGuard> {
         let signal = Rc::new(Signal::default());
-        let key = self.conns.borrow_mut().insert(signal.clone());
+        let key = {
+            let mut conns = self.conns.borrow_mut();
+            let entry = conns.vacant_entry();
+            let key = entry.key();
+            self.epoll.add(fd, key as u64)?;
+            entry.insert(signal.clone());
+            key
+        };
         self.stats.open.inc();
         self.stats.accepted.inc();
-        ConnGuard {
+        Ok(ConnGuard {
             worker: self.clone(),
             key: key as u32 | if ip_counted { IP_COUNTED } else { 0 },
             signal,
@@ -210,7 +280,7 @@ impl Worker {
             },
             opened_ms: clock_ms(),
             sent: Cell::new(0),
-        }
+        })
     }
 }
 
@@ -248,6 +318,21 @@ impl ConnGuard {
     pub fn wrote(&self, n: usize) {
         self.worker.stats.bytes_out.add(n as u64);
         self.sent.set(self.sent.get() + n as u64);
+    }
+
+    /// After a read of `n` bytes where up to `want` fitted: a short read
+    /// drained the socket (the next epoll event says when more arrives); a
+    /// full one may have left input, read again once the worker's other
+    /// ready tasks have had their turn.
+    pub fn read_done(&self, n: usize, want: usize) {
+        self.signal.drained();
+        if n >= want {
+            let w = &self.worker;
+            w.read_later.borrow_mut().push(self.key & !IP_COUNTED);
+            if let Some(waker) = w.read_later_waker.take() {
+                waker.wake();
+            }
+        }
     }
 
     /// The stream's close line in the access log (`kind` "sse" or "ws").
@@ -364,7 +449,8 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
         control,
         driver,
     } = start;
-    let worker = Worker::new(id, shared);
+    let worker = Worker::new(id, shared)?;
+    monoio::spawn(worker.clone().watch_readiness());
     crate::hub::local::spawn_tasks(&worker.hub, inbox, &worker.shared.cfg);
     let http = &worker.shared.cfg.http;
     let shortest = http
@@ -541,7 +627,18 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr) {
             return;
         }
     };
-    let guard = worker.register(peer, ip_counted);
+    let guard = match worker.register(stream.as_raw_fd(), peer, ip_counted) {
+        Ok(g) => g,
+        Err(e) => {
+            shared.conns.fetch_sub(1, Ordering::Relaxed);
+            if ip_counted {
+                shared.per_ip.close(peer, limits);
+            }
+            worker.stats.accept_resource_errors.inc();
+            log::warn!("worker {}: cannot watch a connection: {e}", worker.id);
+            return;
+        }
+    };
     let fut = crate::http::conn::serve(stream, guard);
     log::trace!("connection future: {} bytes", std::mem::size_of_val(&fut));
     super::panic::spawn_guarded("connection", fut);

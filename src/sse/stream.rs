@@ -50,7 +50,7 @@ Connection: keep-alive\r\n\
 X-Accel-Buffering: no\r\n\r\n";
 
 enum Wake {
-    Readable(io::Result<()>),
+    Readable,
     Kicked,
 }
 
@@ -166,7 +166,6 @@ async fn pump(
     let worker = &guard.worker;
     let fd = stream.as_raw_fd();
     let mut pending: VecDeque<Bytes> = VecDeque::new();
-    let mut readable = Box::pin(stream.readable(false));
     loop {
         // Write everything queued so far (one vectored write per wake-up).
         match sub.closing() {
@@ -208,8 +207,8 @@ async fn pump(
             continue;
         }
         let wake = std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = readable.as_mut().poll(cx) {
-                return Poll::Ready(Wake::Readable(r));
+            if Pin::new(&mut sub.signal.readable()).poll(cx).is_ready() {
+                return Poll::Ready(Wake::Readable);
             }
             if Pin::new(&mut sub.signal.kicked()).poll(cx).is_ready() {
                 return Poll::Ready(Wake::Kicked);
@@ -217,21 +216,17 @@ async fn pump(
             Poll::Pending
         })
         .await;
-        if let Wake::Readable(r) = wake {
-            if r.is_err() {
-                return End::Gone;
-            }
+        if let Wake::Readable = wake {
             // A stream client has nothing to say: end of stream means it left.
             let mut scratch = BytesMut::new();
             match sock::recv_into(fd, &mut scratch, 512) {
                 Ok(0) => return End::Gone,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(n) => guard.read_done(n, 512),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => sub.signal.drained(),
                 // TCP_USER_TIMEOUT (http.send_timeout) ran out.
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return End::Timeout,
                 Err(_) => return End::Gone,
             }
-            readable.set(stream.readable(false));
         }
     }
 }

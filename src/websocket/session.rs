@@ -78,7 +78,7 @@ impl Rate {
 }
 
 enum Wake {
-    Readable(io::Result<()>),
+    Readable,
     Kicked,
 }
 
@@ -316,7 +316,6 @@ impl Session {
     }
 
     async fn run(&mut self, stream: &TcpStream) -> io::Result<()> {
-        let mut readable = Box::pin(stream.readable(false));
         loop {
             if !self.paused {
                 if let Some(mut buf) = self.inbuf.take() {
@@ -414,10 +413,8 @@ impl Session {
             let wake = std::future::poll_fn(|cx| {
                 // whatever woke this task may have been for the handler
                 self.poll_handler(cx);
-                if !paused {
-                    if let Poll::Ready(r) = readable.as_mut().poll(cx) {
-                        return Poll::Ready(Wake::Readable(r));
-                    }
+                if !paused && Pin::new(&mut signal.readable()).poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Readable);
                 }
                 if Pin::new(&mut signal.kicked()).poll(cx).is_ready() {
                     return Poll::Ready(Wake::Kicked);
@@ -432,9 +429,7 @@ impl Session {
                         return Err(io::Error::new(io::ErrorKind::TimedOut, "websocket timeout"));
                     }
                 }
-                Wake::Readable(r) => {
-                    r?;
-                    readable.set(stream.readable(false));
+                Wake::Readable => {
                     let mut buf = self
                         .inbuf
                         .take()
@@ -446,10 +441,12 @@ impl Session {
                             return Ok(()); // the client went away (1006)
                         }
                         Ok(n) => {
+                            self.guard.read_done(n, want);
                             self.guard.worker.stats.bytes_in.add(n as u64);
                             self.inbuf = Some(buf);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.guard.signal.drained();
                             if buf.is_empty() {
                                 self.guard.worker.pool.give(buf);
                             } else {
