@@ -69,6 +69,9 @@ pub struct ServerConfig {
     pub io_uring_taskrun: Taskrun,
     /// Listen backlog per worker.
     pub backlog: u32,
+    /// Let the kernel back the process's heap with transparent huge pages
+    /// (a little faster fan-out; about 1.4 KiB more memory per idle connection).
+    pub huge_pages: bool,
     /// Open connections in the whole process; 0 = the file-descriptor ceiling less a reserve.
     pub max_connections: usize,
     /// Open connections per worker; 0 = same as `max_connections`.
@@ -95,6 +98,7 @@ impl Default for ServerConfig {
             io_uring_entries: 1024,
             io_uring_taskrun: Taskrun::Defer,
             backlog: 4096,
+            huge_pages: false,
             max_connections: 0,
             max_connections_per_worker: 0,
             max_connections_per_ip: 0,

@@ -157,6 +157,9 @@ impl Server {
             cfg.server.workers
         };
 
+        if !cfg.server.huge_pages {
+            disable_huge_pages();
+        }
         let nofile = raise_nofile_limit();
         let ceiling = (nofile as usize)
             .saturating_sub(FD_RESERVE + 4 * workers)
@@ -391,6 +394,19 @@ fn pin_to_cpu(cpu: usize) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Opts the process out of transparent huge pages (`server.huge_pages = false`):
+/// a huge page is resident as a whole once any byte of it is touched, and a
+/// heap of many small per-connection allocations touches most of them.
+fn disable_huge_pages() {
+    // SAFETY: plain prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+        log::warn!(
+            "cannot opt out of transparent huge pages: {}",
+            io::Error::last_os_error()
+        );
+    }
 }
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit; returns the resulting soft limit.

@@ -55,12 +55,37 @@ enum Wake {
 }
 
 /// Runs the stream until it ends. `out` may hold earlier pipelined responses.
-pub async fn serve(stream: TcpStream, guard: ConnGuard, req: SseRequest, mut out: BytesMut) {
+pub fn serve(
+    stream: TcpStream,
+    guard: ConnGuard,
+    req: SseRequest,
+    out: BytesMut,
+) -> impl Future<Output = ()> {
+    // Opening is boxed and the arguments go straight into it: the request
+    // and the room joins are not reserved in the future for the stream's
+    // whole life.
+    let opening = Box::pin(open(stream, guard, req, out));
+    async move {
+        let Some((stream, guard, sub)) = opening.await else {
+            return;
+        };
+        let send_timeout = guard.worker.shared.cfg.http.send_timeout.0;
+        let end = pump(&stream, &sub, &guard, send_timeout).await;
+        finish(stream, guard, sub, end).await;
+    }
+}
+
+/// Sends the head, joins the rooms (`None`: the client is gone).
+async fn open(
+    stream: TcpStream,
+    guard: ConnGuard,
+    req: SseRequest,
+    mut out: BytesMut,
+) -> Option<(TcpStream, ConnGuard, Rc<Subscriber>)> {
     let worker = guard.worker.clone();
     let cfg = &worker.shared.cfg;
     let hub = worker.hub.clone();
     let stats = worker.stats.clone();
-    let fd = stream.as_raw_fd();
     let send_timeout = cfg.http.send_timeout.0;
 
     let rooms: Vec<(RoomName, u64)> = req
@@ -93,14 +118,13 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard, req: SseRequest, mut out
             encode::event(&mut out, None, m.event.as_deref(), &m.data);
         }
     }
-    // Cold paths are boxed so their state is not reserved in every stream's future.
     if Box::pin(sock::write_all(&stream, &out, send_timeout))
         .await
         .is_err()
     {
         hub.remove_subscriber(&sub);
         stats.sse_open.sub(1);
-        return;
+        return None;
     }
     guard.wrote(out.len());
     drop(out);
@@ -110,19 +134,24 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard, req: SseRequest, mut out
             break;
         }
     }
+    Some((stream, guard, sub))
+}
 
-    let end = pump(&stream, &sub, &guard, send_timeout).await;
+/// After the stream ended: its goodbye, leaving the rooms, the log line.
+async fn finish(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>, end: End) {
+    let worker = &guard.worker;
+    let stats = &worker.stats;
     match end {
         End::SlowConsumer => stats.slow_consumer_drops.inc(),
         End::Draining => {
             let mut last = BytesMut::new();
-            encode::retry(&mut last, cfg.sse.retry_ms);
-            let _ = sock::send(fd, &last);
+            encode::retry(&mut last, worker.shared.cfg.sse.retry_ms);
+            let _ = sock::send(stream.as_raw_fd(), &last);
         }
         End::Timeout => stats.timeouts.inc(),
         End::Gone | End::Refused => {}
     }
-    hub.remove_subscriber(&sub);
+    worker.hub.remove_subscriber(&sub);
     stats.sse_open.sub(1);
     guard.log_stream_close("sse", end.name());
     if matches!(end, End::Draining | End::SlowConsumer | End::Refused) {

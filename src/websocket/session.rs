@@ -90,7 +90,7 @@ struct Session {
     inbuf: Option<BytesMut>,
     state: CloseState,
     rate: Option<Rate>,
-    /// Boxed: most connections of a handler endpoint have none.
+    /// Boxed: only a room subscriber that may publish has one.
     rooms_role: Option<Box<RoomsRole>>,
     has_handler: bool,
     /// The handler's future, polled by this task (no task of its own: a
@@ -107,24 +107,44 @@ struct Session {
     pending: VecDeque<Bytes>,
 }
 
-/// What a room subscriber connection needs for client publishing.
+/// What a room subscriber connection that may publish (`client_publish`) needs.
 struct RoomsRole {
     rooms: Vec<RoomName>,
     auto_join: String,
-    client_publish: bool,
     template: String,
     /// The rooms the client's token lets it publish to (`None` = any).
     publish_rooms: Option<Vec<RoomName>>,
 }
 
 /// Runs a connection whose 101 (and any earlier pipelined responses) is in `out`.
-pub async fn serve(
+pub fn serve(
     stream: TcpStream,
     guard: ConnGuard,
     up: WsUpgrade,
     out: BytesMut,
     inbuf: BytesMut,
-) {
+) -> impl Future<Output = ()> {
+    // Opening is boxed and the arguments go straight into it: the upgrade
+    // and the room joins are not reserved in the future for the
+    // connection's whole life.
+    let opening = Box::pin(open(stream, guard, up, out, inbuf));
+    async move {
+        let Some((stream, mut s)) = opening.await else {
+            return;
+        };
+        let end = s.run(&stream).await;
+        s.finish(end);
+    }
+}
+
+/// Sends the 101, joins the rooms and builds the session (`None`: the client is gone).
+async fn open(
+    stream: TcpStream,
+    guard: ConnGuard,
+    up: WsUpgrade,
+    out: BytesMut,
+    inbuf: BytesMut,
+) -> Option<(TcpStream, Session)> {
     let worker = guard.worker.clone();
     let cfg = &worker.shared.cfg;
     let hub = worker.hub.clone();
@@ -134,7 +154,7 @@ pub async fn serve(
         .is_err()
     {
         worker.pool.give(inbuf);
-        return;
+        return None;
     }
     guard.wrote(out.len());
     drop(out);
@@ -180,6 +200,7 @@ pub async fn serve(
         key: sub.key.get(),
         generation: sub.generation,
     };
+    let has_handler = matches!(up.kind, WsKind::Handler(_));
     let shared = Rc::new(Shared {
         sub: sub.clone(),
         worker: worker.clone(),
@@ -192,9 +213,22 @@ pub async fn serve(
         close_request: RefCell::new(None),
         tag: RefCell::new(String::new()),
         id,
-        path: up.path.clone(),
-        query: up.query.clone(),
-        protocol: up.protocol.clone(),
+        // only a handler reads these (a room subscriber keeps no copy)
+        path: if has_handler {
+            up.path.clone()
+        } else {
+            String::new()
+        },
+        query: if has_handler {
+            up.query.clone()
+        } else {
+            String::new()
+        },
+        protocol: if has_handler {
+            up.protocol.clone()
+        } else {
+            None
+        },
     });
     for i in 0..rooms.len() {
         let since = resume.as_ref().map(|c| c[i]);
@@ -202,7 +236,6 @@ pub async fn serve(
             break;
         }
     }
-    let has_handler = matches!(up.kind, WsKind::Handler(_));
     let handler = match &up.kind {
         WsKind::Handler(h) => Some(CatchPanic::new(
             "websocket handler",
@@ -212,17 +245,17 @@ pub async fn serve(
         )),
         _ => None,
     };
+    // Only a client that may publish needs its rooms' publishing rules.
     let rooms_role = match up.kind {
-        WsKind::Rooms(_, mode) => Some(Box::new(RoomsRole {
+        WsKind::Rooms(_, mode) if mode.client_publish => Some(Box::new(RoomsRole {
             rooms,
             auto_join: cfg.hub.auto_join_room.clone(),
-            client_publish: mode.client_publish,
             template: mode.template,
             publish_rooms: up.publish_rooms.clone(),
         })),
-        WsKind::Handler(_) => None,
+        _ => None,
     };
-    let mut s = Session {
+    let s = Session {
         fd: stream.as_raw_fd(),
         guard,
         shared: shared.clone(),
@@ -248,32 +281,38 @@ pub async fn serve(
         inbox_limit: cfg.hub.max_queued_bytes.get(),
         pending: VecDeque::new(),
     };
-    let end = s.run(&stream).await;
-    let end_name = match end {
-        Ok(()) => "closed",
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-            worker.stats.timeouts.inc();
-            "timeout"
-        }
-        Err(_) => "client",
-    };
-    s.guard.log_stream_close("ws", end_name);
-    if let Some(b) = s.inbuf.take() {
-        worker.pool.give(b);
-    }
-    shared.ended.set(true);
-    shared.wake_handler();
-    // A handler still running (its recv() now returns None) finishes on its own.
-    if let Some(h) = s.handler.take() {
-        monoio::spawn(async move {
-            h.await;
-        });
-    }
-    hub.remove_subscriber(&sub);
-    worker.stats.ws_open.sub(1);
+    Some((stream, s))
 }
 
 impl Session {
+    /// After the connection ended: logs it, lets a running handler finish
+    /// on its own and leaves the rooms.
+    fn finish(mut self, end: io::Result<()>) {
+        let worker = self.guard.worker.clone();
+        let end_name = match end {
+            Ok(()) => "closed",
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                worker.stats.timeouts.inc();
+                "timeout"
+            }
+            Err(_) => "client",
+        };
+        self.guard.log_stream_close("ws", end_name);
+        if let Some(b) = self.inbuf.take() {
+            worker.pool.give(b);
+        }
+        self.shared.ended.set(true);
+        self.shared.wake_handler();
+        // A handler still running (its recv() now returns None) finishes on its own.
+        if let Some(h) = self.handler.take() {
+            monoio::spawn(async move {
+                h.await;
+            });
+        }
+        worker.hub.remove_subscriber(&self.shared.sub);
+        worker.stats.ws_open.sub(1);
+    }
+
     fn sub(&self) -> &Rc<Subscriber> {
         &self.shared.sub
     }
@@ -574,10 +613,9 @@ impl Session {
             // the handler runs right after this read is processed (run())
             return;
         }
-        let Some(role) = &self.rooms_role else { return };
-        if !role.client_publish {
+        let Some(role) = &self.rooms_role else {
             return; // a room subscriber's messages are ignored unless publishing is on
-        }
+        };
         let WsMessage::Text(text) = msg else {
             self.start_close(
                 close::UNSUPPORTED_DATA,
