@@ -33,6 +33,20 @@ fn legacy_driver_serves_the_same() {
     assert_eq!(c.read_response().status, 200);
     assert_eq!(c.read_response().status, 404);
     assert_eq!(c.get("/").status, 200);
+    // streams, whose reads wait on the worker's epoll instance inside this driver
+    let mut ws = WsClient::connect(srv.addr, "/echo", "");
+    ws.send_text("over epoll");
+    assert_eq!(ws.next_data().text(), "over epoll");
+    let big = vec![7u8; 300_000]; // more than one read buffer
+    ws.send_frame(true, 2, &big);
+    assert_eq!(ws.next_data().payload, big);
+    let mut sse = SseClient::open(srv.addr, "/sse?room=legacy", "");
+    let gone = SseClient::open(srv.addr, "/sse?room=legacy", "");
+    wait_subscribers(srv.addr, "legacy", 2);
+    drop(gone); // a client that leaves is noticed
+    wait_subscribers(srv.addr, "legacy", 1);
+    publish(srv.addr, "legacy", None, "still here");
+    assert_eq!(sse.next_event().data, "still here");
 }
 
 #[test]
