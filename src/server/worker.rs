@@ -299,7 +299,7 @@ pub struct ConnGuard {
 }
 
 /// Milliseconds since the first call, wrapping every 49 days (differences stay right).
-fn clock_ms() -> u32 {
+pub(crate) fn clock_ms() -> u32 {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u32
 }

@@ -78,15 +78,25 @@ pub(crate) struct Shared {
     pub sub: Rc<Subscriber>,
     pub worker: Rc<Worker>,
     pub encoder: RefCell<Encoder>,
+    /// No more messages will arrive (the client closed, or the connection failed).
+    pub ended: Cell<bool>,
+    /// What only a connection with a handler has (boxed: a room subscriber,
+    /// most connections, has none).
+    pub h: Option<Box<HandlerSide>>,
+}
+
+/// The handler's side of a connection: its inbox and what it can ask.
+pub(crate) struct HandlerSide {
     pub inbox: RefCell<VecDeque<WsMessage>>,
     pub inbox_bytes: Cell<usize>,
     /// The driver stopped reading because the inbox is full.
     pub reading_paused: Cell<bool>,
     pub handler_waker: Cell<Option<Waker>>,
-    /// No more messages will arrive (the client closed, or the connection failed).
-    pub ended: Cell<bool>,
     /// The handler asked to close with this code and reason.
     pub close_request: RefCell<Option<(u16, String)>>,
+    /// A close decided while the handler still holds accepted messages: sent
+    /// once it has taken them, so their answers go out first.
+    pub deferred_close: Cell<Option<(u16, &'static str)>>,
     pub tag: RefCell<String>,
     pub id: ConnId,
     pub path: String,
@@ -96,9 +106,16 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn wake_handler(&self) {
-        if let Some(w) = self.handler_waker.take() {
-            w.wake();
+        if let Some(h) = &self.h {
+            if let Some(w) = h.handler_waker.take() {
+                w.wake();
+            }
         }
+    }
+
+    /// The handler's side (only connections with a handler are given to one).
+    pub fn handler_side(&self) -> &HandlerSide {
+        self.h.as_deref().expect("a connection with a handler")
     }
 }
 
@@ -113,11 +130,12 @@ impl WsConn {
     /// The next whole message; `None` once the client closed or the connection ended.
     pub async fn recv(&self) -> Option<WsMessage> {
         let s = &self.shared;
+        let h = s.handler_side();
         std::future::poll_fn(|cx| {
-            if let Some(m) = s.inbox.borrow_mut().pop_front() {
-                let left = s.inbox_bytes.get() - m.bytes().len();
-                s.inbox_bytes.set(left);
-                if s.reading_paused.get() {
+            if let Some(m) = h.inbox.borrow_mut().pop_front() {
+                let left = h.inbox_bytes.get() - m.bytes().len();
+                h.inbox_bytes.set(left);
+                if h.reading_paused.get() {
                     s.sub.signal.kick(); // room again: the driver may read on
                 }
                 return Poll::Ready(Some(m));
@@ -125,7 +143,7 @@ impl WsConn {
             if s.ended.get() {
                 return Poll::Ready(None);
             }
-            s.handler_waker.set(Some(cx.waker().clone()));
+            h.handler_waker.set(Some(cx.waker().clone()));
             Poll::Pending
         })
         .await
@@ -133,7 +151,7 @@ impl WsConn {
 
     fn send_data(&self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
         let s = &self.shared;
-        if s.close_request.borrow().is_some() {
+        if s.handler_side().close_request.borrow().is_some() {
             return Err(SendError::Closed);
         }
         let mut enc = s.encoder.borrow_mut();
@@ -168,7 +186,7 @@ impl WsConn {
         if payload.len() < ZERO_COPY_MIN || s.encoder.borrow().compresses() {
             return self.send_data(opcode, payload);
         }
-        if s.close_request.borrow().is_some() {
+        if s.handler_side().close_request.borrow().is_some() {
             return Err(SendError::Closed);
         }
         let header_ok = s.sub.cork(|out| {
@@ -185,8 +203,9 @@ impl WsConn {
     /// application) and a reason (cut to 123 bytes).
     pub fn close(&self, code: u16, reason: &str) {
         let s = &self.shared;
-        if s.close_request.borrow().is_none() {
-            *s.close_request.borrow_mut() = Some((code, reason.to_string()));
+        let h = s.handler_side();
+        if h.close_request.borrow().is_none() {
+            *h.close_request.borrow_mut() = Some((code, reason.to_string()));
             s.sub.signal.kick();
         }
     }
@@ -210,30 +229,30 @@ impl WsConn {
 
     /// This connection's id (also usable with [`crate::Hub::join`] from other threads).
     pub fn id(&self) -> ConnId {
-        self.shared.id
+        self.shared.handler_side().id
     }
 
     /// A free-form label the application can set (a user name, a session id).
     pub fn tag(&self) -> String {
-        self.shared.tag.borrow().clone()
+        self.shared.handler_side().tag.borrow().clone()
     }
 
     pub fn set_tag(&self, tag: impl Into<String>) {
-        *self.shared.tag.borrow_mut() = tag.into();
+        *self.shared.handler_side().tag.borrow_mut() = tag.into();
     }
 
     /// The request path and query the connection was opened with.
     pub fn path(&self) -> &str {
-        &self.shared.path
+        &self.shared.handler_side().path
     }
 
     pub fn query(&self) -> &str {
-        &self.shared.query
+        &self.shared.handler_side().query
     }
 
     /// The negotiated subprotocol, if any.
     pub fn protocol(&self) -> Option<&str> {
-        self.shared.protocol.as_deref()
+        self.shared.handler_side().protocol.as_deref()
     }
 
     /// A hub handle to publish from the handler.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
-use super::handler::{Shared, WsConn, WsMessage};
+use super::handler::{HandlerSide, Shared, WsConn, WsMessage};
 use super::publish;
 use super::{WsKind, WsUpgrade};
 use crate::config::Envelope;
@@ -30,7 +30,7 @@ use crate::hub::subscriber::{Closing, Format, Subscriber};
 use crate::hub::{ConnId, RoomName};
 use crate::io::{sock, writeq};
 use crate::server::panic::CatchPanic;
-use crate::server::worker::ConnGuard;
+use crate::server::worker::{clock_ms, ConnGuard};
 use crate::ws::close;
 use crate::ws::codec::{Decoder, DecoderConfig, Encoder, Event};
 
@@ -44,30 +44,31 @@ enum CloseState {
     Done,
 }
 
-/// A token bucket for client messages.
+/// A token bucket for client messages (compact: one per connection).
 struct Rate {
-    per_sec: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
+    per_ms: f32,
+    burst: f32,
+    tokens: f32,
+    /// [`clock_ms`] of the last take.
+    last_ms: u32,
 }
 
 impl Rate {
     fn new(per_sec: u32, burst: u32) -> Option<Rate> {
         (per_sec > 0).then(|| Rate {
-            per_sec: per_sec as f64,
-            burst: burst.max(1) as f64,
-            tokens: burst.max(1) as f64,
-            last: Instant::now(),
+            per_ms: per_sec as f32 / 1000.0,
+            burst: burst.max(1) as f32,
+            tokens: burst.max(1) as f32,
+            last_ms: clock_ms(),
         })
     }
 
     /// Takes one token; false when the client is over its rate.
     fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.per_sec;
+        let now = clock_ms();
+        let refill = now.wrapping_sub(self.last_ms) as f32 * self.per_ms;
         self.tokens = (self.tokens + refill).min(self.burst);
-        self.last = now;
+        self.last_ms = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -92,18 +93,11 @@ struct Session {
     rate: Option<Rate>,
     /// Boxed: only a room subscriber that may publish has one.
     rooms_role: Option<Box<RoomsRole>>,
-    has_handler: bool,
     /// The handler's future, polled by this task (no task of its own: a
     /// message reaches it and its answer leaves without a task switch).
     handler: Option<CatchPanic<Pin<Box<dyn Future<Output = ()>>>>>,
     /// The handler's inbox is full: stop reading until it takes messages.
     paused: bool,
-    /// A close decided while the handler still holds accepted messages: sent
-    /// once it has taken them, so their answers go out first.
-    deferred_close: Option<(u16, &'static str)>,
-    /// Client messages to publish once the read is processed.
-    to_publish: Vec<(RoomName, Bytes)>,
-    inbox_limit: usize,
     pending: VecDeque<Bytes>,
 }
 
@@ -114,6 +108,8 @@ struct RoomsRole {
     template: String,
     /// The rooms the client's token lets it publish to (`None` = any).
     publish_rooms: Option<Vec<RoomName>>,
+    /// Client messages to publish once the read is processed.
+    to_publish: Vec<(RoomName, Bytes)>,
 }
 
 /// Runs a connection whose 101 (and any earlier pipelined responses) is in `out`.
@@ -205,30 +201,22 @@ async fn open(
         sub: sub.clone(),
         worker: worker.clone(),
         encoder: RefCell::new(Encoder::new(up.deflate)),
-        inbox: RefCell::new(VecDeque::new()),
-        inbox_bytes: Cell::new(0),
-        reading_paused: Cell::new(false),
-        handler_waker: Cell::new(None),
         ended: Cell::new(false),
-        close_request: RefCell::new(None),
-        tag: RefCell::new(String::new()),
-        id,
-        // only a handler reads these (a room subscriber keeps no copy)
-        path: if has_handler {
-            up.path.clone()
-        } else {
-            String::new()
-        },
-        query: if has_handler {
-            up.query.clone()
-        } else {
-            String::new()
-        },
-        protocol: if has_handler {
-            up.protocol.clone()
-        } else {
-            None
-        },
+        h: has_handler.then(|| {
+            Box::new(HandlerSide {
+                inbox: RefCell::new(VecDeque::new()),
+                inbox_bytes: Cell::new(0),
+                reading_paused: Cell::new(false),
+                handler_waker: Cell::new(None),
+                close_request: RefCell::new(None),
+                deferred_close: Cell::new(None),
+                tag: RefCell::new(String::new()),
+                id,
+                path: up.path.clone(),
+                query: up.query.clone(),
+                protocol: up.protocol.clone(),
+            })
+        }),
     });
     for i in 0..rooms.len() {
         let since = resume.as_ref().map(|c| c[i]);
@@ -252,6 +240,7 @@ async fn open(
             auto_join: cfg.hub.auto_join_room.clone(),
             template: mode.template,
             publish_rooms: up.publish_rooms.clone(),
+            to_publish: Vec::new(),
         })),
         _ => None,
     };
@@ -273,12 +262,8 @@ async fn open(
         state: CloseState::Open,
         rate: Rate::new(up.rate.0, up.rate.1),
         rooms_role,
-        has_handler,
         handler,
         paused: false,
-        deferred_close: None,
-        to_publish: Vec::new(),
-        inbox_limit: cfg.hub.max_queued_bytes.get(),
         pending: VecDeque::new(),
     };
     Some((stream, s))
@@ -317,6 +302,20 @@ impl Session {
         &self.shared.sub
     }
 
+    fn has_handler(&self) -> bool {
+        self.shared.h.is_some()
+    }
+
+    /// A handler's inbox pauses reading past this many bytes.
+    fn inbox_limit(&self) -> usize {
+        self.guard.worker.shared.cfg.hub.max_queued_bytes.get()
+    }
+
+    /// A close waiting for the handler to take its messages.
+    fn deferred_close(&self) -> Option<(u16, &'static str)> {
+        self.shared.h.as_ref().and_then(|h| h.deferred_close.get())
+    }
+
     /// Polls the handler once with this task's context. A handler that
     /// panicked closes its connection with 1011; one that returned is done.
     fn poll_handler(&mut self, cx: &mut std::task::Context<'_>) {
@@ -326,7 +325,7 @@ impl Session {
         if let Poll::Ready(completed) = Pin::new(h).poll(cx) {
             self.handler = None;
             if !completed {
-                *self.shared.close_request.borrow_mut() =
+                *self.shared.handler_side().close_request.borrow_mut() =
                     Some((close::INTERNAL_ERROR, "internal error".into()));
                 self.shared.sub.signal.kick();
             }
@@ -368,9 +367,10 @@ impl Session {
                             self.poll_handler(cx);
                             // a recv() waiting in another task (on a clone of
                             // the connection) is woken; this task needs no wake
-                            if let Some(w) = self.shared.handler_waker.take() {
+                            let hs = self.shared.handler_side();
+                            if let Some(w) = hs.handler_waker.take() {
                                 if w.will_wake(cx.waker()) {
-                                    self.shared.handler_waker.set(Some(w));
+                                    hs.handler_waker.set(Some(w));
                                 } else {
                                     w.wake();
                                 }
@@ -382,7 +382,11 @@ impl Session {
                     if !kicked_before {
                         self.guard.signal.unkick();
                     }
-                    if !self.to_publish.is_empty() {
+                    if self
+                        .rooms_role
+                        .as_ref()
+                        .is_some_and(|r| !r.to_publish.is_empty())
+                    {
                         Box::pin(self.publish_collected()).await;
                     }
                     if buf.is_empty() {
@@ -391,46 +395,13 @@ impl Session {
                         self.inbuf = Some(buf);
                     }
                 }
-            } else if self.shared.inbox_bytes.get() < self.inbox_limit / 2 {
+            } else if self.shared.handler_side().inbox_bytes.get() < self.inbox_limit() / 2 {
                 self.paused = false;
-                self.shared.reading_paused.set(false);
+                self.shared.handler_side().reading_paused.set(false);
                 continue;
             }
-            if let Some((code, reason)) = self.deferred_close {
-                if self.shared.inbox.borrow().is_empty() {
-                    self.deferred_close = None;
-                    self.start_close(code, reason);
-                }
-            }
-            let request = self.shared.close_request.borrow_mut().take();
-            if let Some((code, reason)) = request {
-                self.start_close(code, &reason);
-            }
-            if self.guard.worker.closing_streams() {
-                self.start_close(close::GOING_AWAY, "server going away");
-            }
-            match self.sub().closing() {
-                Closing::SlowConsumer => {
-                    self.guard.worker.stats.slow_consumer_drops.inc();
-                    let mut out = BytesMut::new();
-                    self.shared.encoder.borrow().close(
-                        Some(close::POLICY_VIOLATION),
-                        "too slow",
-                        &mut out,
-                    );
-                    let _ = sock::send(self.fd, &out);
-                    return Ok(());
-                }
-                Closing::Refused => {
-                    let mut out = BytesMut::new();
-                    self.shared
-                        .encoder
-                        .borrow()
-                        .close(Some(1013), "room limit reached", &mut out);
-                    let _ = sock::send(self.fd, &out);
-                    return Ok(());
-                }
-                Closing::Open | Closing::Sealed => {}
+            if let Some(end) = self.close_if_asked() {
+                return end;
             }
             self.flush(stream).await?;
             if self.state == CloseState::Done {
@@ -442,9 +413,10 @@ impl Session {
                 continue;
             }
             // The handler (polled by this task) may have emptied its inbox.
-            if self.paused && self.shared.inbox_bytes.get() < self.inbox_limit / 2 {
+            if self.paused && self.shared.handler_side().inbox_bytes.get() < self.inbox_limit() / 2
+            {
                 self.paused = false;
-                self.shared.reading_paused.set(false);
+                self.shared.handler_side().reading_paused.set(false);
                 continue;
             }
             let signal = self.guard.signal.clone();
@@ -469,43 +441,98 @@ impl Session {
                     }
                 }
                 Wake::Readable => {
-                    let mut buf = self
-                        .inbuf
-                        .take()
-                        .unwrap_or_else(|| self.guard.worker.pool.take());
-                    let want = self.guard.worker.pool.size();
-                    match sock::recv_into(self.fd, &mut buf, want) {
-                        Ok(0) => {
-                            self.guard.worker.pool.give(buf);
-                            return Ok(()); // the client went away (1006)
-                        }
-                        Ok(n) => {
-                            self.guard.read_done(n, want);
-                            self.guard.worker.stats.bytes_in.add(n as u64);
-                            self.inbuf = Some(buf);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            self.guard.signal.drained();
-                            if buf.is_empty() {
-                                self.guard.worker.pool.give(buf);
-                            } else {
-                                self.inbuf = Some(buf);
-                            }
-                        }
-                        Err(e) => {
-                            self.guard.worker.pool.give(buf);
-                            return Err(e);
-                        }
+                    if let Some(end) = self.read_some() {
+                        return end;
                     }
                 }
             }
         }
     }
 
+    /// Reads what the socket has into `inbuf` (`Some`: the connection ended).
+    fn read_some(&mut self) -> Option<io::Result<()>> {
+        let mut buf = self
+            .inbuf
+            .take()
+            .unwrap_or_else(|| self.guard.worker.pool.take());
+        let want = self.guard.worker.pool.size();
+        match sock::recv_into(self.fd, &mut buf, want) {
+            Ok(0) => {
+                self.guard.worker.pool.give(buf);
+                return Some(Ok(())); // the client went away (1006)
+            }
+            Ok(n) => {
+                self.guard.read_done(n, want);
+                self.guard.worker.stats.bytes_in.add(n as u64);
+                self.inbuf = Some(buf);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.guard.signal.drained();
+                if buf.is_empty() {
+                    self.guard.worker.pool.give(buf);
+                } else {
+                    self.inbuf = Some(buf);
+                }
+            }
+            Err(e) => {
+                self.guard.worker.pool.give(buf);
+                return Some(Err(e));
+            }
+        }
+        None
+    }
+
+    /// Starts the close handshake where one was asked for (the handler, a
+    /// deferred rate-limit close, the drain); ends at once a subscriber the
+    /// hub dropped (`Some`).
+    fn close_if_asked(&mut self) -> Option<io::Result<()>> {
+        if let Some((code, reason)) = self.deferred_close() {
+            let hs = self.shared.handler_side();
+            if hs.inbox.borrow().is_empty() {
+                hs.deferred_close.set(None);
+                self.start_close(code, reason);
+            }
+        }
+        let request = (self.shared.h.as_ref()).and_then(|h| h.close_request.borrow_mut().take());
+        if let Some((code, reason)) = request {
+            self.start_close(code, &reason);
+        }
+        if self.guard.worker.closing_streams() {
+            self.start_close(close::GOING_AWAY, "server going away");
+        }
+        match self.sub().closing() {
+            Closing::SlowConsumer => {
+                self.guard.worker.stats.slow_consumer_drops.inc();
+                let mut out = BytesMut::new();
+                self.shared.encoder.borrow().close(
+                    Some(close::POLICY_VIOLATION),
+                    "too slow",
+                    &mut out,
+                );
+                let _ = sock::send(self.fd, &out);
+                return Some(Ok(()));
+            }
+            Closing::Refused => {
+                let mut out = BytesMut::new();
+                self.shared
+                    .encoder
+                    .borrow()
+                    .close(Some(1013), "room limit reached", &mut out);
+                let _ = sock::send(self.fd, &out);
+                return Some(Ok(()));
+            }
+            Closing::Open | Closing::Sealed => {}
+        }
+        None
+    }
+
     /// Publishes what clients sent (client_publish), in order.
     async fn publish_collected(&mut self) {
         let hub = self.guard.worker.hub.clone();
-        for (room, data) in std::mem::take(&mut self.to_publish) {
+        let Some(role) = self.rooms_role.as_mut() else {
+            return;
+        };
+        for (room, data) in std::mem::take(&mut role.to_publish) {
             if let Err(e) = hub.publish(room, crate::hub::Message::new(data)).await {
                 log::debug!("client publish refused: {e}");
                 self.start_close(1013, "publish refused, try again later");
@@ -516,23 +543,29 @@ impl Session {
 
     /// Writes everything queued, waiting for the socket as needed.
     async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
-        let timeout = self.guard.worker.shared.cfg.http.send_timeout.0;
-        let sub = self.shared.sub.clone();
-        sub.take_queue(&mut self.pending);
+        self.shared.sub.take_queue(&mut self.pending);
+        while !self.write_pending()? {
+            // (boxed: the wait's state is not reserved in the connection's future)
+            let timeout = self.guard.worker.shared.cfg.http.send_timeout.0;
+            Box::pin(sock::wait_writable(stream, timeout)).await?;
+            self.shared.sub.take_queue(&mut self.pending);
+        }
+        Ok(())
+    }
+
+    /// Writes what is pending until done (true) or the socket is full (false).
+    fn write_pending(&mut self) -> io::Result<bool> {
         while !self.pending.is_empty() {
             match writeq::write_queue(self.fd, &mut self.pending) {
                 Ok(n) => {
-                    sub.written(n);
+                    self.shared.sub.written(n);
                     self.guard.wrote(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    Box::pin(sock::wait_writable(stream, timeout)).await?;
-                    sub.take_queue(&mut self.pending);
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Decodes and acts on every complete frame in `buf` (synchronous: client
@@ -586,29 +619,30 @@ impl Session {
     }
 
     fn on_message(&mut self, msg: WsMessage) {
-        if self.state != CloseState::Open || self.deferred_close.is_some() {
+        if self.state != CloseState::Open || self.deferred_close().is_some() {
             return; // after our close, data is read and dropped
         }
         if let Some(rate) = self.rate.as_mut() {
             if !rate.take() {
                 self.guard.worker.stats.ws_rate_limited.inc();
                 let why = (close::POLICY_VIOLATION, "message rate limit exceeded");
-                if self.has_handler {
-                    self.deferred_close = Some(why);
+                if let Some(hs) = &self.shared.h {
+                    hs.deferred_close.set(Some(why));
                 } else {
                     self.start_close(why.0, why.1);
                 }
                 return;
             }
         }
-        if self.has_handler {
+        if self.has_handler() {
             let len = msg.bytes().len();
-            self.shared.inbox.borrow_mut().push_back(msg);
-            let total = self.shared.inbox_bytes.get() + len;
-            self.shared.inbox_bytes.set(total);
-            if total > self.inbox_limit {
+            let hs = self.shared.handler_side();
+            hs.inbox.borrow_mut().push_back(msg);
+            let total = hs.inbox_bytes.get() + len;
+            hs.inbox_bytes.set(total);
+            if total > self.inbox_limit() {
                 self.paused = true;
-                self.shared.reading_paused.set(true);
+                hs.reading_paused.set(true);
             }
             // the handler runs right after this read is processed (run())
             return;
@@ -637,7 +671,11 @@ impl Session {
                     "the token does not allow publishing to this room",
                 );
             }
-            Ok(p) => self.to_publish.push(p),
+            Ok(p) => {
+                if let Some(role) = self.rooms_role.as_mut() {
+                    role.to_publish.push(p);
+                }
+            }
             Err(why) => self.start_close(close::POLICY_VIOLATION, why),
         }
     }
@@ -651,16 +689,17 @@ mod tests {
     fn per_connection_state_stays_small() {
         use std::mem::size_of;
         assert!(
-            size_of::<super::Session>() <= 384,
+            size_of::<super::Session>() <= 352,
             "Session {}",
             size_of::<super::Session>()
         );
         assert!(size_of::<crate::ws::codec::Decoder>() <= 96);
         assert!(
-            size_of::<super::Shared>() <= 320,
+            size_of::<super::Shared>() <= 64,
             "Shared {}",
             size_of::<super::Shared>()
         );
         assert!(size_of::<crate::hub::subscriber::Subscriber>() <= 224);
+        assert!(size_of::<crate::server::event::Signal>() <= 48);
     }
 }
