@@ -30,6 +30,10 @@
 //! # }
 //! ```
 
+// Linked even where the process's allocator is another: the workers ask
+// mimalloc to return freed pages (see `server::worker`).
+extern crate mimalloc as _;
+
 pub mod auth;
 pub mod cli;
 pub mod config;

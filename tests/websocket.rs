@@ -545,3 +545,74 @@ fn resume_past_the_history_gets_a_gap_frame_then_what_is_left() {
         );
     }
 }
+
+/// Polls the parked-connections gauge until it reads `n` (bounded: 10 s; a
+/// room subscriber parks once it has written nothing for a second).
+fn wait_parked(addr: std::net::SocketAddr, n: f64) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(addr, "ringcast_connections_parked", "") != n {
+        assert!(
+            std::time::Instant::now() < end,
+            "parked connections never reached {n}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn quiet_room_subscribers_park_and_wake_for_everything() {
+    let mut srv = TestServer::start("[hub]\nauto_join_room = \"\"\n");
+    let mut subs: Vec<WsClient> = (0..4)
+        .map(|_| WsClient::connect(srv.addr, "/ws?room=calm", ""))
+        .collect();
+    wait_subscribers(srv.addr, "calm", 4);
+    wait_parked(srv.addr, 4.0);
+    // a room message reaches every parked subscriber
+    publish(srv.addr, "calm", None, "while parked");
+    for ws in &mut subs {
+        assert_eq!(ws.next_data().text(), "while parked");
+    }
+    wait_parked(srv.addr, 4.0);
+    // a ping is answered
+    subs[0].send_frame(true, 9, b"are you there");
+    let pong = subs[0].read_frame().unwrap();
+    assert_eq!((pong.opcode, pong.payload), (10, b"are you there".to_vec()));
+    // a close is echoed and the connection closed
+    wait_parked(srv.addr, 4.0);
+    subs[1].send_close(1000, "bye");
+    assert_eq!(subs[1].expect_close(), (Some(1000), "bye".to_string()));
+    assert!(subs[1].client.closed_by_server());
+    drop(subs.remove(1));
+    // clients that go away while parked are noticed
+    wait_parked(srv.addr, 3.0);
+    drop(subs.split_off(1));
+    wait_subscribers(srv.addr, "calm", 1);
+    // and the drain closes a parked subscriber with 1001
+    wait_parked(srv.addr, 1.0);
+    srv.signal(libc::SIGTERM);
+    assert_eq!(subs[0].expect_close().0, Some(1001));
+    assert_eq!(
+        srv.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn a_parked_subscriber_is_still_pinged_and_cut_without_a_pong() {
+    let srv = TestServer::start(
+        "[hub]\nauto_join_room = \"\"\n[ws]\nping_interval = \"2s\"\npong_timeout = \"500ms\"\n",
+    );
+    let mut silent = WsClient::connect(srv.addr, "/ws?room=pinged", "");
+    let mut polite = WsClient::connect(srv.addr, "/ws?room=pinged", "");
+    wait_parked(srv.addr, 2.0);
+    let p = silent.read_frame().unwrap();
+    assert_eq!(p.opcode, 9, "a parked subscriber gets its ping");
+    for _ in 0..2 {
+        let p = polite.read_frame().unwrap();
+        assert_eq!(p.opcode, 9);
+        polite.send_frame(true, 10, &p.payload);
+    }
+    assert!(silent.client.closed_by_server() || silent.read_frame().is_none());
+    publish(srv.addr, "pinged", None, "still here");
+    assert_eq!(polite.next_data().text(), "still here");
+}

@@ -43,6 +43,12 @@ static FAMILIES: &[Family] = &[
         ],
     },
     Family {
+        name: "ringcast_connections_parked",
+        kind: "gauge",
+        help: "Open connections parked: quiet for a second, kept as their state alone (no task).",
+        series: &[("", get!(parked))],
+    },
+    Family {
         name: "ringcast_connections_accepted_total",
         kind: "counter",
         help: "Connections accepted.",

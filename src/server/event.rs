@@ -100,6 +100,11 @@ impl Signal {
         self.expired.set(false);
     }
 
+    /// Whether a deadline is set.
+    pub fn has_deadline(&self) -> bool {
+        self.deadline.get().is_some()
+    }
+
     /// Whether a kick is waiting to be seen.
     pub fn is_kicked(&self) -> bool {
         self.kicked.get()
@@ -119,6 +124,12 @@ impl Signal {
                 self.waker.set(Some(w));
             }
         }
+    }
+
+    /// The connection parked (its task ended): `waker` resumes it on the next wake-up.
+    pub fn park_with(&self, waker: Waker) {
+        self.waker.set(Some(waker));
+        self.waiting.set(true);
     }
 
     /// The task waits: keeps its waker (cloned only if it changed).

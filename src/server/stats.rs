@@ -63,6 +63,8 @@ pub struct WorkerStats {
     pub sse_open: Counter,
     /// WebSocket connections open right now.
     pub ws_open: Counter,
+    /// Connections parked right now (quiet: their state alone, no task).
+    pub parked: Counter,
     /// WebSocket upgrades refused (400, 403, 426).
     pub ws_handshake_rejects: Counter,
     /// WebSocket connections closed with 1008 for sending too fast.

@@ -48,6 +48,14 @@ impl Driver {
     }
 }
 
+/// One connection in the worker's table.
+struct Entry {
+    signal: Rc<Signal>,
+    /// A parked connection: no task, only its state, resumed (a task spawned
+    /// again) by the first wake-up of its signal. See [`Worker::park`].
+    parked: Option<Box<dyn FnOnce()>>,
+}
+
 /// A worker's own state, shared by its tasks (never leaves its thread).
 pub struct Worker {
     pub id: usize,
@@ -56,8 +64,9 @@ pub struct Worker {
     pub pool: BufPool,
     /// This worker's part of the rooms.
     pub hub: Rc<HubLocal>,
-    /// Every open connection's signal, so the worker can reach them all (drain).
-    conns: RefCell<Slab<Rc<Signal>>>,
+    /// Every open connection: its signal, so the worker can reach them all
+    /// (drain, deadlines, readiness), and the state of a parked one.
+    conns: RefCell<Slab<Entry>>,
     draining: Cell<bool>,
     /// Streams close (after the drain barrier: see [`Worker::drain`]).
     closing_streams: Cell<bool>,
@@ -112,6 +121,64 @@ impl Worker {
         }))
     }
 
+    /// Parks connection `key`: its task ends and `resume` (which holds its
+    /// state) runs on the first wake-up of its signal (input, a kick, a
+    /// deadline), spawning the task again. An idle connection then costs
+    /// its state alone, not a task and its future.
+    pub fn park(&self, key: u32, resume: Box<dyn FnOnce()>) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(e) = conns.get_mut(key as usize) else {
+            return;
+        };
+        e.parked = Some(resume);
+        e.signal.park_with(unpark_waker(key));
+        self.stats.parked.inc();
+    }
+
+    /// Resumes parked connections whose signals woke (one task per worker).
+    async fn resume_parked(self: Rc<Self>) {
+        let mut keys = Vec::new();
+        loop {
+            std::future::poll_fn(|cx| {
+                UNPARK.with(|u| {
+                    let mut u = u.borrow_mut();
+                    if u.keys.is_empty() {
+                        u.task = Some(cx.waker().clone());
+                        Poll::Pending
+                    } else {
+                        std::mem::swap(&mut keys, &mut u.keys);
+                        Poll::Ready(())
+                    }
+                })
+            })
+            .await;
+            for key in keys.drain(..) {
+                // (taken out before it runs: resuming touches the table)
+                let resume = self
+                    .conns
+                    .borrow_mut()
+                    .get_mut(key as usize)
+                    .and_then(|e| e.parked.take());
+                if let Some(resume) = resume {
+                    self.stats.parked.sub(1);
+                    resume();
+                }
+            }
+        }
+    }
+
+    /// Drops what is still parked (the worker ends): their sockets close.
+    fn drop_parked(&self) {
+        let parked: Vec<Box<dyn FnOnce()>> = self
+            .conns
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(|(_, e)| e.parked.take())
+            .collect();
+        self.stats.parked.sub(parked.len() as u64);
+        drop(parked);
+    }
+
     /// Marks connections readable as their epoll events arrive (one task per worker).
     async fn watch_readiness(self: Rc<Self>) {
         let mut events = Vec::new();
@@ -131,8 +198,8 @@ impl Worker {
             .await;
             let conns = self.conns.borrow();
             let mark = |key: u64, ended: bool| {
-                if let Some(s) = conns.get(key as usize) {
-                    s.mark_readable(ended);
+                if let Some(e) = conns.get(key as usize) {
+                    e.signal.mark_readable(ended);
                 }
             };
             match from_kernel {
@@ -189,10 +256,18 @@ impl Worker {
     }
 
     fn kick_all(&self) {
-        let signals: Vec<Rc<Signal>> = self.conns.borrow().iter().map(|(_, s)| s.clone()).collect();
-        for s in signals {
+        for s in self.signals() {
             s.kick();
         }
+    }
+
+    /// Every open connection's signal (a copy: kicking one may touch the table).
+    fn signals(&self) -> Vec<Rc<Signal>> {
+        self.conns
+            .borrow()
+            .iter()
+            .map(|(_, e)| e.signal.clone())
+            .collect()
     }
 
     /// Plain HTTP connections open right now (not streams).
@@ -239,12 +314,15 @@ impl Worker {
 
     /// Enforces connection deadlines: every `tick`, kicks the connections whose deadline passed.
     async fn sweep_deadlines(self: Rc<Self>, tick: std::time::Duration) {
+        let mut collected = Instant::now();
         loop {
             monoio::time::sleep(tick).await;
             let now = Instant::now();
-            let signals: Vec<Rc<Signal>> =
-                self.conns.borrow().iter().map(|(_, s)| s.clone()).collect();
-            for s in signals {
+            if now.duration_since(collected) >= std::time::Duration::from_secs(1) {
+                release_free_memory();
+                collected = now;
+            }
+            for s in self.signals() {
                 s.expire_if_due(now);
             }
         }
@@ -265,7 +343,10 @@ impl Worker {
             let entry = conns.vacant_entry();
             let key = entry.key();
             self.epoll.add(fd, key as u64)?;
-            entry.insert(signal.clone());
+            entry.insert(Entry {
+                signal: signal.clone(),
+                parked: None,
+            });
             key
         };
         self.stats.open.inc();
@@ -304,6 +385,56 @@ pub(crate) fn clock_ms() -> u32 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u32
 }
 
+/// Hands this thread's free allocator pages back to the kernel. mimalloc
+/// purges freed memory lazily, during later allocations; a worker whose
+/// connections went quiet (and parked, freeing their tasks) makes few, so
+/// it asks once a second. Cheap when there is nothing to purge.
+fn release_free_memory() {
+    // (mimalloc is linked into every build of ringcast, whichever allocator
+    // the process uses: a heap it never used has nothing to purge)
+    extern "C" {
+        fn mi_collect(force: bool);
+    }
+    // SAFETY: mimalloc's collect takes no pointers; it only looks at this
+    // thread's own heap (a no-op for memory another allocator handed out).
+    unsafe { mi_collect(false) }
+}
+
+/// Parked connections whose signals woke, for this thread's worker.
+#[derive(Default)]
+struct Unpark {
+    keys: Vec<u32>,
+    task: Option<std::task::Waker>,
+}
+
+thread_local! {
+    static UNPARK: RefCell<Unpark> = RefCell::new(Unpark::default());
+}
+
+/// The waker a parked connection's signal holds: waking it queues `key`
+/// for [`Worker::resume_parked`] (no allocation: the key is the data).
+fn unpark_waker(key: u32) -> std::task::Waker {
+    use std::task::{RawWaker, RawWakerVTable, Waker};
+    fn clone(data: *const ()) -> RawWaker {
+        RawWaker::new(data, &VTABLE)
+    }
+    fn wake(data: *const ()) {
+        UNPARK.with(|u| {
+            let mut u = u.borrow_mut();
+            u.keys.push(data as usize as u32);
+            if let Some(t) = u.task.take() {
+                t.wake();
+            }
+        });
+    }
+    fn drop(_: *const ()) {}
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake, drop);
+    // SAFETY: the vtable's functions only read the key from the data
+    // pointer, which is never dereferenced; the signal holding this waker
+    // never leaves its worker's thread (it is in an `Rc`).
+    unsafe { Waker::from_raw(RawWaker::new(key as usize as *const (), &VTABLE)) }
+}
+
 /// A guard's key flag: the connection is counted in the per-IP table.
 const IP_COUNTED: u32 = 1 << 31;
 
@@ -333,6 +464,11 @@ impl ConnGuard {
                 waker.wake();
             }
         }
+    }
+
+    /// This connection's key in its worker's table (see [`Worker::park`]).
+    pub fn key(&self) -> u32 {
+        self.key & !IP_COUNTED
     }
 
     /// The stream's close line in the access log (`kind` "sse" or "ws").
@@ -451,6 +587,7 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
     } = start;
     let worker = Worker::new(id, shared)?;
     monoio::spawn(worker.clone().watch_readiness());
+    monoio::spawn(worker.clone().resume_parked());
     crate::hub::local::spawn_tasks(&worker.hub, inbox, &worker.shared.cfg);
     let http = &worker.shared.cfg.http;
     let shortest = http
@@ -481,6 +618,7 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
     let _ = control.recv_async().await;
     worker.drain().await;
     acceptor.await;
+    worker.drop_parked();
     if let Some(log) = &worker.access {
         log.flush(&worker.stats);
     }

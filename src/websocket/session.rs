@@ -98,8 +98,13 @@ struct Session {
     handler: Option<CatchPanic<Pin<Box<dyn Future<Output = ()>>>>>,
     /// The handler's inbox is full: stop reading until it takes messages.
     paused: bool,
+    /// When it last wrote (a session quiet for [`PARK_AFTER`] parks).
+    last_write: Instant,
     pending: VecDeque<Bytes>,
 }
+
+/// How long a room subscriber must have written nothing before it parks.
+const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// What a room subscriber connection that may publish (`client_publish`) needs.
 struct RoomsRole {
@@ -125,12 +130,38 @@ pub fn serve(
     // connection's whole life.
     let opening = Box::pin(open(stream, guard, up, out, inbuf));
     async move {
-        let Some((stream, mut s)) = opening.await else {
+        let Some((stream, s)) = opening.await else {
             return;
         };
-        let end = s.run(&stream).await;
-        s.finish(end);
+        drive(stream, s).await;
     }
+}
+
+/// Runs the session until it ends or parks. A parked session (a room
+/// subscriber with nothing to do) ends its task and waits in the worker's
+/// table as its state alone; its first wake-up spawns this again.
+async fn drive(stream: TcpStream, mut s: Session) {
+    match s.run(&stream).await {
+        Ok(Step::Park) => {
+            let worker = s.guard.worker.clone();
+            let key = s.guard.key();
+            worker.park(
+                key,
+                Box::new(move || {
+                    crate::server::panic::spawn_guarded("websocket session", drive(stream, s));
+                }),
+            );
+        }
+        Ok(Step::Closed) => s.finish(Ok(())),
+        Err(e) => s.finish(Err(e)),
+    }
+}
+
+/// How [`Session::run`] returned.
+enum Step {
+    Closed,
+    /// Nothing to do: park (see [`drive`]).
+    Park,
 }
 
 /// Sends the 101, joins the rooms and builds the session (`None`: the client is gone).
@@ -264,6 +295,7 @@ async fn open(
         rooms_role,
         handler,
         paused: false,
+        last_write: Instant::now(),
         pending: VecDeque::new(),
     };
     Some((stream, s))
@@ -304,6 +336,19 @@ impl Session {
 
     fn has_handler(&self) -> bool {
         self.shared.h.is_some()
+    }
+
+    /// Nothing is in flight but the wait itself: no handler (its wakers
+    /// would be this task's), no unread bytes, nothing to write, no close
+    /// under way. Such a session can park.
+    fn parkable(&self) -> bool {
+        !self.has_handler()
+            && self.handler.is_none()
+            && !self.paused
+            && self.inbuf.is_none()
+            && self.pending.is_empty()
+            && self.state == CloseState::Open
+            && !self.sub().has_queued()
     }
 
     /// A handler's inbox pauses reading past this many bytes.
@@ -353,7 +398,7 @@ impl Session {
         self.shared.wake_handler();
     }
 
-    async fn run(&mut self, stream: &TcpStream) -> io::Result<()> {
+    async fn run(&mut self, stream: &TcpStream) -> io::Result<Step> {
         loop {
             if !self.paused {
                 if let Some(mut buf) = self.inbuf.take() {
@@ -401,12 +446,12 @@ impl Session {
                 continue;
             }
             if let Some(end) = self.close_if_asked() {
-                return end;
+                return end.map(|()| Step::Closed);
             }
             self.flush(stream).await?;
             if self.state == CloseState::Done {
                 Box::pin(sock::linger_close(stream, Duration::from_millis(500))).await;
-                return Ok(());
+                return Ok(Step::Closed);
             }
             // Bytes left in `inbuf` are an incomplete frame: wait for the rest.
             if self.sub().has_queued() {
@@ -420,6 +465,23 @@ impl Session {
                 continue;
             }
             let signal = self.guard.signal.clone();
+            // A session that has written nothing for PARK_AFTER parks; a
+            // busier one keeps its task (parking and resuming at every
+            // write would cost more than it saves) and has the sweeper wake
+            // it when it would be due, unless a pong is awaited (that
+            // deadline stays).
+            if self.parkable()
+                && !self.sub().awaiting_pong.get()
+                && !signal.is_readable()
+                && !signal.is_kicked()
+            {
+                let due = self.last_write + PARK_AFTER;
+                if Instant::now() >= due {
+                    return Ok(Step::Park);
+                }
+                // (moved on by every write: a busy session is never woken for this)
+                signal.set_deadline(Some(due));
+            }
             let paused = self.paused;
             let wake = std::future::poll_fn(|cx| {
                 // whatever woke this task may have been for the handler
@@ -435,14 +497,17 @@ impl Session {
             .await;
             match wake {
                 Wake::Kicked => {
-                    if signal.take_expired() {
+                    // A deadline with neither a ping nor our close
+                    // outstanding is the one set for parking (above).
+                    let timeout = self.state != CloseState::Open || self.sub().awaiting_pong.get();
+                    if signal.take_expired() && timeout {
                         // no pong in time, or no answer to our close
                         return Err(io::Error::new(io::ErrorKind::TimedOut, "websocket timeout"));
                     }
                 }
                 Wake::Readable => {
                     if let Some(end) = self.read_some() {
-                        return end;
+                        return end.map(|()| Step::Closed);
                     }
                 }
             }
@@ -560,6 +625,7 @@ impl Session {
                 Ok(n) => {
                     self.shared.sub.written(n);
                     self.guard.wrote(n);
+                    self.last_write = Instant::now();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
