@@ -527,3 +527,36 @@ fn drain_delivers_every_acknowledged_publish_first() {
         Some(0)
     );
 }
+
+#[test]
+fn quiet_streams_park_and_wake_for_everything() {
+    let mut srv = TestServer::start("[hub]\nauto_join_room = \"\"\n[sse]\nretry_ms = 4321\n");
+    let mut streams: Vec<SseClient> = (0..3)
+        .map(|_| SseClient::open(srv.addr, "/sse?room=hush", ""))
+        .collect();
+    wait_subscribers(srv.addr, "hush", 3);
+    wait_parked(srv.addr, 3.0);
+    publish(srv.addr, "hush", Some("note"), "while parked");
+    for s in &mut streams {
+        let e = s.next_event();
+        assert_eq!(
+            (e.event.as_deref(), e.data.as_str()),
+            (Some("note"), "while parked")
+        );
+    }
+    // clients that leave while parked are noticed
+    wait_parked(srv.addr, 3.0);
+    drop(streams.split_off(1));
+    wait_subscribers(srv.addr, "hush", 1);
+    // the drain ends a parked stream with its retry hint
+    wait_parked(srv.addr, 1.0);
+    srv.signal(libc::SIGTERM);
+    let s = &mut streams[0];
+    let last = s.next_block().expect("a last block before close");
+    assert_eq!(last.retry, Some(4321));
+    assert!(s.next_block().is_none(), "then the stream ends");
+    assert_eq!(
+        srv.wait_exit(Duration::from_secs(10)).unwrap().code(),
+        Some(0)
+    );
+}

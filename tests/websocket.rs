@@ -546,19 +546,6 @@ fn resume_past_the_history_gets_a_gap_frame_then_what_is_left() {
     }
 }
 
-/// Polls the parked-connections gauge until it reads `n` (bounded: 10 s; a
-/// room subscriber parks once it has written nothing for a second).
-fn wait_parked(addr: std::net::SocketAddr, n: f64) {
-    let end = std::time::Instant::now() + Duration::from_secs(10);
-    while metric(addr, "ringcast_connections_parked", "") != n {
-        assert!(
-            std::time::Instant::now() < end,
-            "parked connections never reached {n}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn quiet_room_subscribers_park_and_wake_for_everything() {
     let mut srv = TestServer::start("[hub]\nauto_join_room = \"\"\n");

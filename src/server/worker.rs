@@ -48,6 +48,10 @@ impl Driver {
     }
 }
 
+/// How long a stream (a WebSocket room subscriber, an SSE stream) must have
+/// written nothing before it parks (see [`Worker::park`]).
+pub const PARK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One connection in the worker's table.
 struct Entry {
     signal: Rc<Signal>,

@@ -11,6 +11,7 @@ use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
@@ -19,7 +20,7 @@ use super::encode;
 use crate::hub::subscriber::{Closing, Subscriber};
 use crate::hub::{ConnId, Message, RoomName};
 use crate::io::{sock, writeq};
-use crate::server::worker::ConnGuard;
+use crate::server::worker::{ConnGuard, PARK_AFTER};
 
 /// An accepted SSE request.
 #[derive(Debug, Clone)]
@@ -69,9 +70,27 @@ pub fn serve(
         let Some((stream, guard, sub)) = opening.await else {
             return;
         };
-        let send_timeout = guard.worker.shared.cfg.http.send_timeout.0;
-        let end = pump(&stream, &sub, &guard, send_timeout).await;
-        finish(stream, guard, sub, end).await;
+        drive(stream, guard, sub).await;
+    }
+}
+
+/// Runs the stream until it ends or parks (quiet for [`PARK_AFTER`]: the
+/// task ends and the worker keeps the stream's state; its first wake-up
+/// spawns this again).
+async fn drive(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>) {
+    let send_timeout = guard.worker.shared.cfg.http.send_timeout.0;
+    match pump(&stream, &sub, &guard, send_timeout).await {
+        End::Park => {
+            let worker = guard.worker.clone();
+            let key = guard.key();
+            worker.park(
+                key,
+                Box::new(move || {
+                    crate::server::panic::spawn_guarded("sse stream", drive(stream, guard, sub));
+                }),
+            );
+        }
+        end => finish(stream, guard, sub, end).await,
     }
 }
 
@@ -149,7 +168,7 @@ async fn finish(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>, end: E
             let _ = sock::send(stream.as_raw_fd(), &last);
         }
         End::Timeout => stats.timeouts.inc(),
-        End::Gone | End::Refused => {}
+        End::Gone | End::Refused | End::Park => {}
     }
     worker.hub.remove_subscriber(&sub);
     stats.sse_open.sub(1);
@@ -163,8 +182,10 @@ async fn finish(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>, end: E
     }
 }
 
-/// Why a stream ended.
+/// Why a stream ended (or paused).
 enum End {
+    /// Quiet: park (see [`drive`]).
+    Park,
     /// The client closed or the socket failed.
     Gone,
     SlowConsumer,
@@ -176,7 +197,7 @@ enum End {
 impl End {
     fn name(&self) -> &'static str {
         match self {
-            End::Gone => "client",
+            End::Gone | End::Park => "client",
             End::SlowConsumer => "slow_consumer",
             End::Refused => "refused",
             End::Draining => "drain",
@@ -195,6 +216,7 @@ async fn pump(
     let worker = &guard.worker;
     let fd = stream.as_raw_fd();
     let mut pending: VecDeque<Bytes> = VecDeque::new();
+    let mut last_write = Instant::now();
     loop {
         // Write everything queued so far (one vectored write per wake-up).
         match sub.closing() {
@@ -208,6 +230,7 @@ async fn pump(
                 Ok(n) => {
                     sub.written(n);
                     guard.wrote(n);
+                    last_write = Instant::now();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Err(e) = Box::pin(sock::wait_writable(stream, send_timeout)).await {
@@ -234,6 +257,17 @@ async fn pump(
         }
         if sub.has_queued() {
             continue;
+        }
+        // Quiet for PARK_AFTER: park. A busier stream keeps its task and
+        // has the sweeper wake it when it would be due (moved on by every
+        // write, so a busy stream is never woken for it).
+        let signal = &sub.signal;
+        if !signal.is_readable() && !signal.is_kicked() {
+            let due = last_write + PARK_AFTER;
+            if Instant::now() >= due {
+                return End::Park;
+            }
+            signal.set_deadline(Some(due));
         }
         let wake = std::future::poll_fn(|cx| {
             if Pin::new(&mut sub.signal.readable()).poll(cx).is_ready() {

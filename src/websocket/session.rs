@@ -30,7 +30,7 @@ use crate::hub::subscriber::{Closing, Format, Subscriber};
 use crate::hub::{ConnId, RoomName};
 use crate::io::{sock, writeq};
 use crate::server::panic::CatchPanic;
-use crate::server::worker::{clock_ms, ConnGuard};
+use crate::server::worker::{clock_ms, ConnGuard, PARK_AFTER};
 use crate::ws::close;
 use crate::ws::codec::{Decoder, DecoderConfig, Encoder, Event};
 
@@ -102,9 +102,6 @@ struct Session {
     last_write: Instant,
     pending: VecDeque<Bytes>,
 }
-
-/// How long a room subscriber must have written nothing before it parks.
-const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// What a room subscriber connection that may publish (`client_publish`) needs.
 struct RoomsRole {

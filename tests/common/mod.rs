@@ -722,6 +722,19 @@ pub fn connect_from(src: &str, addr: SocketAddr) -> Client {
     Client::from_stream(sock.into())
 }
 
+/// Polls the parked-connections gauge until it reads `n` (bounded: 10 s; a
+/// stream parks once it has written nothing for a second).
+pub fn wait_parked(addr: std::net::SocketAddr, n: f64) {
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while metric(addr, "ringcast_connections_parked", "") != n {
+        assert!(
+            std::time::Instant::now() < end,
+            "parked connections never reached {n}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The sum of every `/metrics` sample of `family` whose labels contain `label`
 /// (e.g. `limit="max_rooms"`; empty for all).
 pub fn metric(addr: SocketAddr, family: &str, label: &str) -> f64 {
