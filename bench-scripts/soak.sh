@@ -212,7 +212,9 @@ log "at start: $fds_start fds, RSS $(rss) B; warm-up round of ${warmup}s"
 run_round warmup "$warmup"
 alive || { log "the server died in the warm-up: see $out/server.log"; exit 1; }
 fds_base=$(settle "$fds_start" 30)
-sleep 2 # let the last closes land in the RSS too
+# Let the last closes land in the RSS too: the workers hand freed allocator
+# pages back once a second, so memory freed just now shows after that.
+sleep 3
 fds_base=$(settle "$fds_base" 10)
 rss_base=$(rss)
 scrape
@@ -234,6 +236,7 @@ alive || server_up=no
 t_settle=$(date +%s)
 fds_after=$(settle "$fds_base" 30)
 settle_s=$(( $(date +%s) - t_settle ))
+sleep 3 # as for the baseline: freed pages are handed back once a second
 rss_after=$(rss)
 # The counters first (every earlier connection's fd is closed by now), then /healthz.
 scrape
