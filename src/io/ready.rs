@@ -17,7 +17,7 @@
 //! and whose slot was reused) only costs one `EAGAIN`.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// Events taken from the kernel per `epoll_wait`.
 pub const BATCH: usize = 1024;
@@ -96,16 +96,11 @@ impl Epoll {
     }
 }
 
-impl AsRawFd for Epoll {
-    fn as_raw_fd(&self) -> RawFd {
-        self.fd
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn reports_each_new_input_once() {

@@ -74,6 +74,10 @@ impl LocalEvent {
     }
 }
 
+/// How long a stream (a WebSocket room subscriber, an SSE stream) must have
+/// written nothing before it parks (see [`crate::server::worker::Worker::park`]).
+pub const PARK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One connection's wake-up: a flag plus the waker of the connection task,
 /// the connection's read readiness (set by the worker's epoll task, see
 /// [`crate::io::ready`]), and the connection's deadline, which the worker's
@@ -100,9 +104,22 @@ impl Signal {
         self.expired.set(false);
     }
 
-    /// Whether a deadline is set.
-    pub fn has_deadline(&self) -> bool {
-        self.deadline.get().is_some()
+    /// For a stream about to wait with nothing of its own in flight: true
+    /// once nothing is pending here and it has written nothing for
+    /// [`PARK_AFTER`] since `last_write` (it may park). Otherwise, with
+    /// nothing pending, the deadline is set to when it would be due, so the
+    /// sweeper wakes it then; every write moves that on, so a busy stream is
+    /// never woken for it.
+    pub fn due_to_park(&self, last_write: Instant) -> bool {
+        if self.is_readable() || self.is_kicked() {
+            return false;
+        }
+        let due = last_write + PARK_AFTER;
+        if Instant::now() >= due {
+            return true;
+        }
+        self.set_deadline(Some(due));
+        false
     }
 
     /// Whether a kick is waiting to be seen.

@@ -3,7 +3,6 @@
 //! it accepts for that connection's whole life.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -48,10 +47,6 @@ impl Driver {
     }
 }
 
-/// How long a stream (a WebSocket room subscriber, an SSE stream) must have
-/// written nothing before it parks (see [`Worker::park`]).
-pub const PARK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// One connection in the worker's table.
 struct Entry {
     signal: Rc<Signal>,
@@ -82,10 +77,6 @@ pub struct Worker {
     pub access: Option<AccessLog>,
     /// Read readiness of every connection (see [`crate::io::ready`]).
     epoll: Epoll,
-    /// Connections that stopped reading with input left (a full buffer),
-    /// marked readable again after every other ready task has run.
-    read_later: RefCell<Vec<u32>>,
-    read_later_waker: Cell<Option<std::task::Waker>>,
 }
 
 impl Worker {
@@ -120,8 +111,6 @@ impl Worker {
             closed: LocalEvent::new(),
             access,
             epoll: Epoll::new()?,
-            read_later: RefCell::new(Vec::new()),
-            read_later_waker: Cell::new(None),
         }))
     }
 
@@ -139,24 +128,32 @@ impl Worker {
         self.stats.parked.inc();
     }
 
-    /// Resumes parked connections whose signals woke (one task per worker).
-    async fn resume_parked(self: Rc<Self>) {
-        let mut keys = Vec::new();
+    /// Works through [`LATER`] after the other ready tasks have run (one
+    /// task per worker): connections to read again are marked readable,
+    /// parked connections whose signals woke are resumed.
+    async fn run_later(self: Rc<Self>) {
+        let mut batch = Later::default();
         loop {
             std::future::poll_fn(|cx| {
-                UNPARK.with(|u| {
-                    let mut u = u.borrow_mut();
-                    if u.keys.is_empty() {
-                        u.task = Some(cx.waker().clone());
+                LATER.with(|l| {
+                    let mut l = l.borrow_mut();
+                    if l.read.is_empty() && l.unpark.is_empty() {
+                        l.task = Some(cx.waker().clone());
                         Poll::Pending
                     } else {
-                        std::mem::swap(&mut keys, &mut u.keys);
+                        std::mem::swap(&mut batch.read, &mut l.read);
+                        std::mem::swap(&mut batch.unpark, &mut l.unpark);
                         Poll::Ready(())
                     }
                 })
             })
             .await;
-            for key in keys.drain(..) {
+            for key in batch.read.drain(..) {
+                if let Some(e) = self.conns.borrow().get(key as usize) {
+                    e.signal.mark_readable(false);
+                }
+            }
+            for key in batch.unpark.drain(..) {
                 // (taken out before it runs: resuming touches the table)
                 let resume = self
                     .conns
@@ -186,43 +183,19 @@ impl Worker {
     /// Marks connections readable as their epoll events arrive (one task per worker).
     async fn watch_readiness(self: Rc<Self>) {
         let mut events = Vec::new();
-        let mut later = Vec::new();
-        let mut readable = Box::pin(self.epoll.readable());
         loop {
-            let from_kernel = std::future::poll_fn(|cx| {
-                if let Poll::Ready(r) = readable.as_mut().poll(cx) {
-                    return Poll::Ready(Some(r));
-                }
-                if !self.read_later.borrow().is_empty() {
-                    return Poll::Ready(None);
-                }
-                self.read_later_waker.set(Some(cx.waker().clone()));
-                Poll::Pending
-            })
-            .await;
+            if let Err(e) = self.epoll.readable().await {
+                log::error!("worker {}: waiting on epoll failed: {e}", self.id);
+                continue;
+            }
             let conns = self.conns.borrow();
             let mark = |key: u64, ended: bool| {
                 if let Some(e) = conns.get(key as usize) {
                     e.signal.mark_readable(ended);
                 }
             };
-            match from_kernel {
-                Some(Ok(())) => {
-                    if let Err(e) = self.epoll.take_events(&mut events, mark) {
-                        log::error!("worker {}: epoll_wait failed: {e}", self.id);
-                    }
-                    readable.set(self.epoll.readable());
-                }
-                Some(Err(e)) => {
-                    log::error!("worker {}: waiting on epoll failed: {e}", self.id);
-                    readable.set(self.epoll.readable());
-                }
-                None => {
-                    std::mem::swap(&mut later, &mut *self.read_later.borrow_mut());
-                    for key in later.drain(..) {
-                        mark(key as u64, false);
-                    }
-                }
+            if let Err(e) = self.epoll.take_events(&mut events, mark) {
+                log::error!("worker {}: epoll_wait failed: {e}", self.id);
             }
         }
     }
@@ -404,32 +377,40 @@ fn release_free_memory() {
     unsafe { mi_collect(false) }
 }
 
-/// Parked connections whose signals woke, for this thread's worker.
+/// Work for [`Worker::run_later`], for this thread's worker.
 #[derive(Default)]
-struct Unpark {
-    keys: Vec<u32>,
+struct Later {
+    /// Connections that stopped reading with input left (a full buffer).
+    read: Vec<u32>,
+    /// Parked connections whose signals woke.
+    unpark: Vec<u32>,
     task: Option<std::task::Waker>,
 }
 
 thread_local! {
-    static UNPARK: RefCell<Unpark> = RefCell::new(Unpark::default());
+    static LATER: RefCell<Later> = RefCell::new(Later::default());
+}
+
+/// Queues work for [`Worker::run_later`] and wakes it.
+fn later(add: impl FnOnce(&mut Later)) {
+    LATER.with(|l| {
+        let mut l = l.borrow_mut();
+        add(&mut l);
+        if let Some(t) = l.task.take() {
+            t.wake();
+        }
+    });
 }
 
 /// The waker a parked connection's signal holds: waking it queues `key`
-/// for [`Worker::resume_parked`] (no allocation: the key is the data).
+/// for [`Worker::run_later`] (no allocation: the key is the data).
 fn unpark_waker(key: u32) -> std::task::Waker {
     use std::task::{RawWaker, RawWakerVTable, Waker};
     fn clone(data: *const ()) -> RawWaker {
         RawWaker::new(data, &VTABLE)
     }
     fn wake(data: *const ()) {
-        UNPARK.with(|u| {
-            let mut u = u.borrow_mut();
-            u.keys.push(data as usize as u32);
-            if let Some(t) = u.task.take() {
-                t.wake();
-            }
-        });
+        later(|l| l.unpark.push(data as usize as u32));
     }
     fn drop(_: *const ()) {}
     static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake, drop);
@@ -462,11 +443,7 @@ impl ConnGuard {
     pub fn read_done(&self, n: usize, want: usize) {
         self.signal.drained();
         if n >= want {
-            let w = &self.worker;
-            w.read_later.borrow_mut().push(self.key & !IP_COUNTED);
-            if let Some(waker) = w.read_later_waker.take() {
-                waker.wake();
-            }
+            later(|l| l.read.push(self.key()));
         }
     }
 
@@ -591,7 +568,7 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
     } = start;
     let worker = Worker::new(id, shared)?;
     monoio::spawn(worker.clone().watch_readiness());
-    monoio::spawn(worker.clone().resume_parked());
+    monoio::spawn(worker.clone().run_later());
     crate::hub::local::spawn_tasks(&worker.hub, inbox, &worker.shared.cfg);
     let http = &worker.shared.cfg.http;
     let shortest = http

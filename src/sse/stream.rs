@@ -20,7 +20,7 @@ use super::encode;
 use crate::hub::subscriber::{Closing, Subscriber};
 use crate::hub::{ConnId, Message, RoomName};
 use crate::io::{sock, writeq};
-use crate::server::worker::{ConnGuard, PARK_AFTER};
+use crate::server::worker::ConnGuard;
 
 /// An accepted SSE request.
 #[derive(Debug, Clone)]
@@ -74,9 +74,9 @@ pub fn serve(
     }
 }
 
-/// Runs the stream until it ends or parks (quiet for [`PARK_AFTER`]: the
-/// task ends and the worker keeps the stream's state; its first wake-up
-/// spawns this again).
+/// Runs the stream until it ends or parks (quiet for
+/// [`PARK_AFTER`](crate::server::event::PARK_AFTER): the task ends and the
+/// worker keeps the stream's state; its first wake-up spawns this again).
 async fn drive(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>) {
     let send_timeout = guard.worker.shared.cfg.http.send_timeout.0;
     match pump(&stream, &sub, &guard, send_timeout).await {
@@ -258,16 +258,8 @@ async fn pump(
         if sub.has_queued() {
             continue;
         }
-        // Quiet for PARK_AFTER: park. A busier stream keeps its task and
-        // has the sweeper wake it when it would be due (moved on by every
-        // write, so a busy stream is never woken for it).
-        let signal = &sub.signal;
-        if !signal.is_readable() && !signal.is_kicked() {
-            let due = last_write + PARK_AFTER;
-            if Instant::now() >= due {
-                return End::Park;
-            }
-            signal.set_deadline(Some(due));
+        if sub.signal.due_to_park(last_write) {
+            return End::Park;
         }
         let wake = std::future::poll_fn(|cx| {
             if Pin::new(&mut sub.signal.readable()).poll(cx).is_ready() {

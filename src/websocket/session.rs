@@ -30,7 +30,7 @@ use crate::hub::subscriber::{Closing, Format, Subscriber};
 use crate::hub::{ConnId, RoomName};
 use crate::io::{sock, writeq};
 use crate::server::panic::CatchPanic;
-use crate::server::worker::{clock_ms, ConnGuard, PARK_AFTER};
+use crate::server::worker::{clock_ms, ConnGuard};
 use crate::ws::close;
 use crate::ws::codec::{Decoder, DecoderConfig, Encoder, Event};
 
@@ -98,7 +98,8 @@ struct Session {
     handler: Option<CatchPanic<Pin<Box<dyn Future<Output = ()>>>>>,
     /// The handler's inbox is full: stop reading until it takes messages.
     paused: bool,
-    /// When it last wrote (a session quiet for [`PARK_AFTER`] parks).
+    /// When it last wrote (a session quiet for
+    /// [`PARK_AFTER`](crate::server::event::PARK_AFTER) parks).
     last_write: Instant,
     pending: VecDeque<Bytes>,
 }
@@ -462,22 +463,14 @@ impl Session {
                 continue;
             }
             let signal = self.guard.signal.clone();
-            // A session that has written nothing for PARK_AFTER parks; a
-            // busier one keeps its task (parking and resuming at every
-            // write would cost more than it saves) and has the sweeper wake
-            // it when it would be due, unless a pong is awaited (that
-            // deadline stays).
+            // A session quiet for PARK_AFTER parks; a busier one keeps its
+            // task (parking and resuming at every write would cost more than
+            // it saves). While a pong is awaited its deadline stays.
             if self.parkable()
                 && !self.sub().awaiting_pong.get()
-                && !signal.is_readable()
-                && !signal.is_kicked()
+                && signal.due_to_park(self.last_write)
             {
-                let due = self.last_write + PARK_AFTER;
-                if Instant::now() >= due {
-                    return Ok(Step::Park);
-                }
-                // (moved on by every write: a busy session is never woken for this)
-                signal.set_deadline(Some(due));
+                return Ok(Step::Park);
             }
             let paused = self.paused;
             let wake = std::future::poll_fn(|cx| {
