@@ -58,12 +58,13 @@ fn subscribers(n: usize, rooms_each: usize) -> (LocalRooms, Vec<Rc<Subscriber>>)
     let mut local = LocalRooms::default();
     let subs: Vec<Rc<Subscriber>> = (0..n)
         .map(|_| {
-            let mut rooms = vec![(room.clone(), 0u64)];
+            let mut rooms = vec![room.clone()];
             for i in 1..rooms_each {
-                rooms.push((Arc::from(format!("other{i}")), 0));
+                rooms.push(Arc::from(format!("other{i}")));
             }
             Rc::new(Subscriber::new(
-                rooms,
+                &rooms,
+                None,
                 1 << 20,
                 Rc::new(Signal::default()),
                 0,

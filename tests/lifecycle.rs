@@ -47,6 +47,17 @@ fn legacy_driver_serves_the_same() {
     wait_subscribers(srv.addr, "legacy", 1);
     publish(srv.addr, "legacy", None, "still here");
     assert_eq!(sse.next_event().data, "still here");
+    // parked streams (the runtime lets their sockets go while they wait)
+    // are handed back to this driver when they wake
+    let mut sub = WsClient::connect(srv.addr, "/ws?room=legacy", "");
+    wait_subscribers(srv.addr, "legacy", 2);
+    wait_parked(srv.addr, 2.0);
+    publish(srv.addr, "legacy", None, "after parking");
+    assert_eq!(sse.next_event().data, "after parking");
+    assert_eq!(sub.next_data().text(), "after parking");
+    sub.send_frame(true, 9, b"p"); // a ping, answered with its pong
+    let pong = sub.read_frame().expect("a pong");
+    assert_eq!((pong.opcode, &pong.payload[..]), (10, &b"p"[..]));
 }
 
 #[test]

@@ -18,7 +18,7 @@ use slab::Slab;
 use super::bus::{HistoryReply, Inbox, JoinReply, SubRef};
 use super::home::HomeRooms;
 use super::shard::LocalRooms;
-use super::subscriber::{Closing, Format, Subscriber};
+use super::subscriber::{Closing, Format, LocalKey, Subscriber};
 use super::{Bus, BusMsg, HubError, Message, Published, RoomInfo, RoomName};
 use crate::config::Config;
 use crate::server::event::LocalEvent;
@@ -217,7 +217,7 @@ impl HubLocal {
     /// Registers a subscriber with this worker (before it joins rooms).
     pub fn add_subscriber(&self, sub: &Rc<Subscriber>) {
         let key = self.subs.borrow_mut().insert(sub.clone());
-        sub.key.set(key);
+        sub.set_key(key);
     }
 
     /// A fresh generation number for a new subscriber.
@@ -240,7 +240,7 @@ impl HubLocal {
             rooms[idx].name.clone()
         };
         let sref = SubRef {
-            key: sub.key.get(),
+            key: sub.key(),
             generation: sub.generation,
             idx,
         };
@@ -331,8 +331,11 @@ impl HubLocal {
                 slot.pos = r.head;
             }
         }
-        let key = self.shard.borrow_mut().add(&r.room, sub.clone(), r.sub.idx);
-        sub.rooms_mut()[r.sub.idx].local_key = Some(key);
+        let (key, name) = self.shard.borrow_mut().add(&r.room, sub.clone(), r.sub.idx);
+        let mut rooms = sub.rooms_mut();
+        rooms[r.sub.idx].local_key = LocalKey::new(key);
+        // one copy of the name per worker, not one per subscriber
+        rooms[r.sub.idx].name = name;
     }
 
     /// Removes a subscriber from every room it is in and from this worker.
@@ -356,7 +359,7 @@ impl HubLocal {
                 self.leave_home(room);
             }
         }
-        let key = sub.key.get();
+        let key = sub.key();
         let mut subs = self.subs.borrow_mut();
         if subs.get(key).is_some_and(|s| Rc::ptr_eq(s, sub)) {
             subs.remove(key);
@@ -496,7 +499,7 @@ impl HubLocal {
                         rooms.push(super::subscriber::SubRoom {
                             name: room.clone(),
                             pos: 0,
-                            local_key: None,
+                            local_key: LocalKey::default(),
                             counted: true,
                         });
                         rooms.len() - 1
@@ -504,7 +507,7 @@ impl HubLocal {
                 }
             };
             let sref = SubRef {
-                key: sub.key.get(),
+                key: sub.key(),
                 generation: sub.generation,
                 idx,
             };

@@ -23,12 +23,20 @@ pub struct LocalRooms {
 }
 
 impl LocalRooms {
-    /// Adds a subscriber (its room index `idx`); returns its key in the room.
-    pub fn add(&mut self, room: &RoomName, sub: Rc<Subscriber>, idx: usize) -> usize {
-        self.rooms
-            .entry(room.clone())
+    /// Adds a subscriber (its room index `idx`); returns its key in the
+    /// room and the room's name as this worker keeps it (one allocation
+    /// shared by every local subscriber).
+    pub fn add(&mut self, room: &RoomName, sub: Rc<Subscriber>, idx: usize) -> (usize, RoomName) {
+        let name = match self.rooms.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => room.clone(),
+        };
+        let key = self
+            .rooms
+            .entry(name.clone())
             .or_default()
-            .insert((sub, idx))
+            .insert((sub, idx));
+        (key, name)
     }
 
     /// Removes a subscriber; the room goes when its last local subscriber does.

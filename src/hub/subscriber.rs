@@ -27,9 +27,28 @@ pub struct SubRoom {
     /// The last sequence id received from this room (the room's head at join when not resuming).
     pub pos: u64,
     /// Its place in the worker's local room, once the join is complete.
-    pub local_key: Option<usize>,
+    pub local_key: LocalKey,
     /// The room's home counts this subscriber (a join was sent and no leave yet).
     pub counted: bool,
+}
+
+/// A key in a worker's local room, or none, in 4 bytes (a subscriber keeps
+/// one per room; keys count connections, far below 2^32).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LocalKey(Option<std::num::NonZeroU32>);
+
+impl LocalKey {
+    pub fn new(key: usize) -> LocalKey {
+        let k = u32::try_from(key + 1)
+            .ok()
+            .and_then(std::num::NonZeroU32::new);
+        debug_assert!(k.is_some(), "local room key {key} out of range");
+        LocalKey(k)
+    }
+
+    pub fn take(&mut self) -> Option<usize> {
+        std::mem::take(self).0.map(|k| k.get() as usize - 1)
+    }
 }
 
 /// The wire format a subscriber receives room messages in.
@@ -86,61 +105,100 @@ impl CursorCache {
     }
 }
 
-pub struct Subscriber {
-    pub key: Cell<usize>,
-    pub generation: u32,
-    pub format: Format,
+/// What a subscriber has waiting to be written. Boxed, and dropped when a
+/// quiet connection parks (see [`Subscriber::release_idle`]): an idle
+/// subscriber holds no queue.
+#[derive(Default)]
+struct Outbox {
     /// Frames the connection produces itself (echoes, pongs, closes), kept in
     /// order with room frames: moved to the queue before any room frame.
-    cork: RefCell<BytesMut>,
+    cork: BytesMut,
+    queue: VecDeque<Bytes>,
+}
+
+impl Outbox {
+    fn is_empty(&self) -> bool {
+        self.cork.is_empty() && self.queue.is_empty()
+    }
+
+    /// Moves corked frames to the queue (keeps the order with what follows).
+    fn uncork(&mut self) {
+        if !self.cork.is_empty() {
+            let chunk = self.cork.split().freeze();
+            self.queue.push_back(chunk);
+        }
+    }
+}
+
+pub struct Subscriber {
+    /// Its key in the worker's subscriber table (u32: one per connection).
+    key: Cell<u32>,
+    pub generation: u32,
+    pub format: Format,
     /// A ping was sent and its pong has not come back (WebSocket).
     pub awaiting_pong: Cell<bool>,
     rooms: RefCell<Vec<SubRoom>>,
-    queue: RefCell<VecDeque<Bytes>>,
-    queued: Cell<usize>,
-    max_queued: usize,
+    /// Taken out while in use (a `Cell`: no borrow flag, one per connection).
+    out: Cell<Option<Box<Outbox>>>,
+    /// Bytes waiting (u32: the limit is kept below 4 GiB, see [`Subscriber::new`]).
+    queued: Cell<u32>,
+    max_queued: u32,
     closing: Cell<Closing>,
     pub signal: Rc<Signal>,
     /// Something was written since the last keep-alive tick.
     active: Cell<bool>,
     /// Waiting in the worker's list of subscribers to wake (see `HubLocal::stage`).
     staged: Cell<bool>,
-    recent_groups: RefCell<VecDeque<u64>>,
+    /// Made on the first multi-room message (most subscribers never get one).
+    // boxed: 8 bytes in every subscriber instead of a 32-byte empty list
+    #[allow(clippy::box_collection)]
+    recent_groups: Cell<Option<Box<VecDeque<u64>>>>,
 }
 
 impl Subscriber {
+    /// A subscriber of `rooms`, each from its `resume` position (none: from
+    /// the room's head at join).
     pub fn new(
-        rooms: Vec<(RoomName, u64)>,
+        rooms: &[RoomName],
+        resume: Option<&[u64]>,
         max_queued: usize,
         signal: Rc<Signal>,
         generation: u32,
     ) -> Subscriber {
+        // exactly sized, with no list in between: this one lives as long as the connection
+        let mut list = Vec::with_capacity(rooms.len());
+        list.extend(rooms.iter().enumerate().map(|(i, name)| SubRoom {
+            name: name.clone(),
+            pos: resume.and_then(|c| c.get(i).copied()).unwrap_or(0),
+            local_key: LocalKey::default(),
+            counted: false,
+        }));
         Subscriber {
-            key: Cell::new(usize::MAX),
+            key: Cell::new(u32::MAX),
             generation,
             format: Format::Sse,
-            cork: RefCell::new(BytesMut::new()),
             awaiting_pong: Cell::new(false),
-            rooms: RefCell::new(
-                rooms
-                    .into_iter()
-                    .map(|(name, pos)| SubRoom {
-                        name,
-                        pos,
-                        local_key: None,
-                        counted: false,
-                    })
-                    .collect(),
-            ),
-            queue: RefCell::new(VecDeque::new()),
+            rooms: RefCell::new(list),
+            out: Cell::new(None),
             queued: Cell::new(0),
-            max_queued,
+            // a limit of 4 GiB or more per connection is no limit in practice
+            max_queued: u32::try_from(max_queued).unwrap_or(u32::MAX),
             closing: Cell::new(Closing::Open),
             signal,
             active: Cell::new(false),
             staged: Cell::new(false),
-            recent_groups: RefCell::new(VecDeque::new()),
+            recent_groups: Cell::new(None),
         }
+    }
+
+    /// Its key in the worker's subscriber table.
+    pub fn key(&self) -> usize {
+        self.key.get() as usize
+    }
+
+    pub fn set_key(&self, key: usize) {
+        debug_assert!(key < u32::MAX as usize, "subscriber key {key} out of range");
+        self.key.set(key as u32);
     }
 
     /// The same subscriber receiving room messages as WebSocket frames.
@@ -154,27 +212,38 @@ impl Subscriber {
         if self.closing.get() != Closing::Open {
             return false;
         }
-        let mut cork = self.cork.borrow_mut();
-        let before = cork.len();
-        f(&mut cork);
-        let n = self.queued.get() + (cork.len() - before);
-        if n > self.max_queued {
-            drop(cork);
+        let added = self.outbox(|out| {
+            let before = out.cork.len();
+            f(&mut out.cork);
+            out.cork.len() - before
+        });
+        let n = self.queued.get() as usize + added;
+        if n > self.max_queued as usize {
             self.close_with(Closing::SlowConsumer);
             return false;
         }
-        self.queued.set(n);
+        self.queued.set(n as u32);
         self.signal.kick();
         true
     }
 
-    /// Moves corked frames to the queue (keeps the order with what follows).
-    fn uncork(&self) {
-        let mut cork = self.cork.borrow_mut();
-        if !cork.is_empty() {
-            let chunk = cork.split().freeze();
-            self.queue.borrow_mut().push_back(chunk);
+    /// Runs `f` on the outbox (made if there is none).
+    fn outbox<R>(&self, f: impl FnOnce(&mut Outbox) -> R) -> R {
+        let mut out = self.out.take().unwrap_or_default();
+        let r = f(&mut out);
+        self.out.set(Some(out));
+        r
+    }
+
+    /// Drops the empty outbox of a connection about to park (true if there
+    /// was nothing to write); the next frame makes a new one.
+    pub fn release_idle(&self) -> bool {
+        let out = self.out.take();
+        let empty = (out.as_ref()).is_none_or(|o| o.is_empty());
+        if !empty {
+            self.out.set(out);
         }
+        empty
     }
 
     /// Accepts nothing more; what is queued stays and is written.
@@ -191,8 +260,7 @@ impl Subscriber {
     pub fn close_with(&self, why: Closing) {
         if self.closing.get() == Closing::Open {
             self.closing.set(why);
-            self.queue.borrow_mut().clear();
-            *self.cork.borrow_mut() = BytesMut::new();
+            self.out.set(None);
             self.queued.set(0);
         }
         self.signal.kick();
@@ -221,14 +289,16 @@ impl Subscriber {
         if self.closing.get() != Closing::Open {
             return false;
         }
-        let n = self.queued.get() + b.len();
-        if n > self.max_queued {
+        let n = self.queued.get() as usize + b.len();
+        if n > self.max_queued as usize {
             self.close_with(Closing::SlowConsumer);
             return false;
         }
-        self.queued.set(n);
-        self.uncork();
-        self.queue.borrow_mut().push_back(b);
+        self.queued.set(n as u32);
+        self.outbox(|out| {
+            out.uncork();
+            out.queue.push_back(b);
+        });
         true
     }
 
@@ -269,14 +339,18 @@ impl Subscriber {
             }
             r.pos = p.seq;
             if p.group != 0 {
-                let mut recent = self.recent_groups.borrow_mut();
-                if recent.contains(&p.group) {
+                let mut recent = self.recent_groups.take().unwrap_or_default();
+                let seen = recent.contains(&p.group);
+                if !seen {
+                    if recent.len() == RECENT_GROUPS {
+                        recent.pop_front();
+                    }
+                    recent.push_back(p.group);
+                }
+                self.recent_groups.set(Some(recent));
+                if seen {
                     return true; // already received through another room; the cursor moved on anyway
                 }
-                if recent.len() == RECENT_GROUPS {
-                    recent.pop_front();
-                }
-                recent.push_back(p.group);
             }
             if let Format::Ws { envelope, deflate } = self.format {
                 drop(rooms);
@@ -323,23 +397,30 @@ impl Subscriber {
 
     /// Moves the queued frames out for writing.
     pub fn take_queue(&self, into: &mut VecDeque<Bytes>) {
-        self.uncork();
-        let mut q = self.queue.borrow_mut();
+        let Some(mut out) = self.out.take() else {
+            return;
+        };
+        out.uncork();
         if into.is_empty() {
-            std::mem::swap(&mut *q, into);
+            std::mem::swap(&mut out.queue, into);
         } else {
-            into.extend(q.drain(..));
+            into.extend(out.queue.drain(..));
         }
+        self.out.set(Some(out));
     }
 
     /// Frames have left the queue for the socket: `n` bytes are no longer queued.
     pub fn written(&self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.queued.set(self.queued.get().saturating_sub(n));
         self.active.set(true);
     }
 
     pub fn has_queued(&self) -> bool {
-        !self.queue.borrow().is_empty() || !self.cork.borrow().is_empty()
+        let out = self.out.take();
+        let queued = (out.as_ref()).is_some_and(|o| !o.is_empty());
+        self.out.set(out);
+        queued
     }
 
     /// For the keep-alive tick: true if nothing was written since the last call.
@@ -355,12 +436,9 @@ mod tests {
     use std::sync::Arc;
 
     fn sub(rooms: &[(&str, u64)], max: usize) -> Subscriber {
-        Subscriber::new(
-            rooms.iter().map(|(n, p)| (Arc::from(*n), *p)).collect(),
-            max,
-            Rc::new(Signal::default()),
-            0,
-        )
+        let names: Vec<RoomName> = rooms.iter().map(|(n, _)| Arc::from(*n)).collect();
+        let positions: Vec<u64> = rooms.iter().map(|(_, p)| *p).collect();
+        Subscriber::new(&names, Some(&positions), max, Rc::new(Signal::default()), 0)
     }
 
     fn drain(s: &Subscriber) -> String {

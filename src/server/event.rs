@@ -4,9 +4,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
+
+use crate::server::worker::clock_ms_at;
 
 /// A level-triggered event for a few waiters (accept loop, worker main task).
 #[derive(Default)]
@@ -93,14 +96,21 @@ pub struct Signal {
     waker: Cell<Option<Waker>>,
     /// The task waits (a kick schedules it); false while it runs.
     waiting: Cell<bool>,
-    deadline: Cell<Option<Instant>>,
+    /// In [`clock_ms`](crate::server::worker::clock_ms) (compact: one per connection), never early.
+    deadline: Cell<Option<NonZeroU32>>,
     expired: Cell<bool>,
+}
+
+/// `at` in [`clock_ms`](crate::server::worker::clock_ms), rounded up (0 is taken as 1): the sweeper, which
+/// reads the clock rounded down, never finds a deadline due early.
+fn deadline_ms(at: Instant) -> NonZeroU32 {
+    NonZeroU32::new(clock_ms_at(at)).unwrap_or(NonZeroU32::MIN)
 }
 
 impl Signal {
     /// Sets (or clears) the instant after which the connection is kicked with "expired".
     pub fn set_deadline(&self, at: Option<Instant>) {
-        self.deadline.set(at);
+        self.deadline.set(at.map(deadline_ms));
         self.expired.set(false);
     }
 
@@ -164,9 +174,10 @@ impl Signal {
     }
 
     /// Called by the sweeper: kicks the connection if its deadline has passed.
-    pub fn expire_if_due(&self, now: Instant) {
+    pub fn expire_if_due(&self, now_ms: u32) {
         if let Some(d) = self.deadline.get() {
-            if now >= d {
+            // wrapping: deadlines lie within 24 days of now
+            if now_ms.wrapping_sub(d.get()) as i32 >= 0 {
                 self.deadline.set(None);
                 self.expired.set(true);
                 self.kick();
@@ -247,5 +258,37 @@ impl Future for Kicked<'_> {
         }
         s.park(cx);
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::worker::clock_ms_at;
+    use std::time::Duration;
+
+    /// The compact deadline is never early and at most a millisecond late
+    /// (the sweeper's clock counts whole milliseconds).
+    #[test]
+    fn a_deadline_expires_at_its_millisecond_not_before() {
+        let s = Signal::default();
+        let at = Instant::now() + Duration::from_millis(50);
+        s.set_deadline(Some(at));
+        let due = clock_ms_at(at);
+        s.expire_if_due(due - 1);
+        assert!(!s.take_expired(), "a millisecond early");
+        s.expire_if_due(due);
+        assert!(s.take_expired());
+        assert!(s.is_kicked());
+        s.expire_if_due(due + 1);
+        assert!(!s.take_expired(), "expires once");
+        // far in the past: due at once; cleared: never
+        s.set_deadline(Some(Instant::now() - Duration::from_secs(5)));
+        s.expire_if_due(clock_ms_at(Instant::now()));
+        assert!(s.take_expired());
+        s.set_deadline(Some(at));
+        s.set_deadline(None);
+        s.expire_if_due(due + 10);
+        assert!(!s.take_expired());
     }
 }

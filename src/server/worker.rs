@@ -299,8 +299,9 @@ impl Worker {
                 release_free_memory();
                 collected = now;
             }
+            let now_ms = clock_ms();
             for s in self.signals() {
-                s.expire_if_due(now);
+                s.expire_if_due(now_ms);
             }
         }
     }
@@ -358,8 +359,18 @@ pub struct ConnGuard {
 
 /// Milliseconds since the first call, wrapping every 49 days (differences stay right).
 pub(crate) fn clock_ms() -> u32 {
+    clock_start().elapsed().as_millis() as u32
+}
+
+/// The instant `at` on the [`clock_ms`] clock, rounded up.
+pub(crate) fn clock_ms_at(at: Instant) -> u32 {
+    let since = at.saturating_duration_since(clock_start());
+    since.as_micros().div_ceil(1000) as u32
+}
+
+fn clock_start() -> Instant {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u32
+    *START.get_or_init(Instant::now)
 }
 
 /// Hands this thread's free allocator pages back to the kernel. mimalloc
@@ -374,7 +385,7 @@ fn release_free_memory() {
     }
     // SAFETY: mimalloc's collect takes no pointers; it only looks at this
     // thread's own heap (a no-op for memory another allocator handed out).
-    unsafe { mi_collect(false) }
+    unsafe { mi_collect(true) }
 }
 
 /// Work for [`Worker::run_later`], for this thread's worker.

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -83,14 +83,26 @@ async fn drive(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>) {
         End::Park => {
             let worker = guard.worker.clone();
             let key = guard.key();
+            let fd = sock::park_stream(stream);
             worker.park(
                 key,
                 Box::new(move || {
-                    crate::server::panic::spawn_guarded("sse stream", drive(stream, guard, sub));
+                    crate::server::panic::spawn_guarded("sse stream", resume(fd, guard, sub));
                 }),
             );
         }
-        end => finish(stream, guard, sub, end).await,
+        end => finish(Some(stream), guard, sub, end).await,
+    }
+}
+
+/// Runs a parked stream again.
+async fn resume(fd: OwnedFd, guard: ConnGuard, sub: Rc<Subscriber>) {
+    match sock::resume_stream(fd) {
+        Ok(stream) => drive(stream, guard, sub).await,
+        Err(e) => {
+            log::warn!("sse: resuming a parked stream failed: {e}");
+            finish(None, guard, sub, End::Gone).await;
+        }
     }
 }
 
@@ -107,14 +119,9 @@ async fn open(
     let stats = worker.stats.clone();
     let send_timeout = cfg.http.send_timeout.0;
 
-    let rooms: Vec<(RoomName, u64)> = req
-        .rooms
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.clone(), req.resume.as_ref().map_or(0, |c| c[i])))
-        .collect();
     let sub = Rc::new(Subscriber::new(
-        rooms,
+        &req.rooms,
+        req.resume.as_deref(),
         cfg.hub.max_queued_bytes.get(),
         guard.signal.clone(),
         hub.next_generation(),
@@ -128,7 +135,7 @@ async fn open(
         let info = SseConnect {
             id: ConnId {
                 worker: worker.id,
-                key: sub.key.get(),
+                key: sub.key(),
                 generation: sub.generation,
             },
             request: &req,
@@ -157,7 +164,8 @@ async fn open(
 }
 
 /// After the stream ended: its goodbye, leaving the rooms, the log line.
-async fn finish(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>, end: End) {
+/// Ends a stream (`stream` is `None` when its socket is already closed).
+async fn finish(stream: Option<TcpStream>, guard: ConnGuard, sub: Rc<Subscriber>, end: End) {
     let worker = &guard.worker;
     let stats = &worker.stats;
     match end {
@@ -165,7 +173,9 @@ async fn finish(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>, end: E
         End::Draining => {
             let mut last = BytesMut::new();
             encode::retry(&mut last, worker.shared.cfg.sse.retry_ms);
-            let _ = sock::send(stream.as_raw_fd(), &last);
+            if let Some(stream) = &stream {
+                let _ = sock::send(stream.as_raw_fd(), &last);
+            }
         }
         End::Timeout => stats.timeouts.inc(),
         End::Gone | End::Refused | End::Park => {}
@@ -173,12 +183,14 @@ async fn finish(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>, end: E
     worker.hub.remove_subscriber(&sub);
     stats.sse_open.sub(1);
     guard.log_stream_close("sse", end.name());
-    if matches!(end, End::Draining | End::SlowConsumer | End::Refused) {
-        Box::pin(sock::linger_close(
-            &stream,
-            std::time::Duration::from_millis(500),
-        ))
-        .await;
+    if let Some(stream) = stream {
+        if matches!(end, End::Draining | End::SlowConsumer | End::Refused) {
+            Box::pin(sock::linger_close(
+                &stream,
+                std::time::Duration::from_millis(500),
+            ))
+            .await;
+        }
     }
 }
 
@@ -259,6 +271,7 @@ async fn pump(
             continue;
         }
         if sub.signal.due_to_park(last_write) {
+            sub.release_idle();
             return End::Park;
         }
         let wake = std::future::poll_fn(|cx| {

@@ -13,7 +13,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -29,10 +29,12 @@ use crate::config::Envelope;
 use crate::hub::subscriber::{Closing, Format, Subscriber};
 use crate::hub::{ConnId, RoomName};
 use crate::io::{sock, writeq};
+use crate::server::event::PARK_AFTER;
 use crate::server::panic::CatchPanic;
-use crate::server::worker::{clock_ms, ConnGuard};
+use crate::server::worker::{clock_ms, ConnGuard, Worker};
 use crate::ws::close;
 use crate::ws::codec::{Decoder, DecoderConfig, Encoder, Event};
+use crate::ws::deflate::DeflateParams;
 
 /// Where the close handshake is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,21 +139,106 @@ pub fn serve(
 
 /// Runs the session until it ends or parks. A parked session (a room
 /// subscriber with nothing to do) ends its task and waits in the worker's
-/// table as its state alone; its first wake-up spawns this again.
+/// table as a [`Parked`] record; its first wake-up spawns this again.
 async fn drive(stream: TcpStream, mut s: Session) {
     match s.run(&stream).await {
         Ok(Step::Park) => {
             let worker = s.guard.worker.clone();
             let key = s.guard.key();
+            let parked = s.into_parked(stream);
             worker.park(
                 key,
                 Box::new(move || {
-                    crate::server::panic::spawn_guarded("websocket session", drive(stream, s));
+                    crate::server::panic::spawn_guarded("websocket session", resume(parked));
                 }),
             );
         }
         Ok(Step::Closed) => s.finish(Ok(())),
         Err(e) => s.finish(Err(e)),
+    }
+}
+
+/// Runs a parked session again.
+async fn resume(p: Parked) {
+    if let Some((stream, s)) = p.into_session() {
+        drive(stream, s).await;
+    }
+}
+
+/// What a parked session keeps: the socket as its bare descriptor, and only
+/// the state a new session could not make again (the decoder only while it
+/// holds a message or the client's inflate context; the read buffer, the
+/// shared state and the runtime's socket record are made again on resume).
+///
+/// Two records of at most 64 bytes each: allocations of that size class are
+/// the ones a connection frees as it parks (the runtime's socket record), so
+/// parked connections fill those places instead of taking new pages.
+struct Parked {
+    fd: OwnedFd,
+    guard: ConnGuard,
+    rest: Box<ParkedRest>,
+}
+
+struct ParkedRest {
+    sub: Rc<Subscriber>,
+    encoder: Encoder,
+    decoder: Option<Box<Decoder>>,
+    rate: Option<Rate>,
+    rooms_role: Option<Box<RoomsRole>>,
+}
+
+impl Parked {
+    /// The session again (`None`: the socket could not be handed back to
+    /// the runtime, and the connection has ended).
+    fn into_session(self) -> Option<(TcpStream, Session)> {
+        let worker = self.guard.worker.clone();
+        let rest = *self.rest;
+        let deflate = rest.encoder.params();
+        let fd = self.fd.as_raw_fd();
+        let s = Session {
+            fd,
+            shared: Rc::new(Shared {
+                sub: rest.sub,
+                worker: worker.clone(),
+                encoder: RefCell::new(rest.encoder),
+                ended: Cell::new(false),
+                h: None,
+            }),
+            guard: self.guard,
+            decoder: match rest.decoder {
+                Some(d) => *d,
+                None => Decoder::new(decoder_config(&worker, deflate)),
+            },
+            inbuf: None,
+            state: CloseState::Open,
+            rate: rest.rate,
+            rooms_role: rest.rooms_role,
+            handler: None,
+            paused: false,
+            // as quiet as when it parked: with nothing to write it parks again
+            last_write: Instant::now()
+                .checked_sub(PARK_AFTER)
+                .unwrap_or_else(Instant::now),
+            pending: VecDeque::new(),
+        };
+        match sock::resume_stream(self.fd) {
+            Ok(stream) => Some((stream, s)),
+            Err(e) => {
+                log::warn!("websocket: resuming a parked connection failed: {e}");
+                s.finish(Err(e));
+                None
+            }
+        }
+    }
+}
+
+/// The decoder settings of a connection on this worker.
+fn decoder_config(worker: &Worker, deflate: Option<DeflateParams>) -> DecoderConfig {
+    let cfg = &worker.shared.cfg;
+    DecoderConfig {
+        max_frame_size: cfg.ws.max_frame_size.get(),
+        max_message_size: cfg.ws.max_message_size.get(),
+        deflate,
     }
 }
 
@@ -197,18 +284,14 @@ async fn open(
         WsKind::Rooms(_, ref mode) => mode.envelope,
         WsKind::Handler(_) => Envelope::Raw,
     };
-    let positions: Vec<(RoomName, u64)> = rooms
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.clone(), resume.as_ref().map_or(0, |c| c[i])))
-        .collect();
     // What a connection may have waiting to be written: the subscriber limit,
     // plus room for the answers to what it already accepted (its inbox holds
     // up to hub.max_queued_bytes and one message more before reading pauses).
     let max_queued = cfg.hub.max_queued_bytes.get() + 2 * cfg.ws.max_message_size.get();
     let sub = Rc::new(
         Subscriber::new(
-            positions,
+            &rooms,
+            resume.as_deref(),
             max_queued,
             guard.signal.clone(),
             hub.next_generation(),
@@ -222,7 +305,7 @@ async fn open(
     worker.stats.ws_open.inc();
     let id = ConnId {
         worker: worker.id,
-        key: sub.key.get(),
+        key: sub.key(),
         generation: sub.generation,
     };
     let has_handler = matches!(up.kind, WsKind::Handler(_));
@@ -277,11 +360,7 @@ async fn open(
         fd: stream.as_raw_fd(),
         guard,
         shared: shared.clone(),
-        decoder: Decoder::new(DecoderConfig {
-            max_frame_size: cfg.ws.max_frame_size.get(),
-            max_message_size: cfg.ws.max_message_size.get(),
-            deflate: up.deflate,
-        }),
+        decoder: Decoder::new(decoder_config(&worker, up.deflate)),
         inbuf: if inbuf.is_empty() {
             worker.pool.give(inbuf);
             None
@@ -332,6 +411,25 @@ impl Session {
         &self.shared.sub
     }
 
+    /// The parked record of a session that is [`parkable`](Self::parkable).
+    fn into_parked(self, stream: TcpStream) -> Parked {
+        let Ok(shared) = Rc::try_unwrap(self.shared) else {
+            unreachable!("a parkable session holds the only reference to its shared state")
+        };
+        shared.sub.release_idle();
+        Parked {
+            fd: sock::park_stream(stream),
+            guard: self.guard,
+            rest: Box::new(ParkedRest {
+                sub: shared.sub,
+                encoder: shared.encoder.into_inner(),
+                decoder: (!self.decoder.is_fresh()).then(|| Box::new(self.decoder)),
+                rate: self.rate,
+                rooms_role: self.rooms_role,
+            }),
+        }
+    }
+
     fn has_handler(&self) -> bool {
         self.shared.h.is_some()
     }
@@ -342,6 +440,8 @@ impl Session {
     fn parkable(&self) -> bool {
         !self.has_handler()
             && self.handler.is_none()
+            && Rc::strong_count(&self.shared) == 1
+            && Rc::weak_count(&self.shared) == 0
             && !self.paused
             && self.inbuf.is_none()
             && self.pending.is_empty()
@@ -755,7 +855,16 @@ mod tests {
             "Shared {}",
             size_of::<super::Shared>()
         );
-        assert!(size_of::<crate::hub::subscriber::Subscriber>() <= 224);
-        assert!(size_of::<crate::server::event::Signal>() <= 48);
+        // allocations of at most 64 bytes (see Parked)
+        assert!(
+            size_of::<super::Parked>() <= 64,
+            "{}",
+            size_of::<super::Parked>()
+        );
+        assert!(size_of::<super::ParkedRest>() <= 64);
+        // with its reference counts, 96 bytes
+        assert!(size_of::<crate::hub::subscriber::Subscriber>() <= 80);
+        // with its reference counts, 48 bytes
+        assert!(size_of::<crate::server::event::Signal>() <= 32);
     }
 }

@@ -113,6 +113,13 @@ impl Decoder {
         &self.cfg
     }
 
+    /// Holds nothing a new decoder with the same settings would not (no
+    /// message in progress, no inflate context, not closed): it can be
+    /// dropped and made again.
+    pub fn is_fresh(&self) -> bool {
+        self.message.is_none() && self.inflater.is_none() && !self.closed
+    }
+
     /// A fragmented message has started and not finished.
     pub fn message_in_progress(&self) -> bool {
         self.message.is_some()
@@ -318,6 +325,11 @@ impl Encoder {
             deflate,
             deflater: None,
         }
+    }
+
+    /// The permessage-deflate parameters agreed, if any.
+    pub fn params(&self) -> Option<DeflateParams> {
+        self.deflate
     }
 
     /// Whether data messages may go out compressed (permessage-deflate was negotiated).
