@@ -334,7 +334,6 @@ fn slow_consumer_is_dropped_and_others_get_everything() {
         300 * 60_000,
         "the fast subscriber got everything"
     );
-    wait_subscribers(srv.addr, "slow", 1);
     // the slow one was cut: its stream ends before it holds everything
     let mut slow = slow;
     let got = slow.read_to_end();
@@ -343,6 +342,18 @@ fn slow_consumer_is_dropped_and_others_get_everything() {
         "slow consumer got {} bytes",
         got.len()
     );
+    assert_eq!(
+        metric(srv.addr, "ringcast_slow_consumer_drops_total", ""),
+        1.0
+    );
+}
+
+#[test]
+fn slow_consumer_waiting_on_its_full_socket_is_dropped_at_its_limit() {
+    let srv = TestServer::start(SLOW_SUBSCRIBER_CONFIG);
+    let slow = non_reading_client(srv.addr, "GET /sse?room=full HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut fast = SseClient::open(srv.addr, "/sse?room=full", "");
+    slow_subscriber_on_a_full_socket(&srv, "full", slow, || fast.next_event().data.len());
 }
 
 #[test]

@@ -603,3 +603,17 @@ fn a_parked_subscriber_is_still_pinged_and_cut_without_a_pong() {
     publish(srv.addr, "pinged", None, "still here");
     assert_eq!(polite.next_data().text(), "still here");
 }
+
+#[test]
+fn slow_subscriber_waiting_on_its_full_socket_is_dropped_at_its_limit() {
+    let srv = TestServer::start(SLOW_SUBSCRIBER_CONFIG);
+    let slow = non_reading_client(
+        srv.addr,
+        &format!(
+            "GET /ws?room=full HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
+    );
+    let mut fast = WsClient::connect(srv.addr, "/ws?room=full", "");
+    slow_subscriber_on_a_full_socket(&srv, "full", slow, || fast.next_data().payload.len());
+}

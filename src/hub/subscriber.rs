@@ -257,6 +257,12 @@ impl Subscriber {
         self.closing.get()
     }
 
+    /// The hub dropped this subscriber (too slow, or refused): its
+    /// connection ends without writing what it still had.
+    pub fn dropped(&self) -> bool {
+        matches!(self.closing.get(), Closing::SlowConsumer | Closing::Refused)
+    }
+
     pub fn close_with(&self, why: Closing) {
         if self.closing.get() == Closing::Open {
             self.closing.set(why);

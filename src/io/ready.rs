@@ -75,18 +75,25 @@ impl Epoll {
     ) -> io::Result<()> {
         events.clear();
         events.reserve(BATCH);
-        // SAFETY: the kernel writes at most BATCH events into the reserved capacity.
-        let n = unsafe { libc::epoll_wait(self.fd, events.as_mut_ptr(), BATCH as i32, 0) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(())
-            } else {
-                Err(e)
-            };
-        }
+        // SAFETY: the kernel writes at most BATCH events into the reserved
+        // capacity. (A direct syscall, as in `sock`: the C library's wrapper
+        // is a cancellation point.)
+        let r = unsafe {
+            super::sock::syscall_result(libc::syscall(
+                libc::SYS_epoll_wait,
+                self.fd as libc::c_long,
+                events.as_mut_ptr(),
+                BATCH as libc::c_long,
+                0 as libc::c_long,
+            ))
+        };
+        let n = match r {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        };
         // SAFETY: the kernel initialised n events.
-        unsafe { events.set_len(n as usize) };
+        unsafe { events.set_len(n) };
         const ENDED: u32 = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
         for ev in events.iter() {
             let (key, flags) = (ev.u64, ev.events);

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use crate::server::worker::clock_ms_at;
+use crate::server::worker::{clock_ms, clock_ms_at};
 
 /// A level-triggered event for a few waiters (accept loop, worker main task).
 #[derive(Default)]
@@ -116,19 +116,23 @@ impl Signal {
 
     /// For a stream about to wait with nothing of its own in flight: true
     /// once nothing is pending here and it has written nothing for
-    /// [`PARK_AFTER`] since `last_write` (it may park). Otherwise, with
+    /// [`PARK_AFTER`] since `last_write_ms` (on the
+    /// [`clock_ms`](crate::server::worker::clock_ms) clock; it may park). Otherwise, with
     /// nothing pending, the deadline is set to when it would be due, so the
     /// sweeper wakes it then; every write moves that on, so a busy stream is
     /// never woken for it.
-    pub fn due_to_park(&self, last_write: Instant) -> bool {
+    pub fn due_to_park(&self, last_write_ms: u32) -> bool {
         if self.is_readable() || self.is_kicked() {
             return false;
         }
-        let due = last_write + PARK_AFTER;
-        if Instant::now() >= due {
+        let due = last_write_ms.wrapping_add(PARK_AFTER.as_millis() as u32);
+        // wrapping: both lie within 24 days of now
+        if clock_ms().wrapping_sub(due) as i32 >= 0 {
             return true;
         }
-        self.set_deadline(Some(due));
+        self.deadline
+            .set(Some(NonZeroU32::new(due).unwrap_or(NonZeroU32::MIN)));
+        self.expired.set(false);
         false
     }
 
@@ -166,6 +170,13 @@ impl Signal {
             _ => self.waker.set(Some(cx.waker().clone())),
         }
         self.waiting.set(true);
+    }
+
+    /// Has the next kick wake the task waiting with `cx`, leaving a kick
+    /// that is already pending to be seen (for a wait on something else
+    /// that a kick should interrupt).
+    pub fn wake_on_kick(&self, cx: &Context<'_>) {
+        self.park(cx);
     }
 
     /// Forgets a kick the task gave itself while running.

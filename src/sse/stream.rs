@@ -11,7 +11,6 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
@@ -20,7 +19,7 @@ use super::encode;
 use crate::hub::subscriber::{Closing, Subscriber};
 use crate::hub::{ConnId, Message, RoomName};
 use crate::io::{sock, writeq};
-use crate::server::worker::ConnGuard;
+use crate::server::worker::{clock_ms, ConnGuard};
 
 /// An accepted SSE request.
 #[derive(Debug, Clone)]
@@ -228,7 +227,7 @@ async fn pump(
     let worker = &guard.worker;
     let fd = stream.as_raw_fd();
     let mut pending: VecDeque<Bytes> = VecDeque::new();
-    let mut last_write = Instant::now();
+    let mut last_write = clock_ms();
     loop {
         // Write everything queued so far (one vectored write per wake-up).
         match sub.closing() {
@@ -242,17 +241,17 @@ async fn pump(
                 Ok(n) => {
                     sub.written(n);
                     guard.wrote(n);
-                    last_write = Instant::now();
+                    last_write = clock_ms();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(e) = Box::pin(sock::wait_writable(stream, send_timeout)).await {
-                        return if e.kind() == io::ErrorKind::TimedOut {
-                            End::Timeout
-                        } else {
-                            End::Gone
-                        };
-                    }
-                    if sub.closing() != Closing::Open {
+                    let wait =
+                        sock::wait_writable_or(stream, send_timeout, &sub.signal, || sub.dropped());
+                    let writable = match Box::pin(wait).await {
+                        Ok(w) => w,
+                        Err(e) if e.kind() == io::ErrorKind::TimedOut => return End::Timeout,
+                        Err(_) => return End::Gone,
+                    };
+                    if !writable || sub.closing() != Closing::Open {
                         break;
                     }
                     // Writable again: take a turn with the other subscribers

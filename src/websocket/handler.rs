@@ -143,7 +143,11 @@ impl WsConn {
             if s.ended.get() {
                 return Poll::Ready(None);
             }
-            h.handler_waker.set(Some(cx.waker().clone()));
+            // kept while it is the same task's (no clone per message)
+            match h.handler_waker.take() {
+                Some(w) if w.will_wake(cx.waker()) => h.handler_waker.set(Some(w)),
+                _ => h.handler_waker.set(Some(cx.waker().clone())),
+            }
             Poll::Pending
         })
         .await

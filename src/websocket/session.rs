@@ -100,9 +100,9 @@ struct Session {
     handler: Option<CatchPanic<Pin<Box<dyn Future<Output = ()>>>>>,
     /// The handler's inbox is full: stop reading until it takes messages.
     paused: bool,
-    /// When it last wrote (a session quiet for
+    /// When it last wrote, in [`clock_ms`] (a session quiet for
     /// [`PARK_AFTER`](crate::server::event::PARK_AFTER) parks).
-    last_write: Instant,
+    last_write: u32,
     pending: VecDeque<Bytes>,
 }
 
@@ -216,9 +216,7 @@ impl Parked {
             handler: None,
             paused: false,
             // as quiet as when it parked: with nothing to write it parks again
-            last_write: Instant::now()
-                .checked_sub(PARK_AFTER)
-                .unwrap_or_else(Instant::now),
+            last_write: clock_ms().wrapping_sub(PARK_AFTER.as_millis() as u32),
             pending: VecDeque::new(),
         };
         match sock::resume_stream(self.fd) {
@@ -372,7 +370,7 @@ async fn open(
         rooms_role,
         handler,
         paused: false,
-        last_write: Instant::now(),
+        last_write: clock_ms(),
         pending: VecDeque::new(),
     };
     Some((stream, s))
@@ -702,7 +700,11 @@ impl Session {
         while !self.write_pending()? {
             // (boxed: the wait's state is not reserved in the connection's future)
             let timeout = self.guard.worker.shared.cfg.http.send_timeout.0;
-            Box::pin(sock::wait_writable(stream, timeout)).await?;
+            let sub = &self.shared.sub;
+            let wait = sock::wait_writable_or(stream, timeout, &sub.signal, || sub.dropped());
+            if !Box::pin(wait).await? {
+                return Ok(()); // dropped by the hub: the run loop ends it
+            }
             self.shared.sub.take_queue(&mut self.pending);
         }
         Ok(())
@@ -715,7 +717,7 @@ impl Session {
                 Ok(n) => {
                     self.shared.sub.written(n);
                     self.guard.wrote(n);
-                    self.last_write = Instant::now();
+                    self.last_write = clock_ms();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),

@@ -712,6 +712,73 @@ pub fn wait_subscribers(addr: SocketAddr, room: &str, n: u64) {
     panic!("room {room} never reached {n} subscribers");
 }
 
+/// A client with a 4 KiB receive window that sends `request` and then never
+/// reads: the server's send buffer for it fills up and stays full.
+pub fn non_reading_client(addr: SocketAddr, request: &str) -> Client {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect(&addr.into()).unwrap();
+    let mut c = Client::from_stream(s.into());
+    c.send(request);
+    c
+}
+
+/// The server configuration of [`slow_subscriber_on_a_full_socket`]: 60 KB
+/// messages, a 256 KiB queue per subscriber, and a send timeout far longer
+/// than any wait of the test.
+pub const SLOW_SUBSCRIBER_CONFIG: &str =
+    "[hub]\nauto_join_room = \"\"\nmax_message_size = \"64KiB\"\n\
+     max_queued_bytes = \"256KiB\"\n[http]\nsend_timeout = \"120s\"\n";
+
+/// A subscriber of `room` that never reads (`slow`, subscribed) has its
+/// socket full long before its queue passes the hub's limit; it must be
+/// dropped as soon as it passes it, while it waits for its socket, not at
+/// the send timeout. 60 KB messages are published one at a time, each once
+/// the reading subscriber (`fast_next` returns the size of what it got
+/// next) has it, until the room has lost the slow subscriber. Returns how
+/// many were published.
+pub fn slow_subscriber_on_a_full_socket(
+    srv: &TestServer,
+    room: &str,
+    slow: Client,
+    mut fast_next: impl FnMut() -> usize,
+) -> usize {
+    wait_subscribers(srv.addr, room, 2);
+    let payload = "x".repeat(60_000);
+    let mut p = Publisher::new(srv.addr);
+    // kernel buffers (a few hundred KB at most here) plus the 256 KiB queue
+    let most = 200;
+    let mut published = 0;
+    while published < most {
+        p.publish(room, &payload);
+        published += 1;
+        assert_eq!(
+            fast_next(),
+            60_000,
+            "the reading subscriber gets each message"
+        );
+        if room_info(srv.addr, room)["subscribers"].as_u64() == Some(1) {
+            break;
+        }
+    }
+    assert!(
+        published < most,
+        "the slow subscriber was still in the room after {most} messages of 60 KB"
+    );
+    // its connection ends (within the read limit, far below the send timeout)
+    let mut slow = slow;
+    let got = slow.read_to_end();
+    assert!(
+        got.len() < published * 60_000,
+        "slow subscriber got everything"
+    );
+    assert_eq!(
+        metric(srv.addr, "ringcast_slow_consumer_drops_total", ""),
+        1.0
+    );
+    published
+}
+
 /// A connection to `addr` from the local address `src` (any 127.x.y.z works on
 /// loopback), to act as another client IP.
 pub fn connect_from(src: &str, addr: SocketAddr) -> Client {
