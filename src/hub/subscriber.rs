@@ -415,6 +415,29 @@ impl Subscriber {
         self.out.set(Some(out));
     }
 
+    /// Sends the corked frames straight from the cork when nothing else is
+    /// queued (`None`: there was nothing to send that way): no queue entry
+    /// and no shared buffer per write, which is what a connection answering
+    /// one message at a time (an echo) does most. Bytes left after a partial
+    /// send stay corked, in order.
+    pub fn send_cork(&self, fd: std::os::fd::RawFd) -> Option<std::io::Result<usize>> {
+        let mut out = self.out.take()?;
+        let r = (out.queue.is_empty() && !out.cork.is_empty()).then(|| {
+            let r = crate::io::sock::send(fd, &out.cork);
+            if let Ok(n) = r {
+                if n == out.cork.len() {
+                    out.cork.clear();
+                } else {
+                    bytes::Buf::advance(&mut out.cork, n);
+                }
+                self.written(n);
+            }
+            r
+        });
+        self.out.set(Some(out));
+        r
+    }
+
     /// Frames have left the queue for the socket: `n` bytes are no longer queued.
     pub fn written(&self, n: usize) {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
@@ -445,6 +468,47 @@ mod tests {
         let names: Vec<RoomName> = rooms.iter().map(|(n, _)| Arc::from(*n)).collect();
         let positions: Vec<u64> = rooms.iter().map(|(_, p)| *p).collect();
         Subscriber::new(&names, Some(&positions), max, Rc::new(Signal::default()), 0)
+    }
+
+    /// Corked frames sent straight from the cork: a partial send leaves the
+    /// rest corked, ahead of a room frame queued after it; with a room frame
+    /// queued the cork is not sent that way (order).
+    #[test]
+    fn cork_sent_directly_keeps_the_order() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let s = sub(&[("r", 0)], 64 << 20);
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        assert!(s.send_cork(a.as_raw_fd()).is_none(), "nothing corked");
+        let big: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
+        assert!(s.cork(|out| out.extend_from_slice(&big)));
+        let first = s.send_cork(a.as_raw_fd()).unwrap().unwrap();
+        assert!(first > 0 && first < big.len(), "a partial send: {first}");
+        assert!(s.push(Bytes::from_static(b"room")));
+        assert!(
+            s.send_cork(a.as_raw_fd()).is_none(),
+            "a room frame is queued"
+        );
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).unwrap();
+            got
+        });
+        let mut q = VecDeque::new();
+        s.take_queue(&mut q);
+        while !q.is_empty() {
+            match crate::io::writeq::write_queue(a.as_raw_fd(), &mut q) {
+                Ok(n) => s.written(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        drop(a);
+        let mut want = big;
+        want.extend_from_slice(b"room");
+        assert!(reader.join().unwrap() == want, "bytes out of order");
+        assert!(!s.has_queued());
     }
 
     fn drain(s: &Subscriber) -> String {

@@ -22,6 +22,12 @@ thread_local! {
 
 /// One vectored write of the front of `queue`; returns the bytes written.
 pub fn write_queue(fd: RawFd, queue: &mut VecDeque<Bytes>) -> io::Result<usize> {
+    if queue.len() == 1 {
+        // (the common case of a busy connection: no slice array to build)
+        let n = sock::send(fd, &queue[0])?;
+        consume(queue, n);
+        return Ok(n);
+    }
     let n = {
         let mut iov: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
         let mut cnt = 0;

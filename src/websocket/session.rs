@@ -696,6 +696,16 @@ impl Session {
 
     /// Writes everything queued, waiting for the socket as needed.
     async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
+        if self.pending.is_empty() {
+            match self.shared.sub.send_cork(self.fd) {
+                Some(Ok(n)) => {
+                    self.guard.wrote(n);
+                    self.last_write = clock_ms();
+                }
+                Some(Err(e)) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                _ => {}
+            }
+        }
         self.shared.sub.take_queue(&mut self.pending);
         while !self.write_pending()? {
             // (boxed: the wait's state is not reserved in the connection's future)
