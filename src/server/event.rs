@@ -79,7 +79,10 @@ impl LocalEvent {
 
 /// How long a stream (a WebSocket room subscriber, an SSE stream) must have
 /// written nothing before it parks (see [`crate::server::worker::Worker::park`]).
-pub const PARK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+pub const PARK_AFTER: std::time::Duration = std::time::Duration::from_millis(PARK_AFTER_MS as u64);
+
+/// [`PARK_AFTER`] on the [`clock_ms`](crate::server::worker::clock_ms) clock.
+pub const PARK_AFTER_MS: u32 = 1000;
 
 /// One connection's wake-up: a flag plus the waker of the connection task,
 /// the connection's read readiness (set by the worker's epoll task, see
@@ -101,16 +104,20 @@ pub struct Signal {
     expired: Cell<bool>,
 }
 
-/// `at` in [`clock_ms`](crate::server::worker::clock_ms), rounded up (0 is taken as 1): the sweeper, which
-/// reads the clock rounded down, never finds a deadline due early.
-fn deadline_ms(at: Instant) -> NonZeroU32 {
-    NonZeroU32::new(clock_ms_at(at)).unwrap_or(NonZeroU32::MIN)
-}
-
 impl Signal {
-    /// Sets (or clears) the instant after which the connection is kicked with "expired".
+    /// Sets (or clears) the instant after which the connection is kicked
+    /// with "expired". The instant is rounded up on the
+    /// [`clock_ms`](crate::server::worker::clock_ms) clock: the sweeper,
+    /// which reads that clock rounded down, never finds a deadline due early.
     pub fn set_deadline(&self, at: Option<Instant>) {
-        self.deadline.set(at.map(deadline_ms));
+        self.set_deadline_ms(at.map(clock_ms_at));
+    }
+
+    /// [`Signal::set_deadline`] with the deadline already on the
+    /// [`clock_ms`](crate::server::worker::clock_ms) clock (0 is taken as 1).
+    fn set_deadline_ms(&self, at_ms: Option<u32>) {
+        self.deadline
+            .set(at_ms.map(|ms| NonZeroU32::new(ms).unwrap_or(NonZeroU32::MIN)));
         self.expired.set(false);
     }
 
@@ -125,14 +132,12 @@ impl Signal {
         if self.is_readable() || self.is_kicked() {
             return false;
         }
-        let due = last_write_ms.wrapping_add(PARK_AFTER.as_millis() as u32);
+        let due = last_write_ms.wrapping_add(PARK_AFTER_MS);
         // wrapping: both lie within 24 days of now
         if clock_ms().wrapping_sub(due) as i32 >= 0 {
             return true;
         }
-        self.deadline
-            .set(Some(NonZeroU32::new(due).unwrap_or(NonZeroU32::MIN)));
-        self.expired.set(false);
+        self.set_deadline_ms(Some(due));
         false
     }
 

@@ -29,7 +29,7 @@ use crate::config::Envelope;
 use crate::hub::subscriber::{Closing, Format, Subscriber};
 use crate::hub::{ConnId, RoomName};
 use crate::io::{sock, writeq};
-use crate::server::event::PARK_AFTER;
+use crate::server::event::PARK_AFTER_MS;
 use crate::server::panic::CatchPanic;
 use crate::server::worker::{clock_ms, ConnGuard, Worker};
 use crate::ws::close;
@@ -216,7 +216,7 @@ impl Parked {
             handler: None,
             paused: false,
             // as quiet as when it parked: with nothing to write it parks again
-            last_write: clock_ms().wrapping_sub(PARK_AFTER.as_millis() as u32),
+            last_write: clock_ms().wrapping_sub(PARK_AFTER_MS),
             pending: VecDeque::new(),
         };
         match sock::resume_stream(self.fd) {
@@ -698,10 +698,7 @@ impl Session {
     async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
         if self.pending.is_empty() {
             match self.shared.sub.send_cork(self.fd) {
-                Some(Ok(n)) => {
-                    self.guard.wrote(n);
-                    self.last_write = clock_ms();
-                }
+                Some(Ok(n)) => self.wrote(n),
                 Some(Err(e)) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
                 _ => {}
             }
@@ -720,15 +717,18 @@ impl Session {
         Ok(())
     }
 
+    /// `n` bytes left for the socket: counted, and the stream is not quiet.
+    fn wrote(&mut self, n: usize) {
+        self.shared.sub.written(n);
+        self.guard.wrote(n);
+        self.last_write = clock_ms();
+    }
+
     /// Writes what is pending until done (true) or the socket is full (false).
     fn write_pending(&mut self) -> io::Result<bool> {
         while !self.pending.is_empty() {
             match writeq::write_queue(self.fd, &mut self.pending) {
-                Ok(n) => {
-                    self.shared.sub.written(n);
-                    self.guard.wrote(n);
-                    self.last_write = clock_ms();
-                }
+                Ok(n) => self.wrote(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             }
