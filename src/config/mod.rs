@@ -134,6 +134,9 @@ pub struct HttpConfig {
     pub read_buffer_size: ByteSize,
     /// Most requests served on one keep-alive connection (0 = no limit).
     pub max_requests_per_connection: u64,
+    /// Answers waiting to be written on one connection: past it, further
+    /// pipelined requests wait until the client has read what is pending.
+    pub max_pending_output: ByteSize,
     /// Path of the Prometheus metrics ("" = off).
     pub metrics_path: String,
 }
@@ -151,6 +154,7 @@ impl Default for HttpConfig {
             max_body_size: ByteSize(1 << 20),
             read_buffer_size: ByteSize(64 << 10),
             max_requests_per_connection: 0,
+            max_pending_output: ByteSize(256 << 10),
             metrics_path: "/metrics".to_string(),
         }
     }
@@ -607,6 +611,12 @@ impl Config {
             return fail(format!(
                 "http.read_buffer_size = {} must be from 1KiB to 16MiB",
                 h.read_buffer_size.0
+            ));
+        }
+        if h.max_pending_output.0 < 1024 || h.max_pending_output.0 > 64 << 20 {
+            return fail(format!(
+                "http.max_pending_output = {} must be from 1KiB to 64MiB",
+                h.max_pending_output.0
             ));
         }
         if h.max_body_size.0 > 1 << 30 {

@@ -241,7 +241,16 @@ impl Conn {
                 return Ok(None);
             }
             stats.bytes_in.add(n as u64);
-            let next = self.handle(&mut buf).await;
+            let next = match self.handle(&mut buf).await {
+                Ok(next) => next,
+                Err(e) => {
+                    self.worker.pool.give(buf);
+                    if e.kind() == io::ErrorKind::TimedOut {
+                        stats.timeouts.inc();
+                    }
+                    return Err(e);
+                }
+            };
             match next {
                 Next::Sse(req) => {
                     // Bytes after the stream request are not requests any more.
@@ -429,10 +438,21 @@ impl Conn {
     }
 
     /// Answers every complete request in `buf`, in order; leaves a partial one in it.
-    async fn handle(&mut self, buf: &mut BytesMut) -> Next {
+    ///
+    /// Pipelined answers are bounded: once `http.max_pending_output` bytes
+    /// wait in the output buffer, they are written (waiting for the client
+    /// to read them, within `send_timeout`) before the next request is
+    /// parsed, so a client that pipelines and never reads holds at most that
+    /// much plus one answer.
+    async fn handle(&mut self, buf: &mut BytesMut) -> io::Result<Next> {
+        let max_pending = self.worker.shared.cfg.http.max_pending_output.get();
         loop {
+            if self.out.len() >= max_pending && !buf.is_empty() {
+                self.worker.stats.pending_output_pauses.inc();
+                self.flush().await?;
+            }
             let (action, keep_alive, head_only, log) = match self.next_request(buf) {
-                Step::Stop(next) => return next,
+                Step::Stop(next) => return Ok(next),
                 Step::Run {
                     action,
                     keep_alive,
@@ -448,10 +468,10 @@ impl Conn {
                         self.log_request(p, len);
                     }
                     if self.send_file(&path, len).await.is_err() {
-                        return Next::Close;
+                        return Ok(Next::Close);
                     }
                     if !keep_alive {
-                        return Next::Close;
+                        return Ok(Next::Close);
                     }
                     continue;
                 }
@@ -459,19 +479,19 @@ impl Conn {
                     if let (Some(p), Some(access)) = (&log, &self.worker.access) {
                         access.stream_open(&self.worker.stats, "sse", self.guard.peer(), &p.target);
                     }
-                    return Next::Sse(req);
+                    return Ok(Next::Sse(req));
                 }
                 Action::WebSocket(up) => {
                     if let (Some(p), Some(access)) = (&log, &self.worker.access) {
                         access.stream_open(&self.worker.stats, "ws", self.guard.peer(), &p.target);
                     }
-                    return Next::Ws(up);
+                    return Ok(Next::Ws(up));
                 }
                 Action::Close => {
                     if let Some(p) = &log {
                         self.log_request(p, 0);
                     }
-                    return Next::Close;
+                    return Ok(Next::Close);
                 }
                 Action::Publish { room, msg } => {
                     let r = self.worker.hub.publish(room.clone(), msg).await;
@@ -525,7 +545,7 @@ impl Conn {
                 self.log_request(p, 0);
             }
             if !keep_alive {
-                return Next::Close;
+                return Ok(Next::Close);
             }
         }
     }

@@ -128,6 +128,10 @@ static FAMILIES: &[Family] = &[
             ("limit=\"max_request_line\"", get!(http_414)),
             ("limit=\"max_header_bytes\"", get!(http_431)),
             ("limit=\"timeouts\"", get!(timeouts)),
+            (
+                "limit=\"max_pending_output\"",
+                get!(pending_output_pauses),
+            ),
             ("limit=\"ws_message_rate\"", get!(ws_rate_limited)),
         ],
     },

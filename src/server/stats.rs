@@ -59,6 +59,9 @@ pub struct WorkerStats {
     pub http_other_errors: Counter,
     /// Connections closed because `header_timeout`, `keepalive_timeout`, `body_timeout` or `send_timeout` ran out.
     pub timeouts: Counter,
+    /// Times a connection's pending answers reached `http.max_pending_output`
+    /// and its further pipelined requests waited for the client to read.
+    pub pending_output_pauses: Counter,
     /// SSE streams open right now.
     pub sse_open: Counter,
     /// WebSocket connections open right now.
