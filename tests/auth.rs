@@ -312,7 +312,7 @@ fn websocket_handshake_refusals_come_before_the_101() {
         WsClient::connect(
             srv.addr,
             "/ws?room=live",
-            &format!("Cookie: ringcast_token={t}\r\n"),
+            &format!("Cookie: ringcast_token={t}\r\nOrigin: http://t\r\n"),
         ),
     ];
     wait_room(srv.addr, "live", &t, 3);
@@ -618,4 +618,129 @@ fn reload_auth_applies_new_rules_to_new_requests() {
     let _open = SseClient::open(addr, "/sse?room=r", "");
     assert_eq!(request(&mut c, "POST", "/publish/r", "", "x").status, 202);
     assert!(srv.stop());
+}
+
+/// Reads a refused upgrade's body and checks that the connection closes.
+fn refused_body(c: &mut Client, r: &Response) -> String {
+    let len: usize = r.header("content-length").unwrap().parse().unwrap();
+    let body = String::from_utf8(c.read_exact_bytes(len)).unwrap();
+    assert!(
+        c.closed_by_server(),
+        "a refused upgrade's connection closes"
+    );
+    body
+}
+
+#[test]
+fn demo_chat_and_handler_endpoints_obey_subscribe_auth() {
+    let srv = TestServer::start(&config("subscribe = true\n"));
+    for target in ["/demo/chat/ws", "/echo"] {
+        let (mut c, r) = WsClient::handshake(srv.addr, target, "");
+        assert_eq!(r.status, 401, "{target}: {}", r.head);
+        assert!(refused_body(&mut c, &r).contains("missing token"));
+    }
+    let other = token(json!({"rooms": ["other"]}));
+    let (mut c, r) = WsClient::handshake(srv.addr, "/demo/chat/ws", &bearer(&other));
+    assert_eq!(r.status, 403, "{}", r.head);
+    assert!(refused_body(&mut c, &r).contains("demo-chat"));
+    assert_eq!(rejected(srv.addr, "unauthorized"), 2);
+    assert_eq!(rejected(srv.addr, "forbidden"), 1);
+
+    // a token listing the room: its live messages
+    let t = token(json!({"rooms": ["demo-chat"]}));
+    let mut chat = WsClient::connect(srv.addr, "/demo/chat/ws", &bearer(&t));
+    wait_room(srv.addr, "demo-chat", &t, 1);
+    publish(srv.addr, "demo-chat", None, "<p>live</p>");
+    assert!(chat.next_data().text().starts_with("<p>live</p>"));
+    let mut echo = WsClient::connect(srv.addr, "/echo", &bearer(&t));
+    echo.send_text("hi");
+    assert_eq!(echo.next_data().text(), "hi");
+}
+
+#[test]
+fn a_handler_endpoint_can_opt_out_of_auth() {
+    let srv = TestServer::start(&config("subscribe = true\n[ws.echo]\nauth = \"off\"\n"));
+    let mut echo = WsClient::connect(srv.addr, "/echo", "");
+    echo.send_text("open");
+    assert_eq!(echo.next_data().text(), "open");
+}
+
+#[test]
+fn a_handler_joins_only_rooms_the_token_lists() {
+    use ringcast::{config::Config, Server};
+    let mut cfg = Config::from_toml(&config("subscribe = true\n"), "test").unwrap();
+    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.server.workers = 1;
+    let srv = Server::new(cfg)
+        .unwrap()
+        .ws_handler("/rooms-by-hand", Default::default(), |conn| async move {
+            for room in ["mine", "theirs"] {
+                let answer = match conn.join(room) {
+                    Ok(()) => format!("{room}: joined"),
+                    Err(e) => format!("{room}: {e}"),
+                };
+                conn.send_text(&answer).unwrap();
+            }
+            while conn.recv().await.is_some() {}
+        })
+        .start()
+        .unwrap();
+    let (_c, r) = WsClient::handshake(srv.local_addr(), "/rooms-by-hand", "");
+    assert_eq!(r.status, 401);
+    let t = token(json!({"rooms": ["mine"]}));
+    let mut ws = WsClient::connect(srv.local_addr(), "/rooms-by-hand", &bearer(&t));
+    assert_eq!(ws.next_data().text(), "mine: joined");
+    assert_eq!(
+        ws.next_data().text(),
+        "theirs: the token does not allow room \"theirs\""
+    );
+    srv.stop();
+}
+
+#[test]
+fn a_websocket_authenticated_by_cookie_must_come_from_the_same_origin() {
+    let srv = TestServer::start(&config("subscribe = true\n"));
+    let t = token(json!({"rooms": ["live"]}));
+    let cookie = format!("Cookie: ringcast_token={t}\r\n");
+    for origin in [
+        "",
+        "Origin: http://evil.example\r\n",
+        "Origin: http://t.evil\r\n",
+        "Origin: null\r\n",
+    ] {
+        let (mut c, r) =
+            WsClient::handshake(srv.addr, "/ws?room=live", &format!("{cookie}{origin}"));
+        assert_eq!(r.status, 403, "{origin:?}: {}", r.head);
+        assert!(refused_body(&mut c, &r).contains("Origin must match Host"));
+    }
+    assert_eq!(rejected(srv.addr, "websocket"), 4);
+    // the same origin, any case, with the scheme's default port
+    for origin in [
+        "Origin: http://t\r\n",
+        "Origin: HTTP://T:80\r\n",
+        "Origin: https://t\r\n",
+    ] {
+        WsClient::connect(srv.addr, "/ws?room=live", &format!("{cookie}{origin}"));
+    }
+    // a token that is not a cookie is not sent by other sites' pages
+    WsClient::connect(
+        srv.addr,
+        "/ws?room=live",
+        &format!("{}Origin: http://evil.example\r\n", bearer(&t)),
+    );
+    // with an allowlist, its origins are the ones that may use the cookie
+    let srv = TestServer::start(&config(
+        "subscribe = true\n[ws.rooms]\nallowed_origins = [\"https://app.example\"]\n",
+    ));
+    WsClient::connect(
+        srv.addr,
+        "/ws?room=live",
+        &format!("{cookie}Origin: https://app.example\r\n"),
+    );
+    let (_c, r) = WsClient::handshake(
+        srv.addr,
+        "/ws?room=live",
+        &format!("{cookie}Origin: http://t\r\n"),
+    );
+    assert_eq!(r.status, 403);
 }

@@ -63,6 +63,14 @@ impl Grant {
     }
 }
 
+/// Where a request's token came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenSource {
+    Header,
+    Query,
+    Cookie,
+}
+
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -227,20 +235,31 @@ impl Auth {
     /// The request's token: `Authorization: Bearer`, then the query
     /// parameter, then the cookie. Empty values count as absent.
     pub fn token<'h>(&self, head: &RequestHead<'h>) -> Option<Cow<'h, str>> {
+        self.token_and_source(head).map(|(t, _)| t)
+    }
+
+    /// Whether the request's token (if any) is the cookie's: a browser
+    /// sends cookies with any site's WebSocket, so such a handshake must
+    /// prove its origin.
+    pub fn token_from_cookie(&self, head: &RequestHead<'_>) -> bool {
+        matches!(self.token_and_source(head), Some((_, TokenSource::Cookie)))
+    }
+
+    fn token_and_source<'h>(&self, head: &RequestHead<'h>) -> Option<(Cow<'h, str>, TokenSource)> {
         let headers: &'h [httparse::Header<'h>] = head.headers;
         if let Some(h) = headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("authorization"))
         {
             if let Some(t) = std::str::from_utf8(h.value).ok().and_then(bearer) {
-                return Some(Cow::Borrowed(t));
+                return Some((Cow::Borrowed(t), TokenSource::Header));
             }
         }
         if !self.query_param.is_empty() {
             if let Some(raw) = head.query_params(&self.query_param).next() {
                 if let Ok(t) = percent_decode(raw) {
                     if !t.is_empty() {
-                        return Some(Cow::Owned(t));
+                        return Some((Cow::Owned(t), TokenSource::Query));
                     }
                 }
             }
@@ -261,7 +280,7 @@ impl Auth {
                             .and_then(|x| x.strip_suffix('"'))
                             .unwrap_or(value);
                         if name.trim() == &*self.cookie && !value.is_empty() {
-                            return Some(Cow::Borrowed(value));
+                            return Some((Cow::Borrowed(value), TokenSource::Cookie));
                         }
                     }
                 }

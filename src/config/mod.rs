@@ -378,6 +378,21 @@ pub struct WsEchoEndpoint {
     pub max_messages_per_sec: u32,
     /// Messages a client may send at once above the rate.
     pub burst: u32,
+    /// Who may connect: "server" follows `[auth]` (with `auth.subscribe` a
+    /// token is needed, and the handler joins only rooms it lists); "off"
+    /// lets anyone in (the endpoint decides for itself).
+    pub auth: EndpointAuth,
+}
+
+/// Whether a handler endpoint applies the server's `[auth]` rules.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointAuth {
+    /// `[auth]` as for `/ws` and SSE.
+    #[default]
+    Server,
+    /// No token checked.
+    Off,
 }
 
 impl Default for WsEchoEndpoint {
@@ -389,6 +404,7 @@ impl Default for WsEchoEndpoint {
             deflate: true,
             max_messages_per_sec: 0,
             burst: 0,
+            auth: EndpointAuth::Server,
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::server::Shared;
 use render::Sample;
 
 /// The room the dashboard feed publishes to; `POST /publish` refuses it.
-pub const ROOM: &str = "__dashboard";
+pub const ROOM: &str = crate::hub::DASHBOARD_ROOM;
 /// Samples kept for the trend lines.
 const TREND: usize = 60;
 

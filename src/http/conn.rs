@@ -497,7 +497,12 @@ impl Conn {
                     let r = self.worker.hub.publish(room.clone(), msg).await;
                     match r {
                         Ok(id) => publish_accepted(&mut self.out, &room, id, keep_alive),
-                        Err(e) => hub_error(&mut self.out, &e, keep_alive),
+                        Err(e) => {
+                            if let HubError::BadMessage(_) = e {
+                                self.worker.stats.hub_rejects.inc();
+                            }
+                            hub_error(&mut self.out, &e, keep_alive)
+                        }
                     }
                 }
                 Action::RoomInfo { room } => match self.worker.hub.info(room.clone()).await {
@@ -604,8 +609,10 @@ fn publish_accepted(out: &mut BytesMut, room: &str, id: u64, keep_alive: bool) {
 /// The status a hub failure gives a client.
 fn hub_error(out: &mut BytesMut, e: &HubError, keep_alive: bool) {
     let status = match e {
-        HubError::BadRoom(_) => 400,
+        HubError::BadRoom(_) | HubError::BadMessage(_) => 400,
         HubError::TooManyRooms | HubError::Busy | HubError::Closed => 503,
+        HubError::Forbidden(_) => 403,
+        HubError::OnWorker(_) => 500,
     };
     response::error(out, status, &e.to_string(), keep_alive, false);
 }

@@ -13,6 +13,7 @@ use super::request::RequestHead;
 use super::response;
 use super::static_files::{self, Denied};
 use crate::auth::{self, Auth, Grant, PublishMode, Refusal};
+use crate::config::EndpointAuth;
 use crate::hub::{valid_room_name, Message, RoomName};
 use crate::server::worker::Worker;
 use crate::sse::cursor;
@@ -93,12 +94,24 @@ pub fn route(
         } else {
             (e.max_messages_per_sec, e.burst)
         };
+        // decided before the 101: a refusal is an HTTP answer to the upgrade
+        let grant = match e.auth {
+            EndpointAuth::Off => Grant::All,
+            EndpointAuth::Server => {
+                let auth = worker.shared.auth.load();
+                match auth.subscriber(head) {
+                    Ok(g) => g,
+                    Err(r) => return refuse(worker, &auth, &r, out, false, false),
+                }
+            }
+        };
         let rules = EndpointRules {
             subprotocols: &e.subprotocols,
             allowed_origins: &e.allowed_origins,
             deflate: e.deflate,
+            same_origin: false,
         };
-        let kind = WsKind::Handler(route.handler.clone());
+        let kind = WsKind::Handler(route.handler.clone(), grant);
         return ws_upgrade(worker, head, &rules, kind, rate, None, out);
     }
     if worker.shared.demos_on() {
@@ -152,6 +165,7 @@ pub fn route(
             subprotocols: &e.subprotocols,
             allowed_origins: &e.allowed_origins,
             deflate: e.deflate,
+            same_origin: false,
         };
         return ws_upgrade(
             worker,
@@ -297,6 +311,7 @@ fn demo_chat(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Act
         subprotocols: &[],
         allowed_origins: &e.allowed_origins,
         deflate: e.deflate,
+        same_origin: false,
     };
     // htmx reconnects with ?last_event_id= from the cursor each message swaps in
     let resume = match resume_cursor(head, 1) {
@@ -311,12 +326,20 @@ fn demo_chat(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Act
         rooms: vec![Arc::from(crate::demo::CHAT_ROOM)],
         resume,
     };
+    // reading the chat is subscribing to its room: [auth] as for /ws
+    let auth = worker.shared.auth.load();
+    let grant = match auth.subscriber(head) {
+        Ok(g) => g,
+        Err(r) => return refuse(worker, &auth, &r, out, false, false),
+    };
+    if let Err(r) = auth::check_rooms(&grant, &req.rooms, "") {
+        return refuse(worker, &auth, &r, out, false, false);
+    }
     let mode = RoomsMode {
         envelope: crate::config::Envelope::Htmx,
         client_publish: true,
         template: crate::demo::CHAT_TEMPLATE.to_string(),
     };
-    let auth = worker.shared.auth.load();
     let publish_rooms = ws_publish_rooms(&auth, head, &req.rooms, true);
     ws_upgrade(
         worker,
@@ -391,7 +414,13 @@ fn ws_upgrade(
     publish_rooms: Option<Vec<RoomName>>,
     out: &mut BytesMut,
 ) -> Action {
-    match websocket::negotiate(&worker.shared.cfg, head, rules, out) {
+    let auth = worker.shared.auth.load();
+    let rules = EndpointRules {
+        same_origin: auth.token_from_cookie(head)
+            && (auth.subscribe_required() || auth.publish_mode() != PublishMode::Off),
+        ..*rules
+    };
+    match websocket::negotiate(&worker.shared.cfg, head, &rules, out) {
         Negotiated::Accepted { deflate, protocol } => Action::WebSocket(WsUpgrade {
             kind,
             deflate,
@@ -535,15 +564,9 @@ fn publish_request(
         };
         return refuse(worker, &auth, &r, out, keep_alive, false);
     }
-    if &*room == crate::dashboard::ROOM {
+    if let Some(why) = crate::hub::reserved_room(&room) {
         worker.stats.hub_rejects.inc();
-        response::error(
-            out,
-            403,
-            "room __dashboard is reserved for the server's dashboard feed",
-            keep_alive,
-            false,
-        );
+        response::error(out, 403, why, keep_alive, false);
         return Action::Done;
     }
     if body.len() as u64 > hub.max_message_size.0 {

@@ -19,7 +19,7 @@ use super::bus::{HistoryReply, Inbox, JoinReply, SubRef};
 use super::home::HomeRooms;
 use super::shard::LocalRooms;
 use super::subscriber::{Closing, Format, LocalKey, Subscriber};
-use super::{Bus, BusMsg, HubError, Message, Published, RoomInfo, RoomName};
+use super::{Bus, BusMsg, HubError, Message, PublishRules, Published, RoomInfo, RoomName};
 use crate::config::Config;
 use crate::server::event::LocalEvent;
 use crate::server::stats::WorkerStats;
@@ -28,6 +28,7 @@ use crate::server::stats::WorkerStats;
 pub struct HubLocal {
     pub worker: usize,
     pub bus: Arc<Bus>,
+    rules: PublishRules,
     home: RefCell<HomeRooms>,
     shard: RefCell<LocalRooms>,
     subs: RefCell<Slab<Rc<Subscriber>>>,
@@ -57,6 +58,7 @@ impl HubLocal {
     ) -> HubLocal {
         HubLocal {
             worker,
+            rules: PublishRules::from_config(cfg),
             home: RefCell::new(HomeRooms::new(
                 bus.workers(),
                 cfg.hub.history_size,
@@ -85,6 +87,7 @@ impl HubLocal {
 
     /// Publishes a message to a room; returns its id in the room.
     pub async fn publish(&self, room: RoomName, msg: Message) -> Result<u64, HubError> {
+        self.rules.check_message(&room, &msg)?;
         if self.is_home(&room) {
             return self.publish_at_home(room, msg, 0).await;
         }

@@ -43,6 +43,64 @@ pub fn valid_room_name(name: &str, max: usize) -> bool {
 /// The id of the element an `htmx` envelope swaps in with the message's id.
 pub const HTMX_CURSOR_ID: &str = "ringcast-cursor";
 
+/// The room of the server's dashboard feed: only the server publishes to it.
+pub const DASHBOARD_ROOM: &str = "__dashboard";
+
+/// Why clients may not publish to `room` (HTTP or WebSocket), if they may not:
+/// rooms the server feeds itself are reserved.
+pub fn reserved_room(room: &str) -> Option<&'static str> {
+    (room == DASHBOARD_ROOM)
+        .then_some("room __dashboard is reserved for the server's dashboard feed")
+}
+
+/// What a message must be to be published, besides a valid room name:
+/// checked before it is numbered, on every path (HTTP, WebSocket clients,
+/// the library), so no message can break a subscriber's stream.
+#[derive(Clone, Copy, Debug)]
+pub struct PublishRules {
+    pub max_room_name: usize,
+    /// Every room's data must be UTF-8: WebSocket subscribers get it in a
+    /// text frame (`ws.rooms.envelope` is `json` or `htmx`).
+    pub utf8_everywhere: bool,
+    /// A room whose data must be UTF-8 whatever the envelope (the demo
+    /// chat's, delivered with the htmx envelope).
+    pub utf8_room: Option<&'static str>,
+}
+
+impl PublishRules {
+    pub fn from_config(cfg: &crate::config::Config) -> PublishRules {
+        let demos = cfg.demo.enabled && cfg.static_files.dir.is_none();
+        PublishRules {
+            max_room_name: cfg.hub.max_room_name,
+            utf8_everywhere: cfg.ws.rooms.envelope != Envelope::Raw,
+            utf8_room: demos.then_some(crate::demo::CHAT_ROOM),
+        }
+    }
+
+    /// The room's name, or why the room or the message cannot be published.
+    pub fn check(&self, room: &str, msg: &Message) -> Result<RoomName, HubError> {
+        if !valid_room_name(room, self.max_room_name) {
+            return Err(HubError::BadRoom(room.to_string()));
+        }
+        self.check_message(room, msg)?;
+        Ok(Arc::from(room))
+    }
+
+    /// Why `msg` cannot be published to `room` (a valid name), if it cannot.
+    pub fn check_message(&self, room: &str, msg: &Message) -> Result<(), HubError> {
+        msg.check()?;
+        if self.utf8_everywhere || self.utf8_room == Some(room) {
+            if let Err(e) = std::str::from_utf8(&msg.data) {
+                return Err(HubError::BadMessage(format!(
+                    "the data is not UTF-8 (invalid byte at offset {}); room {room:?} is delivered in WebSocket text frames",
+                    e.valid_up_to()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A message to publish: optional SSE event name and the data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -62,6 +120,19 @@ impl Message {
         Message {
             event: Some(event.into()),
             data: data.into(),
+        }
+    }
+
+    /// Whether the message can be written as an SSE event: an event name is
+    /// 1 to 128 bytes without CR or LF (a line break would let it forge
+    /// `id:` or `data:` lines). Any data can: each of its lines becomes a
+    /// `data:` line.
+    pub fn check(&self) -> Result<(), HubError> {
+        match &self.event {
+            Some(e) if !crate::sse::encode::valid_event_name(e) => Err(HubError::BadMessage(
+                format!("event name {e:?} must be 1 to 128 bytes without CR or LF"),
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -141,8 +212,10 @@ impl Published {
                         (OpCode::Text, &json)
                     }
                     Envelope::Htmx => {
+                        // a text frame is UTF-8 whatever was published (the
+                        // publish rules refuse other data for htmx rooms)
                         json = [
-                            &self.data[..],
+                            String::from_utf8_lossy(&self.data).as_bytes(),
                             format!(
                                 "<div id=\"{HTMX_CURSOR_ID}\" hx-swap-oob=\"true\" hidden data-last-event-id=\"{}\"></div>",
                                 self.seq
@@ -179,6 +252,13 @@ pub enum HubError {
     Busy,
     /// The server is shutting down.
     Closed,
+    /// The message breaks a rule (see [`PublishRules`]); the text says which.
+    BadMessage(String),
+    /// The connection's token does not allow this room.
+    Forbidden(String),
+    /// A blocking call was made on a worker thread, where it would stall
+    /// every connection of the worker (use the async form there).
+    OnWorker(&'static str),
 }
 
 impl std::fmt::Display for HubError {
@@ -188,6 +268,12 @@ impl std::fmt::Display for HubError {
             HubError::TooManyRooms => f.write_str("hub.max_rooms reached"),
             HubError::Busy => f.write_str("the room's home worker inbox is full"),
             HubError::Closed => f.write_str("the server is shutting down"),
+            HubError::BadMessage(why) => f.write_str(why),
+            HubError::Forbidden(r) => write!(f, "the token does not allow room {r:?}"),
+            HubError::OnWorker(call) => write!(
+                f,
+                "{call} blocks and was called on a worker thread (use the async form there)"
+            ),
         }
     }
 }
@@ -221,28 +307,53 @@ pub struct Gap {
 #[derive(Clone)]
 pub struct Hub {
     bus: Arc<Bus>,
-    max_room_name: usize,
+    rules: PublishRules,
 }
 
 static GROUPS: AtomicU64 = AtomicU64::new(1);
 
-impl Hub {
-    pub(crate) fn new(bus: Arc<Bus>, max_room_name: usize) -> Hub {
-        Hub { bus, max_room_name }
-    }
+thread_local! {
+    /// Set on the worker threads: blocking calls refuse to run there.
+    static ON_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
-    fn check(&self, room: &str) -> Result<RoomName, HubError> {
-        if valid_room_name(room, self.max_room_name) {
-            Ok(Arc::from(room))
-        } else {
-            Err(HubError::BadRoom(room.to_string()))
-        }
+/// Marks the calling thread as a worker (its blocking hub calls then fail
+/// with [`HubError::OnWorker`] instead of stalling or deadlocking it).
+pub(crate) fn mark_worker_thread() {
+    ON_WORKER.with(|w| w.set(true));
+}
+
+/// A [`Hub::publish_many`] that stopped part-way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishManyError {
+    /// Rooms the message was handed to before the failure: it will be
+    /// delivered there. Retry only the other rooms.
+    pub published: Vec<RoomName>,
+    pub error: HubError,
+}
+
+impl std::fmt::Display for PublishManyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (published to {} room(s) before it)",
+            self.error,
+            self.published.len()
+        )
+    }
+}
+impl std::error::Error for PublishManyError {}
+
+impl Hub {
+    pub(crate) fn new(bus: Arc<Bus>, rules: PublishRules) -> Hub {
+        Hub { bus, rules }
     }
 
     /// Publishes without waiting: errors with [`HubError::Busy`] when the
-    /// room's home inbox is full.
+    /// room's home inbox is full, and with [`HubError::BadMessage`] when the
+    /// message breaks a [`PublishRules`] rule (nothing is published then).
     pub fn publish(&self, room: &str, msg: Message) -> Result<(), HubError> {
-        let room = self.check(room)?;
+        let room = self.rules.check(room, &msg)?;
         self.bus.try_request(BusMsg::Publish {
             room,
             msg,
@@ -253,38 +364,67 @@ impl Hub {
 
     /// Publishes, waiting for inbox space, and returns the message's id in the room.
     pub async fn publish_async(&self, room: &str, msg: Message) -> Result<u64, HubError> {
-        let room = self.check(room)?;
+        let room = self.rules.check(room, &msg)?;
         self.bus.publish_and_wait(room, msg).await
     }
 
     /// Publishes one message to several rooms; a connection in several of
     /// them receives it once. Each room numbers it in its own order.
-    pub fn publish_many(&self, rooms: &[&str], msg: Message) -> Result<(), HubError> {
+    ///
+    /// Every room and the message are checked first: a bad one publishes
+    /// nothing. A full inbox ([`HubError::Busy`]) can still stop it part-way;
+    /// the error then lists the rooms it was published to, so a retry can
+    /// leave them out and nobody gets it twice.
+    pub fn publish_many(&self, rooms: &[&str], msg: Message) -> Result<(), PublishManyError> {
         let names: Vec<RoomName> = rooms
             .iter()
-            .map(|r| self.check(r))
-            .collect::<Result<_, _>>()?;
+            .map(|r| self.rules.check(r, &msg))
+            .collect::<Result<_, _>>()
+            .map_err(|error| PublishManyError {
+                published: Vec::new(),
+                error,
+            })?;
         let group = GROUPS.fetch_add(1, Ordering::Relaxed);
-        for room in names {
-            self.bus.try_request(BusMsg::Publish {
-                room,
+        for (i, room) in names.iter().enumerate() {
+            let sent = self.bus.try_request(BusMsg::Publish {
+                room: room.clone(),
                 msg: msg.clone(),
                 group,
                 reply: None,
-            })?;
+            });
+            if let Err(error) = sent {
+                return Err(PublishManyError {
+                    published: names[..i].to_vec(),
+                    error,
+                });
+            }
         }
         Ok(())
     }
 
+    fn room(&self, room: &str) -> Result<RoomName, HubError> {
+        if valid_room_name(room, self.rules.max_room_name) {
+            Ok(Arc::from(room))
+        } else {
+            Err(HubError::BadRoom(room.to_string()))
+        }
+    }
+
     /// Subscribers (all workers), last id and history length of a room.
     pub async fn room_info(&self, room: &str) -> Result<RoomInfo, HubError> {
-        let room = self.check(room)?;
+        let room = self.room(room)?;
         self.bus.room_info(room).await
     }
 
-    /// [`Hub::room_info`] for threads outside the workers (blocks).
+    /// [`Hub::room_info`] for threads outside the workers (blocks). On a
+    /// worker thread (in a handler) it fails with [`HubError::OnWorker`]:
+    /// waiting there would stall the worker, and deadlock it when it is the
+    /// room's home; use `room_info(..).await` there.
     pub fn room_info_blocking(&self, room: &str) -> Result<RoomInfo, HubError> {
-        let room = self.check(room)?;
+        if ON_WORKER.with(|w| w.get()) {
+            return Err(HubError::OnWorker("Hub::room_info_blocking"));
+        }
+        let room = self.room(room)?;
         let (tx, rx) = flume::bounded(1);
         self.bus
             .request_blocking(BusMsg::Info { room, reply: tx })?;
@@ -302,7 +442,7 @@ impl Hub {
     }
 
     fn conn_room(&self, conn: ConnId, room: &str, join: bool) -> Result<(), HubError> {
-        let room = self.check(room)?;
+        let room = self.room(room)?;
         self.bus
             .try_deliver(conn.worker, BusMsg::ConnRoom { conn, room, join })
     }

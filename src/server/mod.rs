@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::Auth;
 use crate::config::{Config, ConfigError, IoDriver};
-use crate::hub::{Bus, Hub};
+use crate::hub::{Bus, Hub, PublishRules};
 use crate::sse::stream::OnConnect;
 use crate::websocket::WsRoute;
 use limits::{Limits, PerIp};
@@ -61,6 +61,8 @@ pub struct Shared {
     pub auth: ArcSwap<Auth>,
     /// Starts the progress demo's jobs (when the demos run: see [`Shared::demos_on`]).
     pub demo_jobs: Option<crate::demo::Jobs>,
+    /// What every publish is checked against.
+    pub publish_rules: PublishRules,
 }
 
 impl Shared {
@@ -208,7 +210,9 @@ impl Server {
         } else {
             (None, None)
         };
+        let publish_rules = PublishRules::from_config(&cfg);
         let shared = Arc::new(Shared {
+            publish_rules,
             cfg: Arc::new(cfg),
             conns: AtomicUsize::new(0),
             limits,
@@ -264,7 +268,7 @@ impl Server {
                 })?;
             threads.push(t);
         }
-        let hub = Hub::new(shared.bus.clone(), shared.cfg.hub.max_room_name);
+        let hub = Hub::new(shared.bus.clone(), shared.publish_rules);
         if let Some((rx, active)) = demo_feed {
             crate::demo::spawn(shared.clone(), hub.clone(), rx, active)?;
         }
@@ -311,7 +315,7 @@ impl ServerHandle {
 
     /// The rooms: publish and query from any thread.
     pub fn hub(&self) -> Hub {
-        Hub::new(self.shared.bus.clone(), self.shared.cfg.hub.max_room_name)
+        Hub::new(self.shared.bus.clone(), self.shared.publish_rules)
     }
 
     /// Applies the `[auth]` section and `hub.publish_token` of `cfg` to new

@@ -532,6 +532,7 @@ pub struct WorkerStart {
 /// The worker thread's body: builds the runtime for its driver and runs the worker until drained.
 pub fn run(start: WorkerStart) -> io::Result<()> {
     let (id, shared) = (start.id, &start.shared);
+    crate::hub::mark_worker_thread();
     let entries = shared.cfg.server.io_uring_entries;
     match start.driver {
         Driver::IoUring => {

@@ -140,7 +140,15 @@ async fn open(
             request: &req,
         };
         for m in hook(&info) {
-            encode::event(&mut out, None, m.event.as_deref(), &m.data);
+            // a message that would break the stream (an event name with a
+            // line break) is left out, never written
+            match m.check() {
+                Ok(()) => encode::event(&mut out, None, m.event.as_deref(), &m.data),
+                Err(e) => {
+                    stats.hub_rejects.inc();
+                    log::warn!("on_sse_connect message left out: {e}");
+                }
+            }
         }
     }
     if Box::pin(sock::write_all(&stream, &out, send_timeout))

@@ -102,6 +102,9 @@ pub(crate) struct HandlerSide {
     pub path: String,
     pub query: String,
     pub protocol: Option<String>,
+    /// The rooms the client's token lets it subscribe to (`[auth]`, or all
+    /// when the endpoint's `auth` is "off"): [`WsConn::join`] keeps to them.
+    pub grant: crate::auth::Grant,
 }
 
 impl Shared {
@@ -215,11 +218,16 @@ impl WsConn {
     }
 
     /// Joins a room: from now on its messages arrive as frames on this connection.
+    /// With `auth.subscribe` on (and the endpoint's `auth` = "server"), only
+    /// a room the client's token lists: else [`HubError::Forbidden`].
     pub fn join(&self, room: &str) -> Result<(), HubError> {
         let s = &self.shared;
         let max = s.worker.shared.cfg.hub.max_room_name;
         if !crate::hub::valid_room_name(room, max) {
             return Err(HubError::BadRoom(room.to_string()));
+        }
+        if !s.handler_side().grant.allows(room) {
+            return Err(HubError::Forbidden(room.to_string()));
         }
         s.worker.hub.set_room(&s.sub, room.into(), true);
         Ok(())
@@ -262,7 +270,7 @@ impl WsConn {
     /// A hub handle to publish from the handler.
     pub fn hub(&self) -> crate::Hub {
         let shared = &self.shared.worker.shared;
-        crate::Hub::new(shared.bus.clone(), shared.cfg.hub.max_room_name)
+        crate::Hub::new(shared.bus.clone(), shared.publish_rules)
     }
 }
 

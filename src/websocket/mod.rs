@@ -52,8 +52,9 @@ impl RoomsMode {
 pub enum WsKind {
     /// A room subscriber (`ws.rooms`, or the demo chat).
     Rooms(SseRequest, RoomsMode),
-    /// A registered handler (the echo endpoint is one).
-    Handler(Arc<Handler>),
+    /// A registered handler (the echo endpoint is one), with the rooms the
+    /// client's token allows it to join.
+    Handler(Arc<Handler>, crate::auth::Grant),
 }
 
 /// An accepted upgrade.
@@ -71,10 +72,15 @@ pub struct WsUpgrade {
 }
 
 /// The endpoint-level rules an upgrade is checked against.
+#[derive(Clone, Copy)]
 pub struct EndpointRules<'a> {
     pub subprotocols: &'a [String],
     pub allowed_origins: &'a [String],
     pub deflate: bool,
+    /// The handshake is authenticated by a cookie, which a browser sends
+    /// with any site's WebSocket: with no `allowed_origins`, its `Origin`
+    /// must match its `Host` (cross-site WebSocket hijacking).
+    pub same_origin: bool,
 }
 
 /// What checking an upgrade request gave.
@@ -112,6 +118,22 @@ pub fn negotiate(
             false,
         );
         return Negotiated::Refused;
+    }
+    if rules.same_origin && rules.allowed_origins.is_empty() {
+        let host = head.header("host").unwrap_or_default();
+        if !up
+            .origin
+            .is_some_and(|o| handshake::origin_matches_host(o, host))
+        {
+            response::error(
+                out,
+                403,
+                "the token came from a cookie, so Origin must match Host (or be in this endpoint's allowed_origins)",
+                false,
+                false,
+            );
+            return Negotiated::Refused;
+        }
     }
     let protocol =
         handshake::select_subprotocol(&up.protocols, rules.subprotocols).map(str::to_string);

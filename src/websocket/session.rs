@@ -271,7 +271,7 @@ async fn open(
 
     let (rooms, resume) = match &up.kind {
         WsKind::Rooms(req, _) => (req.rooms.clone(), req.resume.clone()),
-        WsKind::Handler(_) => (Vec::new(), None),
+        WsKind::Handler(..) => (Vec::new(), None),
     };
     // One compressed room frame serves every subscriber that agreed to
     // server_no_context_takeover with a full window; others get plain frames.
@@ -280,7 +280,7 @@ async fn open(
         .is_some_and(|p| p.server_no_context_takeover && p.server_max_window_bits == 15);
     let envelope = match up.kind {
         WsKind::Rooms(_, ref mode) => mode.envelope,
-        WsKind::Handler(_) => Envelope::Raw,
+        WsKind::Handler(..) => Envelope::Raw,
     };
     // What a connection may have waiting to be written: the subscriber limit,
     // plus room for the answers to what it already accepted (its inbox holds
@@ -306,7 +306,7 @@ async fn open(
         key: sub.key(),
         generation: sub.generation,
     };
-    let has_handler = matches!(up.kind, WsKind::Handler(_));
+    let has_handler = matches!(up.kind, WsKind::Handler(..));
     let shared = Rc::new(Shared {
         sub: sub.clone(),
         worker: worker.clone(),
@@ -325,6 +325,10 @@ async fn open(
                 path: up.path.clone(),
                 query: up.query.clone(),
                 protocol: up.protocol.clone(),
+                grant: match &up.kind {
+                    WsKind::Handler(_, grant) => grant.clone(),
+                    WsKind::Rooms(..) => crate::auth::Grant::All,
+                },
             })
         }),
     });
@@ -335,7 +339,7 @@ async fn open(
         }
     }
     let handler = match &up.kind {
-        WsKind::Handler(h) => Some(CatchPanic::new(
+        WsKind::Handler(h, _) => Some(CatchPanic::new(
             "websocket handler",
             h(WsConn {
                 shared: shared.clone(),
@@ -688,7 +692,20 @@ impl Session {
         for (room, data) in std::mem::take(&mut role.to_publish) {
             if let Err(e) = hub.publish(room, crate::hub::Message::new(data)).await {
                 log::debug!("client publish refused: {e}");
-                self.start_close(1013, "publish refused, try again later");
+                match e {
+                    crate::hub::HubError::BadMessage(_)
+                    | crate::hub::HubError::BadRoom(_)
+                    | crate::hub::HubError::Forbidden(_) => {
+                        self.shared.worker.stats.hub_rejects.inc();
+                        self.start_close(
+                            close::POLICY_VIOLATION,
+                            "publish refused: the message breaks the room's rules",
+                        );
+                    }
+                    _ => {
+                        self.start_close(close::TRY_AGAIN_LATER, "publish refused, try again later")
+                    }
+                }
                 break;
             }
         }
@@ -827,6 +844,11 @@ impl Session {
         };
         let text = std::str::from_utf8(&text).unwrap_or_default();
         match publish::prepare(text, &role.rooms, &role.auto_join, &role.template) {
+            Ok(p) if crate::hub::reserved_room(&p.0).is_some() => {
+                self.shared.worker.stats.hub_rejects.inc();
+                let why = crate::hub::reserved_room(&p.0).unwrap_or_default();
+                self.start_close(close::POLICY_VIOLATION, why);
+            }
             Ok(p)
                 if role
                     .publish_rooms

@@ -304,6 +304,21 @@ fn normalize_origin(origin: &[u8]) -> Vec<u8> {
     o
 }
 
+/// Whether `Origin` names the same host and port as the request's `Host`
+/// (case-insensitively, a default port the same as none): what a handshake
+/// authenticated by a cookie must show when no origins are listed.
+pub fn origin_matches_host(origin: &[u8], host: &[u8]) -> bool {
+    let o = normalize_origin(origin);
+    let Some(sep) = o.windows(3).position(|w| w == b"://") else {
+        return false;
+    };
+    let (scheme, authority) = (&o[..sep + 3], &o[sep + 3..]);
+    // the Host as that scheme's origin would spell it
+    let mut as_origin = scheme.to_vec();
+    as_origin.extend_from_slice(&host.to_ascii_lowercase());
+    !authority.is_empty() && normalize_origin(&as_origin) == o
+}
+
 /// Is a request with this `Origin` allowed? An empty list or a `*` entry
 /// allows every origin. Otherwise the origin must equal an entry,
 /// case-insensitively, after dropping a trailing `/` and a default port.
