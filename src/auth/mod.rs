@@ -6,7 +6,9 @@
 //! Tokens are taken from, in order: `Authorization: Bearer <token>`, the
 //! query parameter `auth.query_param` (for browsers' EventSource and
 //! WebSocket, which cannot set headers), then the cookie `auth.cookie`.
-//! Token values are never logged.
+//! Token values are never logged: the connection code logs only request
+//! targets (never headers), and every target is logged through
+//! [`Auth::redact`].
 
 pub mod jwt;
 
@@ -79,6 +81,13 @@ pub enum Refusal {
     /// 403: a good token that does not allow this room.
     Forbidden { room: RoomName, publish: bool },
 }
+
+/// What a token query parameter's value reads as in a log line.
+pub const REDACTED: &str = "[redacted]";
+
+/// The default `auth.query_param`: redacted even when another name is
+/// configured (or none), since clients may still send it.
+const DEFAULT_QUERY_PARAM: &str = "token";
 
 /// Query parameters the endpoints already use; the token parameter may not take one.
 const RESERVED_PARAMS: &[&str] = &["room", "last_event_id", "since", "event"];
@@ -220,6 +229,12 @@ impl Auth {
             query_param: a.query_param.as_str().into(),
             leeway: a.leeway.0.as_secs_f64(),
         })
+    }
+
+    /// `target` as it may be logged: the value of every `auth.query_param`
+    /// (and `token`) query parameter replaced with [`REDACTED`].
+    pub fn redact<'a>(&self, target: &'a str) -> Cow<'a, str> {
+        redact_query(target, &[&self.query_param, DEFAULT_QUERY_PARAM])
     }
 
     /// Whether subscribing needs a token.
@@ -410,6 +425,78 @@ pub fn check_rooms(grant: &Grant, rooms: &[RoomName], auto_join: &str) -> Result
     }
 }
 
+/// `target` with the value of every query parameter named one of `names`
+/// replaced with [`REDACTED`]. A name matches after percent-decoding and in
+/// any case (`%74oken=`, `TOKEN=`), so nothing a client could mean as a
+/// token escapes; pairs are split at `&` and `;`. Borrows when nothing
+/// changes.
+pub fn redact_query<'a>(target: &'a str, names: &[&str]) -> Cow<'a, str> {
+    let Some(q) = target.find('?') else {
+        return Cow::Borrowed(target);
+    };
+    let (path, query) = target.split_at(q + 1);
+    let mut out = String::with_capacity(target.len() + REDACTED.len());
+    out.push_str(path);
+    let mut changed = false;
+    let mut rest = query;
+    loop {
+        let end = rest.find(['&', ';']).unwrap_or(rest.len());
+        let pair = &rest[..end];
+        match pair.split_once('=') {
+            Some((name, value))
+                if !value.is_empty()
+                    && names
+                        .iter()
+                        .any(|n| !n.is_empty() && decoded_name_is(name, n)) =>
+            {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(REDACTED);
+                changed = true;
+            }
+            _ => out.push_str(pair),
+        }
+        // the separator (ASCII), then the next pair
+        match rest.as_bytes().get(end) {
+            Some(&sep) => {
+                out.push(char::from(sep));
+                rest = &rest[end + 1..];
+            }
+            None => break,
+        }
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(target)
+    }
+}
+
+/// Does a raw query parameter name, percent-decoded (leniently: a bad
+/// escape stays as it is), equal `want` in any case?
+fn decoded_name_is(raw: &str, want: &str) -> bool {
+    let raw = raw.as_bytes();
+    let want = want.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let (mut i, mut j) = (0, 0);
+    while i < raw.len() {
+        let (byte, used) = match (raw[i], raw.get(i + 1).copied(), raw.get(i + 2).copied()) {
+            (b'%', Some(h), Some(l)) => match (hex(h), hex(l)) {
+                (Some(h), Some(l)) => (h * 16 + l, 3),
+                _ => (b'%', 1),
+            },
+            (b'+', _, _) => (b' ', 1),
+            (c, _, _) => (c, 1),
+        };
+        if j >= want.len() || !byte.eq_ignore_ascii_case(&want[j]) {
+            return false;
+        }
+        i += used;
+        j += 1;
+    }
+    j == want.len()
+}
+
 /// The token of an `Authorization: Bearer <token>` value.
 fn bearer(v: &str) -> Option<&str> {
     let (scheme, token) = v.trim().split_once(' ')?;
@@ -467,6 +554,41 @@ mod tests {
             Ok(request::Parsed::Complete(head)) => f(&head),
             _ => panic!("not a complete, valid head: {raw:?}"),
         }
+    }
+
+    #[test]
+    fn redaction_of_token_query_parameters() {
+        let r = |t: &str| redact_query(t, &["tok", "token"]).into_owned();
+        assert_eq!(r("/sse?room=a&token=S"), "/sse?room=a&token=[redacted]");
+        assert_eq!(r("/sse?token=S&room=a"), "/sse?token=[redacted]&room=a");
+        // every occurrence, the name percent-encoded or in another case, `;` pairs
+        assert_eq!(
+            r("/x?token=S1&%74oken=S2&TOKEN=S3;tok=S4&%54%4fK=S5&tok%65n=S6"),
+            "/x?token=[redacted]&%74oken=[redacted]&TOKEN=[redacted];tok=[redacted]&%54%4fK=[redacted]&tok%65n=[redacted]"
+        );
+        // other names, names that merely contain the name, empty values and no query stay
+        for same in [
+            "/sse?room=token&tokens=1&xtoken=2&token&token=",
+            "/healthz",
+            "/a?",
+            "/a?%zz=1&%7=2&tok%=3",
+            "/a?&&=x&",
+        ] {
+            assert!(
+                matches!(redact_query(same, &["tok", "token"]), Cow::Borrowed(_)),
+                "{same}"
+            );
+        }
+        // an empty configured name redacts nothing by itself
+        assert_eq!(redact_query("/a?=S&b=S", &[""]), "/a?=S&b=S");
+        // the configured parameter and the default name
+        let a = auth("query_param = \"access_token\"\n");
+        assert_eq!(
+            a.redact("/sse?access_token=S&token=T&room=r"),
+            "/sse?access_token=[redacted]&token=[redacted]&room=r"
+        );
+        let off = auth("query_param = \"\"\n");
+        assert_eq!(off.redact("/sse?token=T"), "/sse?token=[redacted]");
     }
 
     #[test]

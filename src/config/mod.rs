@@ -547,8 +547,7 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Parses TOML text; `origin` names the file in error messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let cfg: Config =
-            toml::from_str(text).map_err(|e| ConfigError(format!("{origin}: {e}")))?;
+        let cfg: Config = toml::from_str(text).map_err(|e| parse_error(text, origin, &e))?;
         cfg.validate()
             .map_err(|e| ConfigError(format!("{origin}: {}", e.0)))?;
         Ok(cfg)
@@ -864,6 +863,30 @@ pub fn diff(old: &Config, new: &Config) -> Vec<(String, String, String)> {
     changes
 }
 
+/// A TOML error as shown to the operator: toml's message quotes the line at
+/// fault (and a wrong value), so when that line names a secret key the
+/// message says only where the error is. Secrets are never printed.
+fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> ConfigError {
+    let Some(span) = e.span() else {
+        return ConfigError(format!("{origin}: {e}"));
+    };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = &text[line_start..line_end.max(line_start)];
+    let secret = SECRET_KEYS
+        .iter()
+        .filter_map(|k| k.rsplit('.').next())
+        .find(|k| line.contains(k));
+    match secret {
+        Some(key) => ConfigError(format!(
+            "{origin}: TOML parse error at line {}: invalid {key} (the line is not shown: it holds a secret)",
+            text[..line_start].matches('\n').count() + 1
+        )),
+        None => ConfigError(format!("{origin}: {e}")),
+    }
+}
+
 /// `base` with the values of the dotted `keys` (tables included, e.g. `auth`)
 /// taken from `other`: what runs after a reload that applies only some keys.
 pub fn with_keys_from(base: &Config, other: &Config, keys: &[&str]) -> Config {
@@ -930,6 +953,26 @@ mod tests {
             ]
         );
         assert!(diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn parse_errors_never_show_secrets() {
+        for text in [
+            "[auth]\njwt_secret = \"0123456789abcdef0123456789abcdefSECRET\\q\"\n",
+            "[hub]\npublish_token = \"SECRET\n",
+            "[hub]\npublish_token = SECRET\n",
+            "[auth]\nsubscribe = true\njwt_secret = 12345678SECRET\n",
+            "hub.publish_token = [\"SECRET\"]\n",
+        ] {
+            let e = Config::from_toml(text, "t.toml").unwrap_err().0;
+            assert!(!e.contains("SECRET"), "{text:?}: {e}");
+            assert!(e.contains("line "), "{e}");
+        }
+        // other errors keep toml's full message, with the line
+        let e = Config::from_toml("[http]\nmax_headers = \"many\"\n", "t.toml")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("max_headers = \"many\""), "{e}");
     }
 
     #[test]

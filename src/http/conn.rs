@@ -58,6 +58,9 @@ enum Step {
         head_only: bool,
         /// For the access log (only when it is on).
         log: Option<Box<Pending>>,
+        /// An HTTP/1.0 request kept open: where its response starts, to
+        /// mark it `Connection: keep-alive` once written.
+        mark_keep_alive: Option<usize>,
     },
 }
 
@@ -378,6 +381,7 @@ impl Conn {
             && (max_requests == 0 || self.served < max_requests);
         let body = &buf[head.head_len..total];
         let log = self.pending(head.method, head.target, head.minor_version, now);
+        let mark_keep_alive = (keep_alive && head.minor_version == 0).then_some(self.out.len());
         let action = router::route(&self.worker, &head, body, &mut self.out, keep_alive);
         buf.advance(total);
         self.sent_continue = false;
@@ -390,6 +394,7 @@ impl Conn {
             keep_alive,
             head_only,
             log,
+            mark_keep_alive,
         }
     }
 
@@ -451,18 +456,22 @@ impl Conn {
                 self.worker.stats.pending_output_pauses.inc();
                 self.flush().await?;
             }
-            let (action, keep_alive, head_only, log) = match self.next_request(buf) {
+            let (action, keep_alive, head_only, log, mark) = match self.next_request(buf) {
                 Step::Stop(next) => return Ok(next),
                 Step::Run {
                     action,
                     keep_alive,
                     head_only,
                     log,
-                } => (action, keep_alive, head_only, log),
+                    mark_keep_alive,
+                } => (action, keep_alive, head_only, log, mark_keep_alive),
             };
             match action {
                 Action::Done => {}
                 Action::File { path, len } => {
+                    if let Some(at) = mark {
+                        response::mark_keep_alive(&mut self.out, at);
+                    }
                     // The line is written first: sending a large file flushes the buffer.
                     if let Some(p) = &log {
                         self.log_request(p, len);
@@ -545,6 +554,9 @@ impl Conn {
                         Err(e) => hub_error(&mut self.out, &e, keep_alive),
                     }
                 }
+            }
+            if let Some(at) = mark {
+                response::mark_keep_alive(&mut self.out, at);
             }
             if let Some(p) = &log {
                 self.log_request(p, 0);

@@ -3,6 +3,10 @@
 //! Pure code over a byte buffer, no I/O. A head is either complete, still
 //! incomplete, or rejected with the status the client must see (400, 414,
 //! 431, 501, 505) and a reason naming the rule that was broken.
+//!
+//! `Host` (RFC 9112 §3.2): an HTTP/1.1 request must have exactly one; any
+//! request's `Host` must be `uri-host [ ":" port ]` (RFC 3986 §3.2.2-3.2.3),
+//! else 400. An empty `Host` is valid (the authority is empty).
 
 use std::mem::MaybeUninit;
 
@@ -182,19 +186,24 @@ pub fn parse<'b>(
             }
         } else if name.eq_ignore_ascii_case("expect") {
             if h.value.eq_ignore_ascii_case(b"100-continue") {
-                expect_continue = true;
+                // RFC 9110 §10.1.1: an HTTP/1.0 client's 100-continue is ignored
+                expect_continue = minor_version == 1;
             } else {
                 return Err(reject(417, "only Expect: 100-continue is supported"));
             }
         } else if name.eq_ignore_ascii_case("host") {
             if has_host {
-                return Err(reject(400, "more than one Host header"));
+                return Err(reject(400, "more than one Host header (RFC 9112 §3.2)"));
             }
+            valid_host(h.value).map_err(|why| reject(400, why))?;
             has_host = true;
         }
     }
     if minor_version == 1 && !has_host {
-        return Err(reject(400, "HTTP/1.1 request without a Host header"));
+        return Err(reject(
+            400,
+            "HTTP/1.1 request without a Host header (RFC 9112 §3.2)",
+        ));
     }
     Ok(Parsed::Complete(RequestHead {
         method,
@@ -209,6 +218,103 @@ pub fn parse<'b>(
         expect_continue,
         peer: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
     }))
+}
+
+/// Checks a `Host` value against RFC 9112 §3.2: `uri-host [ ":" port ]`,
+/// where uri-host is an IP-literal in brackets (IPv6 or IPvFuture), an IPv4
+/// address or a reg-name (RFC 3986 §3.2.2), and port is digits up to 65535.
+/// No userinfo, no whitespace inside. The error names the rule broken.
+pub fn valid_host(value: &[u8]) -> Result<(), &'static str> {
+    let v = value.trim_ascii();
+    if v.iter().any(|&b| b == b' ' || b == b'\t') {
+        return Err("Host contains whitespace (RFC 9112 §3.2: Host = uri-host [ \":\" port ])");
+    }
+    if v.contains(&b'@') {
+        return Err("Host contains userinfo (\"@\"), which RFC 9112 §3.2 does not allow");
+    }
+    let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return Err("Host has an IP-literal without its closing \"]\" (RFC 3986 §3.2.2)");
+        };
+        if !valid_ip_literal(&rest[..close]) {
+            return Err(
+                "Host has an IP-literal that is neither an IPv6 address nor IPvFuture (RFC 3986 §3.2.2)",
+            );
+        }
+        match &rest[close + 1..] {
+            [] => (&[][..], None),
+            [b':', port @ ..] => (&[][..], Some(port)),
+            _ => {
+                return Err(
+                    "Host has bytes after its IP-literal other than \":\" port (RFC 3986 §3.2.2)",
+                )
+            }
+        }
+    } else {
+        match v.iter().position(|&b| b == b':') {
+            Some(i) => (&v[..i], Some(&v[i + 1..])),
+            None => (v, None),
+        }
+    };
+    if !valid_reg_name(host) {
+        return Err(
+            "Host has a byte outside reg-name (A-Z a-z 0-9 - . _ ~ %XX ! $ & ' ( ) * + , ; =) or an unbalanced \"]\" (RFC 3986 §3.2.2)",
+        );
+    }
+    if let Some(port) = port {
+        if !port.iter().all(u8::is_ascii_digit) {
+            return Err("Host port is not a decimal number (RFC 3986 §3.2.3: port = *DIGIT)");
+        }
+        let n = port.iter().try_fold(0u32, |acc, &d| {
+            Some(acc * 10 + u32::from(d - b'0')).filter(|&n| n <= 65535)
+        });
+        if n.is_none() {
+            return Err("Host port is above 65535");
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3986 unreserved or sub-delims.
+fn is_unreserved_or_sub_delim(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+}
+
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )` (IPv4 addresses are reg-names too).
+fn valid_reg_name(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+            }
+            b if is_unreserved_or_sub_delim(b) => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Inside the brackets: `IPv6address / IPvFuture` (no zone identifier).
+fn valid_ip_literal(s: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = s {
+        // IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+        let Some(dot) = rest.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (ver, tail) = (&rest[..dot], &rest[dot + 1..]);
+        return !ver.is_empty()
+            && ver.iter().all(u8::is_ascii_hexdigit)
+            && !tail.is_empty()
+            && tail
+                .iter()
+                .all(|&b| b == b':' || is_unreserved_or_sub_delim(b));
+    }
+    std::str::from_utf8(s).is_ok_and(|t| t.parse::<std::net::Ipv6Addr>().is_ok())
 }
 
 /// Strips an absolute-form `http://authority` prefix; refuses anything that is not a path.
@@ -375,6 +481,92 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((r.0.as_str(), r.1.as_str()), ("/a/b", "q"));
+    }
+
+    #[test]
+    fn host_values() {
+        for good in [
+            "example.com",
+            "example.com:8080",
+            "example.com:",
+            "127.0.0.1:1",
+            "[::1]",
+            "[::1]:8080",
+            "[2001:db8::7]:65535",
+            "[v1.fe80::a+en1]",
+            "xn--bcher-kva.example",
+            "a%2Db",
+            "",
+            "  x  ",
+        ] {
+            assert_eq!(valid_host(good.as_bytes()), Ok(()), "{good:?}");
+        }
+        for (bad, rule) in [
+            ("a b", "whitespace"),
+            ("a\tb", "whitespace"),
+            ("user@evil.example", "userinfo"),
+            ("@x", "userinfo"),
+            ("[::1", "closing"),
+            ("[::1]x", "after its IP-literal"),
+            ("[::g]", "IPv6"),
+            ("[fe80::1%25eth0]", "IPv6"),
+            ("[v.x]", "IPv6"),
+            ("[]", "IPv6"),
+            ("<x>", "reg-name"),
+            ("a]", "reg-name"),
+            ("a/b", "reg-name"),
+            ("a%2", "reg-name"),
+            ("a%zz", "reg-name"),
+            ("caf\u{e9}", "reg-name"),
+            ("a:99999", "65535"),
+            ("a:65536", "65535"),
+            ("a:x", "decimal"),
+            ("a:1:2", "decimal"),
+            ("a:-1", "decimal"),
+        ] {
+            let why = valid_host(bad.as_bytes()).unwrap_err();
+            assert!(why.contains(rule), "{bad:?}: {why}");
+        }
+    }
+
+    #[test]
+    fn host_header_rules() {
+        let bad = |h: &str| {
+            let req = format!("GET / HTTP/1.1\r\nHost: {h}\r\n\r\n");
+            p(req.as_bytes()).unwrap_err()
+        };
+        assert_eq!(bad("a b").status, 400);
+        assert_eq!(bad("user@evil.example").status, 400);
+        assert_eq!(bad("[::1").status, 400);
+        assert_eq!(bad("<x>").status, 400);
+        assert!(bad("a:x").reason.contains("port"));
+        let two = p(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n").unwrap_err();
+        assert!(two.reason.contains("more than one Host"), "{two:?}");
+        // HTTP/1.0 needs no Host, but one it sends must be valid
+        assert!(p(b"GET / HTTP/1.0\r\n\r\n").is_ok());
+        assert_eq!(
+            p(b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n")
+                .unwrap_err()
+                .status,
+            400
+        );
+        // an empty Host is valid (RFC 9112 §3.2)
+        assert!(p(b"GET / HTTP/1.1\r\nHost:\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn expect_continue_only_for_http11() {
+        let exp = |req: &[u8]| {
+            let mut st = header_storage();
+            match parse(req, &mut st, &L).unwrap() {
+                Parsed::Complete(h) => h.expect_continue,
+                Parsed::Incomplete => panic!("incomplete"),
+            }
+        };
+        assert!(exp(
+            b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n"
+        ));
+        assert!(!exp(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n"));
     }
 
     #[test]

@@ -102,6 +102,34 @@ pub fn finish_len(out: &mut BytesMut, len: u64, keep_alive: bool) {
     });
 }
 
+/// Makes the response that starts at `start` in `out` say `Connection:
+/// keep-alive` (after its status line), unless its head already has a
+/// `Connection` header. An HTTP/1.0 client closes after an answer that does
+/// not say so (RFC 9112 §9.3), so a kept-open HTTP/1.0 connection needs it.
+pub fn mark_keep_alive(out: &mut BytesMut, start: usize) {
+    let Some(resp) = out.get(start..) else {
+        return;
+    };
+    let head_end = find(resp, b"\r\n\r\n").map_or(resp.len(), |i| i + 2);
+    let head = &resp[..head_end];
+    let Some(line_end) = find(head, b"\r\n") else {
+        return;
+    };
+    let has_connection = head[line_end..]
+        .split(|&b| b == b'\n')
+        .any(|l| l.len() > 11 && l[..11].eq_ignore_ascii_case(b"connection:"));
+    if has_connection {
+        return;
+    }
+    let tail = out.split_off(start + line_end + 2);
+    out.put_slice(b"Connection: keep-alive\r\n");
+    out.unsplit(tail);
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 /// A complete short plain-text response (errors, `ok`).
 pub fn simple(out: &mut BytesMut, status: u16, body: &str, keep_alive: bool, head_only: bool) {
     start(out, status);
@@ -128,6 +156,32 @@ mod tests {
         assert!(s.ends_with(
             " GMT\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\n\r\nok"
         ));
+    }
+
+    #[test]
+    fn keep_alive_marked_once_after_the_status_line() {
+        let mut out = BytesMut::from(&b"earlier"[..]);
+        simple(&mut out, 200, "ok", true, false);
+        mark_keep_alive(&mut out, 7);
+        let s = String::from_utf8(out.to_vec()).unwrap();
+        assert!(
+            s.starts_with(
+                "earlierHTTP/1.1 200 OK\r\nConnection: keep-alive\r\nServer: ringcast\r\n"
+            ),
+            "{s}"
+        );
+        assert!(s.ends_with("\r\n\r\nok"), "{s}");
+        // a head that already says Connection is left alone
+        let mut out = BytesMut::new();
+        error(&mut out, 400, "x", false, false);
+        let before = out.clone();
+        mark_keep_alive(&mut out, 0);
+        assert_eq!(out, before);
+        // nothing to mark
+        let mut out = BytesMut::new();
+        mark_keep_alive(&mut out, 0);
+        mark_keep_alive(&mut out, 5);
+        assert!(out.is_empty());
     }
 
     #[test]

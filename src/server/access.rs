@@ -6,15 +6,23 @@
 //! writer thread over a bounded channel. A worker never waits for the disk:
 //! when the writer falls behind, the buffer is dropped and counted
 //! (`ringcast_access_log_dropped_total`).
+//!
+//! A line holds the request target, never a header, and every target goes
+//! through [`AccessLog::put_target`], which redacts the token query
+//! parameter (`auth.query_param`, as reloaded): no token reaches the log.
 
 use std::cell::RefCell;
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
+
+use crate::auth::Auth;
 use crate::config::LogFormat;
 
 use super::stats::WorkerStats;
@@ -106,14 +114,33 @@ pub struct AccessLog {
     buf: RefCell<Vec<u8>>,
     tx: flume::Sender<Vec<u8>>,
     json: bool,
+    /// The rules in force: their token query parameter is redacted.
+    auth: Arc<ArcSwap<Auth>>,
 }
 
 impl AccessLog {
-    pub fn new(tx: flume::Sender<Vec<u8>>, format: LogFormat) -> AccessLog {
+    pub fn new(
+        tx: flume::Sender<Vec<u8>>,
+        format: LogFormat,
+        auth: Arc<ArcSwap<Auth>>,
+    ) -> AccessLog {
         AccessLog {
             buf: RefCell::new(Vec::with_capacity(FLUSH_AT + 1024)),
             tx,
             json: format == LogFormat::Json,
+            auth,
+        }
+    }
+
+    /// Writes a request target (the JSON field, or the escaped text): the
+    /// one way a target reaches a line, with its token values redacted.
+    fn put_target(&self, b: &mut Vec<u8>, target: &str) {
+        let auth = self.auth.load();
+        let target = auth.redact(target);
+        if self.json {
+            kv_str(b, "target", &target);
+        } else {
+            text_escaped(b, &target);
         }
     }
 
@@ -133,14 +160,14 @@ impl AccessLog {
         let mut b = self.start(peer);
         if self.json {
             kv_str(&mut b, "method", method);
-            kv_str(&mut b, "target", target);
+            self.put_target(&mut b, target);
             kv_num(&mut b, "status", u64::from(status));
             kv_num(&mut b, "bytes", bytes);
             kv_ms(&mut b, dur);
             b.extend_from_slice(b"}\n");
         } else {
             let _ = write!(b, "\"{method} ");
-            text_escaped(&mut b, target);
+            self.put_target(&mut b, target);
             let _ = writeln!(
                 b,
                 " HTTP/1.{minor_version}\" {status} {bytes} {:.3}ms",
@@ -156,11 +183,11 @@ impl AccessLog {
         if self.json {
             kv_str(&mut b, "stream", kind);
             kv_str(&mut b, "event", "open");
-            kv_str(&mut b, "target", target);
+            self.put_target(&mut b, target);
             b.extend_from_slice(b"}\n");
         } else {
             let _ = write!(b, "{kind} open \"");
-            text_escaped(&mut b, target);
+            self.put_target(&mut b, target);
             b.extend_from_slice(b"\"\n");
         }
         self.maybe_flush(&mut b, stats);
@@ -267,9 +294,50 @@ fn text_escaped(b: &mut Vec<u8>, s: &str) {
 mod tests {
     use super::*;
 
+    fn rules(toml: &str) -> Arc<ArcSwap<Auth>> {
+        let cfg = crate::config::Config::from_toml(toml, "t").unwrap();
+        Arc::new(ArcSwap::from_pointee(Auth::from_config(&cfg).unwrap()))
+    }
+
     fn log(format: LogFormat) -> (AccessLog, flume::Receiver<Vec<u8>>, WorkerStats) {
         let (tx, rx) = flume::bounded(1);
-        (AccessLog::new(tx, format), rx, WorkerStats::default())
+        let log = AccessLog::new(tx, format, rules(""));
+        (log, rx, WorkerStats::default())
+    }
+
+    #[test]
+    fn token_values_are_redacted_in_every_line_and_after_a_reload() {
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let (tx, rx) = flume::bounded(4);
+            let auth = rules("");
+            let (l, st) = (
+                AccessLog::new(tx, format, auth.clone()),
+                WorkerStats::default(),
+            );
+            let ip: IpAddr = "10.0.0.1".parse().unwrap();
+            l.http(
+                &st,
+                ip,
+                "GET",
+                "/rooms/r?token=SECRET1",
+                1,
+                401,
+                9,
+                Duration::ZERO,
+            );
+            l.stream_open(&st, "sse", ip, "/sse?room=r&%74oken=SECRET2&token=SECRET3");
+            // the parameter's name changes on reload: the next line follows it
+            let cfg =
+                crate::config::Config::from_toml("[auth]\nquery_param = \"jwt\"\n", "t").unwrap();
+            auth.store(Arc::new(Auth::from_config(&cfg).unwrap()));
+            l.stream_open(&st, "ws", ip, "/ws?room=r&jwt=SECRET4");
+            l.flush(&st);
+            let text = String::from_utf8(rx.try_recv().unwrap()).unwrap();
+            assert!(!text.contains("SECRET"), "{text}");
+            assert_eq!(text.matches("[redacted]").count(), 4, "{text}");
+            assert!(text.contains("/rooms/r?token=[redacted]"), "{text}");
+            assert!(text.contains("/ws?room=r&jwt=[redacted]"), "{text}");
+        }
     }
 
     #[test]

@@ -57,8 +57,9 @@ pub struct Shared {
     /// The access-log writer's channel (`log.access`), if on.
     pub access_tx: Option<flume::Sender<Vec<u8>>>,
     /// Who may subscribe and publish; swapped whole by [`ServerHandle::reload_auth`]
-    /// (a request reads it once, without a lock).
-    pub auth: ArcSwap<Auth>,
+    /// (a request reads it once, without a lock). Shared with the access
+    /// logs, which redact the token query parameter it names.
+    pub auth: Arc<ArcSwap<Auth>>,
     /// Starts the progress demo's jobs (when the demos run: see [`Shared::demos_on`]).
     pub demo_jobs: Option<crate::demo::Jobs>,
     /// What every publish is checked against.
@@ -227,7 +228,7 @@ impl Server {
             ws_routes,
             driver,
             access_tx: access.as_ref().map(|a| a.sender()),
-            auth: ArcSwap::from_pointee(auth),
+            auth: Arc::new(ArcSwap::from_pointee(auth)),
             demo_jobs,
         });
 

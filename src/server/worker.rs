@@ -89,7 +89,7 @@ impl Worker {
         let access = shared
             .access_tx
             .clone()
-            .map(|tx| AccessLog::new(tx, shared.cfg.log.format));
+            .map(|tx| AccessLog::new(tx, shared.cfg.log.format, shared.auth.clone()));
         let hub = Rc::new(HubLocal::new(
             id,
             shared.bus.clone(),

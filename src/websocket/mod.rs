@@ -95,14 +95,17 @@ pub enum Negotiated {
 }
 
 /// Checks an upgrade request against the endpoint's rules and writes the
-/// 101 or the refusal (400, 426 with `Sec-WebSocket-Version: 13`, 403 for Origin).
+/// 101 or the refusal (400, also for an HTTP/1.0 request; 426 with
+/// `Sec-WebSocket-Version: 13`; 403 for Origin).
 pub fn negotiate(
     cfg: &Config,
     head: &RequestHead<'_>,
     rules: &EndpointRules<'_>,
     out: &mut BytesMut,
 ) -> Negotiated {
-    let up = match handshake::validate_upgrade(head.method, head.headers) {
+    let checked = handshake::require_http11(head.minor_version)
+        .and_then(|()| handshake::validate_upgrade(head.method, head.headers));
+    let up = match checked {
         Ok(u) => u,
         Err(e) => {
             e.write_response(out);

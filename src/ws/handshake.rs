@@ -3,8 +3,8 @@
 //! `101 Switching Protocols` response (or the 400/426 refusal).
 //!
 //! Input is what httparse produced for the request; nothing here reads or
-//! writes a socket. The HTTP layer checks the request line itself (HTTP/1.1);
-//! what is checked here is the method and the WebSocket-related headers.
+//! writes a socket. What is checked here is the HTTP version
+//! ([`require_http11`]), the method and the WebSocket-related headers.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -140,6 +140,19 @@ fn is_tchar(b: u8) -> bool {
 
 fn is_token(t: &[u8]) -> bool {
     !t.is_empty() && t.iter().all(|b| is_tchar(*b))
+}
+
+/// RFC 6455 §4.2.1: the opening handshake is an HTTP/1.1 (or later)
+/// request. An upgrade over HTTP/1.0 (`minor_version` 0) is refused with
+/// 400: the client's HTTP is understood (so not 505), and a 426 would
+/// invite it to upgrade to a protocol it already asked for.
+pub fn require_http11(minor_version: u8) -> Result<(), HandshakeError> {
+    if minor_version == 0 {
+        return Err(HandshakeError::bad_request(
+            "a WebSocket upgrade must be an HTTP/1.1 request (RFC 6455 §4.2.1); this one is HTTP/1.0",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a client's upgrade request (RFC 6455 §4.2.1). Header names match
@@ -453,6 +466,14 @@ mod tests {
         // A token is a whole list item, not a substring.
         assert_eq!(err(&replaced("Connection", "upgraded")).status(), 400);
         assert_eq!(err(&replaced("Upgrade", "websockets")).status(), 400);
+    }
+
+    #[test]
+    fn http10_is_refused_with_400() {
+        let e = require_http11(0).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.reason().contains("RFC 6455 §4.2.1"), "{e}");
+        assert_eq!(require_http11(1), Ok(()));
     }
 
     #[test]

@@ -205,6 +205,20 @@ impl TestServer {
         &self.log
     }
 
+    /// Every line the process printed, once it has exited (see
+    /// [`TestServer::wait_exit`]): waits (bounded) for its stderr to end.
+    pub fn log_after_exit(&mut self) -> &[String] {
+        let deadline = Instant::now() + IO_LIMIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log_rx.recv_timeout(left) {
+                Ok(line) => self.log.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return &self.log,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("stderr did not end after the exit"),
+            }
+        }
+    }
+
     pub fn connect(&self) -> Client {
         Client::connect(self.addr)
     }
