@@ -38,6 +38,9 @@ pub fn prepare(
             "a message must name its room (a JSON \"room\" field) when the connection has several",
         ),
     };
+    if let Some(why) = crate::hub::reserved_room(&room) {
+        return Err(why);
+    }
     if template.is_empty() {
         return Ok((room, Bytes::copy_from_slice(text.as_bytes())));
     }
@@ -113,6 +116,16 @@ mod tests {
         assert!(prepare(r#"{"room":"zzz"}"#, &r, "__all", "")
             .unwrap_err()
             .contains("not in"));
+    }
+
+    #[test]
+    fn reserved_rooms_take_no_client_message() {
+        let r = rooms(&["__dashboard", "news"]);
+        let e = prepare(r#"{"room":"__dashboard"}"#, &r, "", "").unwrap_err();
+        assert!(e.contains("reserved"), "{e}");
+        let only = rooms(&["__dashboard"]);
+        assert!(prepare("plain", &only, "", "").is_err());
+        assert!(prepare(r#"{"room":"news"}"#, &r, "", "").is_ok());
     }
 
     #[test]

@@ -844,11 +844,6 @@ impl Session {
         };
         let text = std::str::from_utf8(&text).unwrap_or_default();
         match publish::prepare(text, &role.rooms, &role.auto_join, &role.template) {
-            Ok(p) if crate::hub::reserved_room(&p.0).is_some() => {
-                self.shared.worker.stats.hub_rejects.inc();
-                let why = crate::hub::reserved_room(&p.0).unwrap_or_default();
-                self.start_close(close::POLICY_VIOLATION, why);
-            }
             Ok(p)
                 if role
                     .publish_rooms
@@ -866,7 +861,10 @@ impl Session {
                     role.to_publish.push(p);
                 }
             }
-            Err(why) => self.start_close(close::POLICY_VIOLATION, why),
+            Err(why) => {
+                self.shared.worker.stats.hub_rejects.inc();
+                self.start_close(close::POLICY_VIOLATION, why)
+            }
         }
     }
 }
