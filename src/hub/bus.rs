@@ -25,12 +25,23 @@ pub enum BusMsg {
         group: u64,
         reply: Option<flume::Sender<Result<u64, HubError>>>,
     },
-    /// A subscriber on worker `from` joins `room`, resuming after `since`.
+    /// A subscriber on worker `from` joins `room`, resuming after `since`
+    /// (the first piece of the replay at most `budget` bytes).
     Join {
         room: RoomName,
         from: usize,
         sub: SubRef,
         since: Option<u64>,
+        budget: usize,
+    },
+    /// The next piece (`budget` bytes) of a subscriber's replay of `room`,
+    /// which has reached `after`.
+    Replay {
+        room: RoomName,
+        from: usize,
+        sub: SubRef,
+        after: u64,
+        budget: usize,
     },
     /// One subscriber on worker `from` left `room`.
     Leave {
@@ -56,6 +67,7 @@ pub enum BusMsg {
     /// before has been sent ahead of this.
     Quiesced,
     Joined(JoinReply),
+    Replayed(ReplayReply),
     /// The library asks a connection to join or leave a room.
     ConnRoom {
         conn: ConnId,
@@ -79,10 +91,21 @@ pub struct JoinReply {
     pub sub: SubRef,
     /// The room's last sequence id (the joiner's position if it asked for no replay).
     pub head: u64,
+    /// The first piece of what it missed.
     pub replay: Vec<Arc<Published>>,
+    /// The history holds more after `replay`.
+    pub more: bool,
     pub gap: Option<Gap>,
     /// The join was refused (`hub.max_rooms`).
     pub refused: bool,
+}
+
+/// A home's answer to [`BusMsg::Replay`].
+pub struct ReplayReply {
+    pub sub: SubRef,
+    /// The next piece and whether the history holds more after it; `None`:
+    /// the history no longer reaches back to where the replay was.
+    pub piece: Option<(Vec<Arc<Published>>, bool)>,
 }
 
 /// A home's answer to a history query.
@@ -144,6 +167,7 @@ impl Bus {
         match msg {
             BusMsg::Publish { room, .. }
             | BusMsg::Join { room, .. }
+            | BusMsg::Replay { room, .. }
             | BusMsg::Leave { room, .. }
             | BusMsg::Info { room, .. }
             | BusMsg::History { room, .. } => self.home_of(room),

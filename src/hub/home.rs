@@ -6,6 +6,10 @@
 //! Sequence ids: a room created now starts at "microseconds since the Unix
 //! epoch" and counts up by one per message, so ids grow across restarts and
 //! a cursor from before a restart is known to be older than the room.
+//!
+//! Replay: what a resuming subscriber missed is handed out in pieces of a
+//! byte budget ([`HomeRooms::join`], then [`HomeRooms::replay`] after each
+//! piece), so a replay never needs more than the subscriber's queue may hold.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,12 +51,14 @@ impl HomeRoom {
         }
     }
 
-    /// What a client at position `since` missed, and whether part of it is gone.
+    /// What a client at position `since` missed, and whether part of it is
+    /// gone: the messages after `since` up to `budget` bytes (at least one),
+    /// and whether the history holds more after them.
     /// `since == 0` asks for everything from the room's first message.
-    fn since(&self, since: u64) -> (Vec<Arc<Published>>, Option<Gap>) {
+    fn since(&self, since: u64, budget: usize) -> (Vec<Arc<Published>>, Option<Gap>, bool) {
         let since = if since == 0 { self.base } else { since };
         if since >= self.head {
-            return (Vec::new(), None);
+            return (Vec::new(), None, false);
         }
         let oldest = self.history.front().map(|p| p.seq);
         let gap = |reason, resume_from| Gap {
@@ -78,14 +84,36 @@ impl HomeRoom {
             Some(o) if since >= o => (since + 1 - o) as usize,
             _ => 0,
         };
-        (self.history.iter().skip(skip).cloned().collect(), gap)
+        let (piece, more) = piece(self.history.iter().skip(skip), budget);
+        (piece, gap, more)
     }
+}
+
+/// The first messages of `rest` that fit in `budget` bytes of SSE frames
+/// (at least one), and whether any are left.
+fn piece<'a>(
+    rest: impl Iterator<Item = &'a Arc<Published>>,
+    budget: usize,
+) -> (Vec<Arc<Published>>, bool) {
+    let mut rest = rest.peekable();
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(p) =
+        rest.next_if(|p| out.is_empty() || bytes.saturating_add(p.sse.len()) <= budget)
+    {
+        bytes = bytes.saturating_add(p.sse.len());
+        out.push(p.clone());
+    }
+    (out, rest.peek().is_some())
 }
 
 /// Result of a join at the home.
 pub struct Joined {
     pub head: u64,
+    /// The first piece of what the subscriber missed.
     pub replay: Vec<Arc<Published>>,
+    /// The history holds more after `replay` (ask with [`HomeRooms::replay`]).
+    pub more: bool,
     pub gap: Option<Gap>,
 }
 
@@ -168,13 +196,15 @@ impl HomeRooms {
         Ok((p, targets))
     }
 
-    /// Counts a subscriber of worker `from` in, and returns what it missed since `since`
-    /// (nothing when `since` is None: it starts at the head).
+    /// Counts a subscriber of worker `from` in, and returns the first piece
+    /// (`budget` bytes) of what it missed since `since` (nothing when `since`
+    /// is None: it starts at the head).
     pub fn join(
         &mut self,
         room: &RoomName,
         from: usize,
         since: Option<u64>,
+        budget: usize,
         now: Instant,
     ) -> Result<Joined, HubError> {
         let ttl = self.history_ttl;
@@ -182,9 +212,9 @@ impl HomeRooms {
         r.subs[from] += 1;
         r.total += 1;
         r.evict_expired(now, ttl);
-        let (replay, mut gap) = match since {
-            Some(s) => r.since(s),
-            None => (Vec::new(), None),
+        let (replay, mut gap, more) = match since {
+            Some(s) => r.since(s, budget),
+            None => (Vec::new(), None, false),
         };
         if let Some(g) = gap.as_mut() {
             g.room = room.clone();
@@ -192,8 +222,29 @@ impl HomeRooms {
         Ok(Joined {
             head: r.head,
             replay,
+            more,
             gap,
         })
+    }
+
+    /// The next piece (`budget` bytes) of a replay that has reached `after`,
+    /// and whether the history holds more after it. `None`: the history no
+    /// longer reaches back to `after` (the replay fell behind it) or the room
+    /// is gone.
+    pub fn replay(
+        &mut self,
+        room: &RoomName,
+        after: u64,
+        budget: usize,
+        now: Instant,
+    ) -> Option<(Vec<Arc<Published>>, bool)> {
+        let ttl = self.history_ttl;
+        let r = self.rooms.get_mut(room)?;
+        r.evict_expired(now, ttl);
+        match r.since(after, budget) {
+            (piece, None, more) => Some((piece, more)),
+            (_, Some(_), _) => None,
+        }
     }
 
     /// Counts a subscriber of worker `from` out.
@@ -231,7 +282,7 @@ impl HomeRooms {
         match self.rooms.get_mut(room) {
             Some(r) => {
                 r.evict_expired(now, ttl);
-                let (messages, mut gap) = r.since(since);
+                let (messages, mut gap, _) = r.since(since, usize::MAX);
                 if let Some(g) = gap.as_mut() {
                     g.room = room.clone();
                 }
@@ -260,6 +311,11 @@ impl HomeRooms {
         let removed = before - self.rooms.len();
         self.room_count.fetch_sub(removed, Ordering::Relaxed);
         removed
+    }
+
+    /// How many messages a room's history keeps (`hub.history_size`).
+    pub fn history_size(&self) -> usize {
+        self.history_size
     }
 
     /// Rooms this worker is home of.
@@ -302,7 +358,7 @@ mod tests {
         let r = room("a");
         let (p1, t) = h.publish(&r, Message::new("x"), 0, now).unwrap();
         assert!(t.is_empty(), "no subscriber yet");
-        let j = h.join(&r, 1, None, now).unwrap();
+        let j = h.join(&r, 1, None, 0, now).unwrap();
         assert_eq!(j.head, p1.seq);
         let (p2, t) = h.publish(&r, Message::new("y"), 0, now).unwrap();
         assert_eq!(p2.seq, p1.seq + 1);
@@ -326,14 +382,60 @@ mod tests {
                     .seq
             })
             .collect();
-        let j = h.join(&r, 0, Some(seqs[1]), now).unwrap();
+        let j = h.join(&r, 0, Some(seqs[1]), usize::MAX, now).unwrap();
         assert_eq!(
             j.replay.iter().map(|p| p.seq).collect::<Vec<_>>(),
             &seqs[2..]
         );
         assert!(j.gap.is_none());
-        let j = h.join(&r, 0, Some(seqs[4]), now).unwrap();
+        let j = h.join(&r, 0, Some(seqs[4]), usize::MAX, now).unwrap();
         assert!(j.replay.is_empty() && j.gap.is_none());
+    }
+
+    #[test]
+    fn a_replay_comes_in_pieces_of_the_budget() {
+        let mut h = home(100, 60_000, 10);
+        let now = Instant::now();
+        let r = room("a");
+        let seqs: Vec<u64> = (0..10)
+            .map(|_| {
+                h.publish(&r, Message::new("0123456789"), 0, now)
+                    .unwrap()
+                    .0
+                    .seq
+            })
+            .collect();
+        let frame = h.history(&r, seqs[0], now).messages[0].sse.len();
+        // three frames fill the budget; the join's piece, then the next ones
+        let j = h.join(&r, 0, Some(seqs[0]), 3 * frame, now).unwrap();
+        let ids = |v: &[Arc<Published>]| v.iter().map(|p| p.seq).collect::<Vec<_>>();
+        assert_eq!((ids(&j.replay), j.more), (seqs[1..4].to_vec(), true));
+        let (p, more) = h.replay(&r, seqs[3], 3 * frame, now).unwrap();
+        assert_eq!((ids(&p), more), (seqs[4..7].to_vec(), true));
+        let (p, more) = h.replay(&r, seqs[6], 3 * frame, now).unwrap();
+        assert_eq!((ids(&p), more), (seqs[7..].to_vec(), false));
+        // a budget smaller than one message still moves on, one at a time
+        let (p, more) = h.replay(&r, seqs[8], 1, now).unwrap();
+        assert_eq!((ids(&p), more), (vec![seqs[9]], false));
+        let (p, more) = h.replay(&r, seqs[9], 1, now).unwrap();
+        assert!(p.is_empty() && !more, "nothing after the head");
+    }
+
+    #[test]
+    fn a_replay_behind_the_history_is_lost() {
+        let mut h = home(3, 60_000, 10);
+        let now = Instant::now();
+        let r = room("a");
+        let seqs: Vec<u64> = (0..3)
+            .map(|_| h.publish(&r, Message::new("m"), 0, now).unwrap().0.seq)
+            .collect();
+        assert!(h.replay(&r, seqs[0], 1, now).is_some());
+        h.publish(&r, Message::new("m"), 0, now).unwrap();
+        h.publish(&r, Message::new("m"), 0, now).unwrap();
+        // seqs[1] and seqs[2] are gone: a replay at seqs[0] cannot go on
+        assert!(h.replay(&r, seqs[0], 1, now).is_none());
+        assert!(h.replay(&r, seqs[2], 1, now).is_some());
+        assert!(h.replay(&room("nowhere"), 1, 1, now).is_none());
     }
 
     #[test]
@@ -344,7 +446,7 @@ mod tests {
         let seqs: Vec<u64> = (0..6)
             .map(|_| h.publish(&r, Message::new("m"), 0, now).unwrap().0.seq)
             .collect();
-        let j = h.join(&r, 0, Some(seqs[0]), now).unwrap();
+        let j = h.join(&r, 0, Some(seqs[0]), usize::MAX, now).unwrap();
         let g = j.gap.expect("gap");
         assert_eq!(
             (g.reason, g.resume_from, &*g.room),
@@ -359,7 +461,7 @@ mod tests {
         let now = Instant::now();
         let r = room("a");
         h.publish(&r, Message::new("1"), 0, now).unwrap();
-        let j = h.join(&r, 0, Some(0), now).unwrap();
+        let j = h.join(&r, 0, Some(0), usize::MAX, now).unwrap();
         assert!(j.gap.is_none());
         assert_eq!(j.replay.len(), 1);
         h.publish(&r, Message::new("2"), 0, now).unwrap();
@@ -375,7 +477,7 @@ mod tests {
         let now = Instant::now();
         let r = room("a");
         let p = h.publish(&r, Message::new("m"), 0, now).unwrap().0;
-        let j = h.join(&r, 0, Some(5), now).unwrap();
+        let j = h.join(&r, 0, Some(5), usize::MAX, now).unwrap();
         assert_eq!(j.gap.unwrap().reason, "reset");
         assert_eq!(j.replay.iter().map(|p| p.seq).collect::<Vec<_>>(), [p.seq]);
     }

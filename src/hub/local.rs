@@ -4,6 +4,13 @@
 //! When a room's home is this worker, publishing and joining happen inline
 //! with no bus hop; otherwise they go over the bus and the answer comes back
 //! on this worker's delivery inbox, in order with the room's messages.
+//!
+//! A resuming subscriber's replay comes the same way, a piece at a time:
+//! the join's answer brings the first piece, and [`HubLocal::pace_replay`]
+//! (called again as the connection's writes drain its queue) queues what
+//! fits and asks the home for the next piece. A piece that reaches the
+//! room's head arrives ahead of every later message of the room, so the
+//! replay hands over to live delivery with nothing lost or repeated.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -15,10 +22,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use slab::Slab;
 
-use super::bus::{HistoryReply, Inbox, JoinReply, SubRef};
+use super::bus::{HistoryReply, Inbox, JoinReply, ReplayReply, SubRef};
 use super::home::HomeRooms;
 use super::shard::LocalRooms;
-use super::subscriber::{Closing, Format, LocalKey, Subscriber};
+use super::subscriber::{Closing, Format, LocalKey, ReplayLimits, Subscriber};
 use super::{Bus, BusMsg, HubError, Message, PublishRules, Published, RoomInfo, RoomName};
 use crate::config::Config;
 use crate::server::event::LocalEvent;
@@ -45,6 +52,8 @@ pub struct HubLocal {
     /// Set when every home's `Quiesced` has arrived: every message published
     /// before the drain has been delivered to this worker's subscribers.
     pub quiesced: LocalEvent,
+    /// `hub.max_queued_bytes`: a replay fills at most half of it.
+    max_queued: usize,
 }
 
 impl HubLocal {
@@ -76,6 +85,7 @@ impl HubLocal {
             quiesce_heard: Cell::new(0),
             quiesced_homes: Cell::new(0),
             quiesced: LocalEvent::new(),
+            max_queued: cfg.hub.max_queued_bytes.get(),
         }
     }
 
@@ -247,8 +257,9 @@ impl HubLocal {
             generation: sub.generation,
             idx,
         };
+        let budget = self.replay_limits(sub).budget;
         if self.is_home(&room) {
-            let reply = self.join_at_home(room, self.worker, sref, since);
+            let reply = self.join_at_home(room, self.worker, sref, since, budget);
             self.apply_joined(reply);
             Ok(())
         } else {
@@ -259,6 +270,7 @@ impl HubLocal {
                     from: self.worker,
                     sub: sref,
                     since,
+                    budget,
                 })
                 .await;
             if sent.is_err() {
@@ -274,17 +286,19 @@ impl HubLocal {
         from: usize,
         sub: SubRef,
         since: Option<u64>,
+        budget: usize,
     ) -> JoinReply {
         match self
             .home
             .borrow_mut()
-            .join(&room, from, since, Instant::now())
+            .join(&room, from, since, budget, Instant::now())
         {
             Ok(j) => JoinReply {
                 room,
                 sub,
                 head: j.head,
                 replay: j.replay,
+                more: j.more,
                 gap: j.gap,
                 refused: false,
             },
@@ -295,6 +309,7 @@ impl HubLocal {
                     sub,
                     head: 0,
                     replay: Vec::new(),
+                    more: false,
                     gap: None,
                     refused: true,
                 }
@@ -308,14 +323,20 @@ impl HubLocal {
         }
     }
 
-    /// Completes a join on this worker: the gap notice, the replay, then live membership.
+    /// The subscriber a reply is for, if it is still there.
+    fn subscriber(&self, r: SubRef) -> Option<Rc<Subscriber>> {
+        match self.subs.borrow().get(r.key) {
+            Some(s) if s.generation == r.generation => Some(s.clone()),
+            _ => None, // gone meanwhile; its leave is already on the way
+        }
+    }
+
+    /// Completes a join on this worker: the gap notice, the replay's first
+    /// piece, then live membership (the room's live messages are skipped
+    /// until its replay is all queued).
     fn apply_joined(&self, r: JoinReply) {
-        let sub = {
-            let subs = self.subs.borrow();
-            match subs.get(r.sub.key) {
-                Some(s) if s.generation == r.sub.generation => s.clone(),
-                _ => return, // gone meanwhile; its leave is already on the way
-            }
+        let Some(sub) = self.subscriber(r.sub) else {
+            return;
         };
         if r.refused {
             sub.close_with(Closing::Refused);
@@ -324,21 +345,118 @@ impl HubLocal {
         if let Some(g) = &r.gap {
             sub.push_gap(g);
         }
-        for p in &r.replay {
-            sub.deliver(p, r.sub.idx);
-        }
-        {
+        let replay = !r.replay.is_empty() || r.more;
+        if replay {
+            sub.replay_piece(r.sub.idx, r.replay, r.more, self.replay_limits(&sub));
+        } else if r.gap.is_none() {
             let mut rooms = sub.rooms_mut();
             let slot = &mut rooms[r.sub.idx];
-            if slot.pos < r.head && r.replay.is_empty() && r.gap.is_none() {
+            if slot.pos < r.head {
                 slot.pos = r.head;
             }
         }
         let (key, name) = self.shard.borrow_mut().add(&r.room, sub.clone(), r.sub.idx);
-        let mut rooms = sub.rooms_mut();
-        rooms[r.sub.idx].local_key = LocalKey::new(key);
-        // one copy of the name per worker, not one per subscriber
-        rooms[r.sub.idx].name = name;
+        {
+            let mut rooms = sub.rooms_mut();
+            rooms[r.sub.idx].local_key = LocalKey::new(key);
+            // one copy of the name per worker, not one per subscriber
+            rooms[r.sub.idx].name = name;
+        }
+        if replay {
+            self.pace_replay(&sub);
+        }
+    }
+
+    /// How a subscriber's replay is paced: at most half of
+    /// `hub.max_queued_bytes` (and of the subscriber's own limit) is queued
+    /// history, the other half stays free for its other rooms and its own
+    /// frames.
+    fn replay_limits(&self, sub: &Subscriber) -> ReplayLimits {
+        ReplayLimits {
+            budget: (self.max_queued.min(sub.max_queued()) / 2).max(1),
+            history_size: self.home.borrow().history_size(),
+        }
+    }
+
+    /// Hands a subscriber the next piece of a replay from a home.
+    fn apply_replayed(&self, r: ReplayReply) {
+        let Some(sub) = self.subscriber(r.sub) else {
+            return;
+        };
+        if self.give_piece(&sub, r.sub.idx, r.piece) {
+            self.pace_replay(&sub);
+        }
+    }
+
+    /// Gives a subscriber the next piece of its replay of room `idx`; false
+    /// (and the subscriber dropped) when the piece is lost.
+    fn give_piece(
+        &self,
+        sub: &Subscriber,
+        idx: usize,
+        piece: Option<(Vec<Arc<Published>>, bool)>,
+    ) -> bool {
+        match piece {
+            Some((piece, more)) => {
+                sub.replay_piece(idx, piece, more, self.replay_limits(sub));
+                true
+            }
+            None => {
+                // The history moved on past the replay while the subscriber
+                // took it in: it is too slow for the room. Resuming again, it
+                // gets the gap notice.
+                log::debug!(
+                    "worker {}: a replay fell behind the history of its room",
+                    self.worker
+                );
+                sub.close_with(Closing::SlowConsumer);
+                false
+            }
+        }
+    }
+
+    /// Moves a resuming subscriber's replay on: queues what fits of the
+    /// history it holds and asks the homes for the next pieces. Connections
+    /// call it after writing while [`Subscriber::replaying`].
+    pub fn pace_replay(&self, sub: &Rc<Subscriber>) {
+        let mut asks = Vec::new();
+        loop {
+            sub.pace_replay(&mut asks);
+            if asks.is_empty() {
+                return;
+            }
+            for (idx, after) in asks.drain(..) {
+                let room = sub.rooms()[idx].name.clone();
+                let sref = SubRef {
+                    key: sub.key(),
+                    generation: sub.generation,
+                    idx,
+                };
+                let budget = self.replay_limits(sub).budget;
+                if self.is_home(&room) {
+                    let piece =
+                        (self.home.borrow_mut()).replay(&room, after, budget, Instant::now());
+                    if !self.give_piece(sub, idx, piece) {
+                        return;
+                    }
+                } else {
+                    let ask = || BusMsg::Replay {
+                        room: room.clone(),
+                        from: self.worker,
+                        sub: sref,
+                        after,
+                        budget,
+                    };
+                    if let Err(HubError::Busy) = self.bus.try_request(ask()) {
+                        // The home's inbox is full: wait for space in a task.
+                        let (bus, ask) = (self.bus.clone(), ask());
+                        monoio::spawn(async move {
+                            let _ = bus.request(ask).await;
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// Removes a subscriber from every room it is in and from this worker.
@@ -432,11 +550,32 @@ impl HubLocal {
                     from,
                     sub,
                     since,
+                    budget,
                 } => {
-                    let reply = self.join_at_home(room, from, sub, since);
+                    let reply = self.join_at_home(room, from, sub, since, budget);
                     if from == self.worker {
                         self.apply_joined(reply);
                     } else if self.bus.deliver(from, BusMsg::Joined(reply)).await.is_err() {
+                        return;
+                    }
+                }
+                BusMsg::Replay {
+                    room,
+                    from,
+                    sub,
+                    after,
+                    budget,
+                } => {
+                    let piece =
+                        (self.home.borrow_mut()).replay(&room, after, budget, Instant::now());
+                    let reply = ReplayReply { sub, piece };
+                    if from == self.worker {
+                        self.apply_replayed(reply);
+                    } else if (self.bus)
+                        .deliver(from, BusMsg::Replayed(reply))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -467,6 +606,7 @@ impl HubLocal {
             match msg {
                 BusMsg::Deliver(p) => self.deliver_here(&p),
                 BusMsg::Joined(r) => self.apply_joined(r),
+                BusMsg::Replayed(r) => self.apply_replayed(r),
                 BusMsg::ConnRoom { conn, room, join } => self.conn_room(conn, room, join),
                 BusMsg::Quiesced => self.home_quiesced(),
                 _ => log::error!(
@@ -504,6 +644,7 @@ impl HubLocal {
                             pos: 0,
                             local_key: LocalKey::default(),
                             counted: true,
+                            replaying: false,
                         });
                         rooms.len() - 1
                     }
@@ -515,7 +656,7 @@ impl HubLocal {
                 idx,
             };
             if self.is_home(&room) {
-                let reply = self.join_at_home(room, self.worker, sref, None);
+                let reply = self.join_at_home(room, self.worker, sref, None, 0);
                 self.apply_joined(reply);
             } else {
                 // The home is elsewhere: ask from a task so this loop never waits.
@@ -526,11 +667,13 @@ impl HubLocal {
                         from,
                         sub: sref,
                         since: None,
+                        budget: 0,
                     };
                     let _ = bus.request(req).await;
                 });
             }
         } else if let Some(idx) = existing {
+            sub.cancel_replay(idx);
             let (key, counted) = {
                 let mut rooms = sub.rooms_mut();
                 (

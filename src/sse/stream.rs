@@ -250,6 +250,10 @@ async fn pump(
                     sub.written(n);
                     guard.wrote(n);
                     last_write = clock_ms();
+                    if sub.replaying() {
+                        // room in the queue again: the next of the history
+                        worker.hub.pace_replay(sub);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let wait =

@@ -739,6 +739,10 @@ impl Session {
         self.shared.sub.written(n);
         self.guard.wrote(n);
         self.last_write = clock_ms();
+        if self.shared.sub.replaying() {
+            // room in the queue again: the next of the history
+            self.guard.worker.hub.pace_replay(&self.shared.sub);
+        }
     }
 
     /// Writes what is pending until done (true) or the socket is full (false).
