@@ -6,7 +6,8 @@
 #                         [--no-build] [--report PATH]
 #
 # The server runs with bench-scripts/soak.toml (2 workers; header_timeout 3s,
-# send_timeout 5s, ws ping 5s + pong 5s, sse keepalive 2s, history 64). For
+# send_timeout 5s, ws ping 5s + pong 5s, sse keepalive 2s, history 64,
+# max_queued_bytes 1MiB; the built-in pages and demos on). For
 # --duration (default 150 s; about 3 minutes in all with the warm-up and
 # the settling) these run at once, each a loadgen process:
 #   fanout-ws, fanout-sse  100 well-behaved subscribers each, 20 messages/s;
@@ -18,6 +19,21 @@
 #   midwrite-sse, -ws      each second, 8 subscribers with 4 KiB windows
 #                          (also in the fan-out room) get a 512 KiB backlog
 #                          and vanish mid-write: reset, or close with unread data
+#   hostile                three attackers at once, each bounded, all the while:
+#                          every 5 s, 4 connections with 4 KiB receive buffers
+#                          pipeline 1,000 GETs of a ~50 KB built-in file in one
+#                          write and read nothing for 2 s (under send_timeout),
+#                          then every answer must arrive complete (the server
+#                          stops parsing at http.max_pending_output);
+#                          every 200 ms, bodies that are not UTF-8 to the demo
+#                          chat room (400 naming the byte offset) and to a raw
+#                          room (202), and a valid chat message, which a
+#                          WebSocket subscriber of /demo/chat/ws must get, in
+#                          text frames of valid UTF-8 only;
+#                          every 10 s, 60 messages of 60 KB to one room, then
+#                          an SSE client resumes from the first (Last-Event-ID):
+#                          all 59 later ones (3.5 MB, over max_queued_bytes)
+#                          must arrive in order, none missing, no gap notice
 #
 # Baseline: the server's fd count (/proc/PID/fd) and RSS are taken after a
 # warm-up round of the same mix (--warmup, default 15 s) has ended and the
@@ -29,8 +45,12 @@
 # --rss-tolerance percent (default 10) of the baseline; every loadgen check;
 # /healthz answers 200; /metrics shows every accepted connection closed, no
 # SSE or WebSocket connection open, at least one timeout per 408 the
-# slowloris clients got, and no slow-consumer drop (the backlogs stay under
-# hub.max_queued_bytes: the vanishing subscribers must be seen as gone).
+# slowloris clients got, at least one pipelining pause (a max_pending_output
+# hit) from the hostile flood, and no slow-consumer drop (the backlogs stay
+# under hub.max_queued_bytes: the vanishing subscribers must be seen as gone,
+# and the hostile client's replay of more than max_queued_bytes must be
+# paced by what it reads, not queued at once: a replay that overflows the
+# queue cuts the stream and counts a drop, shown next to that check).
 # Writes bench-scripts/SOAK.md (or --report PATH) and exits 1 if any check
 # failed, 2 on a setup error.
 set -uo pipefail
@@ -130,6 +150,10 @@ done
 [ -n "$port" ] || { log "no free port found"; exit 2; }
 base=127.0.0.1:$port
 config=$here/soak.toml
+# hub.max_queued_bytes of the config (its default when unset): the hostile
+# resume must replay more than that.
+max_queued=$(sed -n 's/^[[:space:]]*max_queued_bytes[[:space:]]*=[[:space:]]*"\{0,1\}\([0-9A-Za-z]*\)"\{0,1\}.*/\1/p' "$config" | head -n 1)
+max_queued=${max_queued:-1MiB}
 server_cmd="${ringcast_bin#"$root"/} --config ${config#"$root"/} --listen $base"
 "$ringcast_bin" --config "$config" --listen "$base" >"$out/server.log" 2>&1 &
 server_pid=$!
@@ -173,7 +197,7 @@ settle() {
 # ---------------------------------------------------------------- the mix
 # run_round NAME SECONDS: starts every tool at once, waits for all; raw
 # outputs in $out/NAME.TOOL.out. Prints nothing; statuses in $out/NAME.TOOL.rc.
-tools="fanout-ws fanout-sse churn-ws churn-sse slowloris midwrite-sse midwrite-ws"
+tools="fanout-ws fanout-sse churn-ws churn-sse slowloris midwrite-sse midwrite-ws hostile"
 tool_cmd() {
     local tool=$1 s=$2 lg=$loadgen_bin
     case "$tool" in
@@ -184,6 +208,7 @@ tool_cmd() {
         slowloris) echo "$lg slowloris --url http://$base/healthz --conns 100 --interval 1s --duration ${s}s --expect-cut-within 6s" ;;
         midwrite-sse) echo "$lg midwrite --sub-url http://$base/sse?room=mw-sse&room=fan-sse --publish-url http://$base/publish/mw-sse --subs 8 --size 32KiB --backlog 512KiB --every 1s --duration ${s}s" ;;
         midwrite-ws) echo "$lg midwrite --sub-url ws://$base/ws?room=mw-ws&room=fan-ws --publish-url http://$base/publish/mw-ws --subs 8 --size 32KiB --backlog 512KiB --every 1s --duration ${s}s" ;;
+        hostile) echo "$lg hostile --url http://$base --duration ${s}s --static-path /assets/htmx-2.0.11.min.js --flood-conns 4 --flood-requests 1000 --flood-every 5s --flood-hold 2s --flood-rcvbuf 4KiB --text-room demo-chat --chat-ws /demo/chat/ws --raw-room hostile-raw --utf8-every 200ms --resume-room hostile-resume --resume-count 60 --resume-size 60000 --resume-every 10s --resume-over $max_queued" ;;
     esac
 }
 run_round() {
@@ -221,6 +246,7 @@ scrape
 accepted_base=$(metric ringcast_connections_accepted_total)
 timeouts_base=$(metric 'ringcast_limit_hits_total{limit="timeouts"')
 drops_base=$(metric ringcast_slow_consumer_drops_total)
+pauses_base=$(metric 'ringcast_limit_hits_total{limit="max_pending_output"')
 log "baseline after the warm-up: $fds_base fds (at start $fds_start), RSS $rss_base B; main round of ${duration}s"
 
 peak_rss=0
@@ -247,6 +273,7 @@ open_sse=$(metric 'ringcast_connections{kind="sse"')
 open_ws=$(metric 'ringcast_connections{kind="ws"')
 timeouts_after=$(metric 'ringcast_limit_hits_total{limit="timeouts"')
 drops_after=$(metric ringcast_slow_consumer_drops_total)
+pauses_after=$(metric 'ringcast_limit_hits_total{limit="max_pending_output"')
 elapsed=$(( $(date +%s) - t_start ))
 log "after: $fds_after fds (settled in ${settle_s}s), RSS $rss_after B; peak while running: $peak_fds fds, RSS $peak_rss B"
 
@@ -277,6 +304,33 @@ cut=$(j main slowloris cut_408)
 check "slowloris: every slow client cut with 408 within 6 s" \
     "$cut cut with 408, $(j main slowloris cut_other) ended otherwise, $(j main slowloris not_cut) not cut; first byte to 408 p50 $(jms main slowloris cut_after_p50_us), max $(jms main slowloris cut_after_max_us) (seen at the next one-second tick)" \
     is "$(j main slowloris cut_other)/$(j main slowloris not_cut)" 0/0
+# hostile: h FIELD is a field of its report; f1 VALUE rounds to one decimal.
+h() { j main hostile "$1"; }
+f1() { awk -v v="$1" 'BEGIN { if (v == "") print "?"; else printf "%.1f\n", v }'; }
+p_delta=$((pauses_after - pauses_base))
+pipelined_ok() {
+    num_ge "$(h pipelined_sent)" 1 && num_ge "$p_delta" 1 &&
+        is "$(h pipelined_answered)/$(h pipelined_incomplete)/$(h pipelined_wrong)/$(h pipelined_failed)" "$(h pipelined_sent)/0/0/0"
+}
+check "hostile: every pipelined answer arrives" \
+    "$(h pipelined_answered) of $(h pipelined_sent) answered complete (200, $(h static_bytes) B bodies; $(h pipelined_conns) connections of 1,000, slowest $(f1 "$(h pipelined_slowest_s)") s), incomplete $(h pipelined_incomplete), wrong $(h pipelined_wrong), failed connections $(h pipelined_failed); the server paused parsing +$p_delta times (max_pending_output)" \
+    pipelined_ok
+utf8_ok() {
+    num_ge "$(h utf8_sent)" 1 && num_ge "$(h chat_published)" 1 &&
+        is "$(h utf8_refused)/$(h utf8_raw_accepted)/$(h utf8_bad_frames)/$(h chat_received)/$(h chat_duplicates)/$(h chat_out_of_order)/$(h chat_sub_failed)" \
+            "$(h utf8_sent)/$(h utf8_raw_sent)/0/$(h chat_published)/0/0/0"
+}
+check "hostile: invalid UTF-8 refused for text rooms, never in a text frame" \
+    "demo-chat: $(h utf8_refused) of $(h utf8_sent) refused with 400 naming the offset; raw room: $(h utf8_raw_accepted) of $(h utf8_raw_sent) accepted; chat subscriber: $(h chat_frames) frames, $(h utf8_bad_frames) not UTF-8 text, $(h chat_received) of $(h chat_published) valid messages received" \
+    utf8_ok
+resume_ok() {
+    num_ge "$(h resume_expected)" 1 &&
+        is "$(h resume_received)/$(h resume_missing)/$(h resume_duplicates)/$(h resume_out_of_order)/$(h resume_corrupt)/$(h resume_gaps)/$(h resume_failed)" \
+            "$(h resume_expected)/0/0/0/0/0/0"
+}
+check "hostile: a client that missed more than max_queued_bytes resumes completely" \
+    "$(h resume_received) of $(h resume_expected) received, $(h resume_missing) missing over $(h resume_cycles) resumes of $(h resume_replay_bytes) B each (max_queued_bytes $max_queued); streams ended by the server $(h resume_cut), gap notices $(h resume_gaps), out of order $(h resume_out_of_order)" \
+    resume_ok
 check "server still running" "$server_up" is "$server_up" yes
 check "GET /healthz answers 200 afterwards" "$health" is "$health" 200
 check "fd count back to the baseline (exact)" "baseline $fds_base, after $fds_after (peak $peak_fds)" is "$fds_after" "$fds_base"
@@ -291,7 +345,8 @@ check "metrics: no SSE or WebSocket connection open" "sse $open_sse, ws $open_ws
 t_delta=$((timeouts_after - timeouts_base))
 check "metrics: timeouts counted for the slowloris 408s" "timeouts +$t_delta, slowloris 408s $cut" num_ge "$t_delta" "${cut:-1}"
 d_delta=$((drops_after - drops_base))
-check "metrics: no slow-consumer drop (every backlog stays under hub.max_queued_bytes)" "+$d_delta" is "$d_delta" 0
+check "metrics: no slow-consumer drop (every backlog stays under hub.max_queued_bytes)" \
+    "+$d_delta (hostile resume streams the server ended: $(h resume_cut))" is "$d_delta" 0
 
 failed=0
 for c in "${checks[@]}"; do case "$c" in FAIL*) failed=$((failed + 1)) ;; esac; done
@@ -326,9 +381,10 @@ for c in "${checks[@]}"; do case "$c" in FAIL*) failed=$((failed + 1)) ;; esac; 
     for f in midwrite-sse midwrite-ws; do
         echo "| $f | $(j main $f cycles) cycles, $(j main $f subs_opened) subscribers vanished mid-write ($(j main $f resets) reset, $(j main $f closes_with_unread) closed with $(j main $f unread_bytes_at_close) B unread in all), $(j main $f publish_accepted) publishes of 32 KiB, failures $(j main $f failed) |"
     done
+    echo "| hostile | flood: $(h flood_cycles) cycles, $(h pipelined_conns) connections (4 KiB receive buffers) each pipelining 1,000 GETs of $(h static_bytes) B unread for 2 s: $(h pipelined_answered) of $(h pipelined_sent) answered complete; invalid UTF-8: $(h utf8_refused) of $(h utf8_sent) refused by demo-chat, $(h utf8_raw_accepted) of $(h utf8_raw_sent) accepted by a raw room, chat subscriber $(h chat_received) of $(h chat_published) with $(h utf8_bad_frames) bad frames; resume: $(h resume_cycles) clients back after missing $(h resume_replay_bytes) B each, $(h resume_received) of $(h resume_expected) received, $(h resume_cut) cut by the server |"
     echo
     echo "Server counters over the main round: timeouts +$t_delta, slow-consumer drops +$d_delta,"
-    echo "connections accepted +$((accepted_after - accepted_base))."
+    echo "pipelining pauses (max_pending_output) +$p_delta, connections accepted +$((accepted_after - accepted_base))."
     echo
     echo "## Checks"
     echo

@@ -45,6 +45,18 @@ modes:
           [--backlog 512KiB] [--hold 200ms] [--every 1s] [--duration 30s]
           subscribers with small windows that vanish (reset, or close with
           unread data) while the server writes a backlog to them.
+  hostile --url http://HOST:PORT [--duration 30s] [--only flood,utf8,resume]
+          [--static-path /assets/htmx-2.0.11.min.js] [--flood-conns 4]
+          [--flood-requests 1000] [--flood-every 5s] [--flood-hold 2s]
+          [--flood-rcvbuf 4KiB] [--text-room demo-chat] [--raw-room hostile-raw]
+          [--chat-ws /demo/chat/ws] [--utf8-every 200ms]
+          [--resume-room hostile-resume] [--resume-count 64]
+          [--resume-size 60000] [--resume-every 10s] [--resume-over 1MiB]
+          three attackers at once: pipelined GETs never read for a while
+          (every answer must arrive complete), invalid UTF-8 publishes (text
+          rooms refuse them; a chat subscriber sees only UTF-8 text frames
+          and every valid message), and a client resuming after missing more
+          than --resume-over (hub.max_queued_bytes): nothing may be missing.
 
 options of every mode:
   --pid PID                  server process: RSS, fds and CPU from /proc
@@ -73,6 +85,7 @@ fn main() {
         "churn" => modes::churn::run(a),
         "slowloris" => modes::slowloris::run(a),
         "midwrite" => modes::midwrite::run(a),
+        "hostile" => modes::hostile::run(a),
         other => Err(format!("unknown mode {other:?}\n\n{USAGE}")),
     };
     match r {

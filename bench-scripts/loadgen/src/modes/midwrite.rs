@@ -25,7 +25,7 @@ use crate::url::{Scheme, Url};
 const IO_LIMIT: Duration = Duration::from_secs(10);
 
 /// A blocking connection whose receive buffer is set small before connecting.
-fn connect_small(url: &Url, rcvbuf: i32) -> std::io::Result<TcpStream> {
+pub(crate) fn connect_small(url: &Url, rcvbuf: i32) -> std::io::Result<TcpStream> {
     // SAFETY: plain socket calls on a descriptor this function owns; it is
     // closed on the error path or handed to TcpStream.
     let s = unsafe {
@@ -50,7 +50,7 @@ fn connect_small(url: &Url, rcvbuf: i32) -> std::io::Result<TcpStream> {
 
 fn connect_v4(s: &TcpStream, url: &Url) -> std::io::Result<()> {
     let std::net::SocketAddr::V4(v4) = url.addr else {
-        return Err(std::io::Error::other("midwrite needs an IPv4 address"));
+        return Err(std::io::Error::other("an IPv4 address is needed"));
     };
     let sa = libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,

@@ -5,5 +5,6 @@ pub mod common;
 pub mod echo;
 pub mod fanout;
 pub mod hold;
+pub mod hostile;
 pub mod midwrite;
 pub mod slowloris;
