@@ -325,8 +325,13 @@ impl Deflater {
             }
             out.reserve(spare_len.max(64));
         }
-        debug_assert!(out[start..].ends_with(&DEFLATE_TAIL));
-        out.truncate(out.len() - DEFLATE_TAIL.len());
+        // A sync flush with no input since the previous one writes nothing
+        // (zlib has no progress to make): the body is then empty, which the
+        // receiver, appending the tail, reads as an empty stored block.
+        if out.len() > start {
+            debug_assert!(out[start..].ends_with(&DEFLATE_TAIL));
+            out.truncate(out.len() - DEFLATE_TAIL.len());
+        }
         if self.no_context_takeover {
             self.compress.reset();
         }
