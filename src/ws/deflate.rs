@@ -325,10 +325,13 @@ impl Deflater {
             }
             out.reserve(spare_len.max(64));
         }
-        // A sync flush with no input since the previous one writes nothing
-        // (zlib has no progress to make): the body is then empty, which the
-        // receiver, appending the tail, reads as an empty stored block.
-        if out.len() > start {
+        if out.len() == start {
+            // A sync flush with no input since the previous one writes
+            // nothing (zlib has no progress to make). Send a single 0x00
+            // (RFC 7692 §7.2.3.6): with the tail the receiver appends, an
+            // empty stored block, which keeps both ends of the stream in step.
+            out.put_u8(0);
+        } else {
             debug_assert!(out[start..].ends_with(&DEFLATE_TAIL));
             out.truncate(out.len() - DEFLATE_TAIL.len());
         }
