@@ -162,6 +162,7 @@ const SPECIAL_HEADERS: [&str; 5] = [
 #[derive(Debug, Clone)]
 struct ValidHead {
     bytes: Vec<u8>,
+    target: String,
     /// Index of the request line's `\n`.
     line_nl: usize,
     method: String,
@@ -222,6 +223,7 @@ fn valid_head() -> impl Strategy<Value = ValidHead> {
             bytes.extend_from_slice(&body);
             ValidHead {
                 bytes,
+                target,
                 line_nl: line.len() - 1,
                 method: method.to_string(),
                 path,
@@ -326,16 +328,11 @@ proptest! {
         } else if head_len > limits.max_header_bytes || h.headers > limits.max_headers {
             HeadOutcome::Rejected(431)
         } else {
-            let target = if h.query.is_empty() && !h.bytes.starts_with(format!("{} {}?", h.method, h.path).as_bytes()) {
-                h.path.clone()
-            } else {
-                format!("{}?{}", h.path, h.query)
-            };
             HeadOutcome::Complete {
                 method: h.method.clone(),
                 path: h.path.clone(),
                 query: h.query.clone(),
-                target,
+                target: h.target.clone(),
                 minor: h.minor,
                 headers: h.headers,
                 head_len,
@@ -1553,34 +1550,6 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------
-// Regressions: inputs the properties above found, kept as plain tests.
-
-/// `parse_duration` multiplied minutes and hours into seconds unchecked: a
-/// large count panicked in debug builds and wrapped to a wrong duration in
-/// release builds.
-#[test]
-fn regression_duration_minutes_overflow() {
-    assert!(parse_duration("5124095576031h").is_err());
-    assert!(parse_duration("307445734561825861m").is_err());
-    assert_eq!(
-        parse_duration("5124095576h"),
-        Ok(std::time::Duration::from_secs(5_124_095_576 * 3600))
-    );
-}
-
-/// A duration whose milliseconds did not fit in a u64 was accepted, but its
-/// serialized form (`"<n>ms"`) could not be read back.
-#[test]
-fn regression_duration_serialized_form_reads_back() {
-    assert!(parse_duration("307500000000000m").is_err());
-    assert!(parse_duration("18446744073709551615s").is_err());
-    assert!(serde_json::from_str::<Secs>("18446744073709551615").is_err());
-    let max = parse_duration("18446744073709551615ms").unwrap();
-    let json = serde_json::to_string(&Secs(max)).unwrap();
-    assert_eq!(serde_json::from_str::<Secs>(&json).unwrap(), Secs(max));
-}
-
-// ---------------------------------------------------------------------------
 // WebSocket client URLs
 
 proptest! {
@@ -1696,44 +1665,6 @@ proptest! {
     }
 }
 
-/// A compressor with context takeover, asked for two empty messages in a
-/// row, writes nothing for the second (zlib has nothing to flush): that
-/// tripped a debug assertion, and in release builds cut the four bytes
-/// before the message off the caller's buffer (whatever was corked there).
-/// An empty body is no answer either: with the tail the receiver appends it
-/// is not a whole block, and the stream falls out of step (the third
-/// message then inflated to garbage).
-#[test]
-fn regression_deflate_empty_messages_with_context_takeover() {
-    let mut d = Deflater::new(15, false);
-    let mut out = BytesMut::from(&b"corked frame"[..]);
-    for _ in 0..3 {
-        d.compress_into(b"", &mut out);
-        assert!(out.starts_with(b"corked frame"));
-    }
-    // The case as found: empty compressed binary messages to the decoder
-    // (then one that is not empty).
-    let mut wire = BytesMut::new();
-    let mut d = Deflater::new(15, false);
-    let messages: [&[u8]; 5] = [b"", b"", b"", b"a message after them", b""];
-    for m in messages {
-        let mut body = BytesMut::new();
-        d.compress_into(m, &mut body);
-        encode_masked_frame(true, true, OpCode::Binary, &body, [0; 4], &mut wire);
-    }
-    let cfg = DecoderConfig {
-        deflate: Some(DeflateParams::default()),
-        ..DecoderConfig::default()
-    };
-    let mut dec = Decoder::new(cfg);
-    for m in messages {
-        assert_eq!(
-            dec.decode(&mut wire).unwrap(),
-            Some(Event::Binary(bytes::Bytes::from_static(m)))
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Where a request's token comes from
 
@@ -1838,5 +1769,71 @@ proptest! {
         if let Some(t) = token_of(&auth, &format!("/events?{query}"), &extra) {
             prop_assert!(!t.is_empty());
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Regressions: inputs the properties above found, kept as plain tests.
+
+/// `parse_duration` multiplied minutes and hours into seconds unchecked: a
+/// large count panicked in debug builds and wrapped to a wrong duration in
+/// release builds.
+#[test]
+fn regression_duration_minutes_overflow() {
+    assert!(parse_duration("5124095576031h").is_err());
+    assert!(parse_duration("307445734561825861m").is_err());
+    assert_eq!(
+        parse_duration("5124095576h"),
+        Ok(std::time::Duration::from_secs(5_124_095_576 * 3600))
+    );
+}
+
+/// A duration whose milliseconds did not fit in a u64 was accepted, but its
+/// serialized form (`"<n>ms"`) could not be read back.
+#[test]
+fn regression_duration_serialized_form_reads_back() {
+    assert!(parse_duration("307500000000000m").is_err());
+    assert!(parse_duration("18446744073709551615s").is_err());
+    assert!(serde_json::from_str::<Secs>("18446744073709551615").is_err());
+    let max = parse_duration("18446744073709551615ms").unwrap();
+    let json = serde_json::to_string(&Secs(max)).unwrap();
+    assert_eq!(serde_json::from_str::<Secs>(&json).unwrap(), Secs(max));
+}
+
+/// A compressor with context takeover, asked for two empty messages in a
+/// row, writes nothing for the second (zlib has nothing to flush): that
+/// tripped a debug assertion, and in release builds cut the four bytes
+/// before the message off the caller's buffer (whatever was corked there).
+/// An empty body is no answer either: with the tail the receiver appends it
+/// is not a whole block, and the stream falls out of step (the third
+/// message then inflated to garbage).
+#[test]
+fn regression_deflate_empty_messages_with_context_takeover() {
+    let mut d = Deflater::new(15, false);
+    let mut out = BytesMut::from(&b"corked frame"[..]);
+    for _ in 0..3 {
+        d.compress_into(b"", &mut out);
+        assert!(out.starts_with(b"corked frame"));
+    }
+    // The case as found: empty compressed binary messages to the decoder
+    // (then one that is not empty).
+    let mut wire = BytesMut::new();
+    let mut d = Deflater::new(15, false);
+    let messages: [&[u8]; 5] = [b"", b"", b"", b"a message after them", b""];
+    for m in messages {
+        let mut body = BytesMut::new();
+        d.compress_into(m, &mut body);
+        encode_masked_frame(true, true, OpCode::Binary, &body, [0; 4], &mut wire);
+    }
+    let cfg = DecoderConfig {
+        deflate: Some(DeflateParams::default()),
+        ..DecoderConfig::default()
+    };
+    let mut dec = Decoder::new(cfg);
+    for m in messages {
+        assert_eq!(
+            dec.decode(&mut wire).unwrap(),
+            Some(Event::Binary(bytes::Bytes::from_static(m)))
+        );
     }
 }
