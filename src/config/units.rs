@@ -39,18 +39,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let n: u64 = num.parse().map_err(|_| {
         format!("`{text}` is not a duration: write e.g. \"10s\", \"250ms\", \"2m\"")
     })?;
-    let d = match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+    let unit_ms: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
         other => {
             return Err(format!(
                 "`{text}` has unknown duration unit `{other}`: use ms, s, m or h"
             ))
         }
     };
-    Ok(d)
+    // Bounded to u64 milliseconds, so that every duration accepted can be
+    // written back out (as `"<n>ms"`) and read again.
+    n.checked_mul(unit_ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// A bare number of seconds, bounded like [`parse_duration`].
+fn duration_from_secs(secs: u64) -> Result<Duration, String> {
+    secs.checked_mul(1000)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("duration of {secs} seconds is too large"))
 }
 
 /// Parses `"64KiB"`-style sizes. Accepted units: B, KiB, MiB, GiB (and K/KB, M/MB, G/GB as the same powers of 1024).
@@ -83,12 +94,12 @@ impl Visitor<'_> for SecsVisitor {
         f.write_str("a duration such as \"10s\", \"250ms\", \"2m\" or a number of seconds")
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Secs, E> {
-        u64::try_from(v)
-            .map(Secs::from_secs)
-            .map_err(|_| E::custom(format!("duration must not be negative, got {v}")))
+        let v = u64::try_from(v)
+            .map_err(|_| E::custom(format!("duration must not be negative, got {v}")))?;
+        self.visit_u64(v)
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Secs, E> {
-        Ok(Secs::from_secs(v))
+        duration_from_secs(v).map(Secs).map_err(E::custom)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Secs, E> {
         parse_duration(v).map(Secs).map_err(E::custom)

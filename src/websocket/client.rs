@@ -543,7 +543,7 @@ impl Inflate {
 
     /// Inflates one whole message (its frames' payloads concatenated).
     fn message(&mut self, input: &[u8], max: usize) -> io::Result<Vec<u8>> {
-        let mut out = Vec::with_capacity((input.len() * 3).clamp(64, max.saturating_add(1)));
+        let mut out = Vec::with_capacity((input.len() * 3).max(64).min(max.saturating_add(1)));
         // A payload that ends with a final block has ended its stream: the
         // tail would start a new one, and is not needed.
         let result = self
@@ -581,6 +581,13 @@ impl Inflate {
             let used = (self.d.total_in() - in0) as usize;
             consumed += used;
             let produced = (self.d.total_out() - out0) as usize;
+            // Checked before returning too: the buffer may have grown past
+            // `max`, and a final block can end the message right there.
+            if out.len() > max {
+                return Err(invalid_data(format!(
+                    "inflated message exceeds {max} bytes"
+                )));
+            }
             let ended = status == Status::StreamEnd;
             if ended {
                 // A final block ends the stream; what follows starts anew.
@@ -1420,6 +1427,9 @@ fn connect_tcp(url: &Url, timeout: Duration) -> io::Result<TcpStream> {
         )
     }))
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

@@ -325,8 +325,16 @@ impl Deflater {
             }
             out.reserve(spare_len.max(64));
         }
-        debug_assert!(out[start..].ends_with(&DEFLATE_TAIL));
-        out.truncate(out.len() - DEFLATE_TAIL.len());
+        if out.len() == start {
+            // A sync flush with no input since the previous one writes
+            // nothing (zlib has no progress to make). Send a single 0x00
+            // (RFC 7692 §7.2.3.6): with the tail the receiver appends, an
+            // empty stored block, which keeps both ends of the stream in step.
+            out.put_u8(0);
+        } else {
+            debug_assert!(out[start..].ends_with(&DEFLATE_TAIL));
+            out.truncate(out.len() - DEFLATE_TAIL.len());
+        }
         if self.no_context_takeover {
             self.compress.reset();
         }
