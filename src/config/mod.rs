@@ -154,7 +154,7 @@ impl Default for HttpConfig {
             max_body_size: ByteSize(1 << 20),
             read_buffer_size: ByteSize(64 << 10),
             max_requests_per_connection: 0,
-            max_pending_output: ByteSize(256 << 10),
+            max_pending_output: ByteSize(64 << 10),
             metrics_path: "/metrics".to_string(),
         }
     }
