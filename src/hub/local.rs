@@ -252,11 +252,7 @@ impl HubLocal {
             rooms[idx].counted = true;
             rooms[idx].name.clone()
         };
-        let sref = SubRef {
-            key: sub.key(),
-            generation: sub.generation,
-            idx,
-        };
+        let sref = sub_ref(sub, idx);
         let budget = self.replay_limits(sub).budget;
         if self.is_home(&room) {
             let reply = self.join_at_home(room, self.worker, sref, since, budget);
@@ -427,11 +423,7 @@ impl HubLocal {
             }
             for (idx, after) in asks.drain(..) {
                 let room = sub.rooms()[idx].name.clone();
-                let sref = SubRef {
-                    key: sub.key(),
-                    generation: sub.generation,
-                    idx,
-                };
+                let sref = sub_ref(sub, idx);
                 let budget = self.replay_limits(sub).budget;
                 if self.is_home(&room) {
                     let piece =
@@ -650,11 +642,7 @@ impl HubLocal {
                     }
                 }
             };
-            let sref = SubRef {
-                key: sub.key(),
-                generation: sub.generation,
-                idx,
-            };
+            let sref = sub_ref(sub, idx);
             if self.is_home(&room) {
                 let reply = self.join_at_home(room, self.worker, sref, None, 0);
                 self.apply_joined(reply);
@@ -759,4 +747,13 @@ pub fn spawn_tasks(hub: &Rc<HubLocal>, inbox: Inbox, cfg: &Config) {
         hub.clone()
             .ws_pings(cfg.ws.ping_interval.0, cfg.ws.pong_timeout.0),
     );
+}
+
+/// The bus's name for room slot `idx` of a subscriber of this worker.
+fn sub_ref(sub: &Subscriber, idx: usize) -> SubRef {
+    SubRef {
+        key: sub.key(),
+        generation: sub.generation,
+        idx,
+    }
 }
