@@ -19,10 +19,9 @@ use monoio::net::TcpStream;
 use super::request::{self, HeadLimits, Parsed};
 use super::response;
 use super::router::{self, Action};
-use crate::hub::HubError;
+use crate::hub::{HubError, Subscription};
 use crate::io::sock;
 use crate::server::worker::{ConnGuard, Worker};
-use crate::sse::stream::SseRequest;
 use crate::websocket::WsUpgrade;
 
 /// Where the connection is between requests.
@@ -42,7 +41,7 @@ enum Next {
     /// Write what is pending, then close gracefully.
     Close,
     /// The connection becomes an SSE stream (what is pending goes out with its head).
-    Sse(SseRequest),
+    Sse(Subscription),
     /// The connection becomes a WebSocket (its 101 is pending).
     Ws(WsUpgrade),
 }
@@ -76,7 +75,7 @@ struct Pending {
 
 /// What a connection turns into after HTTP.
 enum Upgrade {
-    Sse(SseRequest),
+    Sse(Subscription),
     /// With the bytes that followed the handshake (the first frames).
     Ws(WsUpgrade, BytesMut),
 }

@@ -14,11 +14,10 @@ use super::response;
 use super::static_files::{self, Denied};
 use crate::auth::{self, Auth, Grant, PublishMode, Refusal};
 use crate::config::EndpointAuth;
-use crate::hub::{valid_room_name, Message, RoomName};
+use crate::hub::{valid_room_name, Message, RoomName, Subscription};
 use crate::server::worker::Worker;
 use crate::sse::cursor;
 use crate::sse::encode::valid_event_name;
-use crate::sse::stream::SseRequest;
 use crate::websocket::{self, EndpointRules, Negotiated, RoomsMode, WsKind, WsUpgrade};
 
 /// What the connection still has to do after routing.
@@ -28,7 +27,7 @@ pub enum Action {
     /// The head is in the output buffer; the body is this file's `len` bytes.
     File { path: PathBuf, len: u64 },
     /// The connection becomes an SSE stream.
-    Sse(SseRequest),
+    Sse(Subscription),
     /// `POST /publish/{room}`: publish, then answer 202 with the id.
     Publish { room: RoomName, msg: Message },
     /// `GET /rooms/{room}`.
@@ -322,7 +321,7 @@ fn demo_chat(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Act
             return Action::Close;
         }
     };
-    let req = SseRequest {
+    let req = Subscription {
         rooms: vec![Arc::from(crate::demo::CHAT_ROOM)],
         resume,
     };
@@ -490,7 +489,7 @@ fn stream_request(
     head: &RequestHead<'_>,
     max_rooms: usize,
     max_key: &str,
-) -> Result<SseRequest, String> {
+) -> Result<Subscription, String> {
     let cfg = &worker.shared.cfg;
     let mut rooms: Vec<RoomName> = Vec::new();
     for raw in head.query_params("room") {
@@ -514,7 +513,7 @@ fn stream_request(
         return Err("no room: add ?room=NAME (hub.auto_join_room is off)".into());
     }
     let resume = resume_cursor(head, rooms.len())?;
-    Ok(SseRequest { rooms, resume })
+    Ok(Subscription { rooms, resume })
 }
 
 /// The resume cursor of a stream request over `rooms` rooms: the

@@ -101,6 +101,17 @@ impl PublishRules {
     }
 }
 
+/// What a stream (SSE, or a WebSocket on the rooms endpoint) subscribes to:
+/// its rooms and where it resumes in each.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    /// Rooms in the request's order, the auto-join room last.
+    pub rooms: Vec<RoomName>,
+    /// Positions to resume after, one per room (`Last-Event-ID` or
+    /// `last_event_id`).
+    pub resume: Option<Vec<u64>>,
+}
+
 /// A message to publish: optional SSE event name and the data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {

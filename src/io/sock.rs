@@ -199,16 +199,16 @@ pub async fn linger_close(stream: &TcpStream, max: Duration) {
     .await;
 }
 
-/// The socket of a connection that parks, as its bare descriptor: the
-/// runtime's record of it (an allocation) is let go while it waits.
-pub fn park_stream(stream: TcpStream) -> OwnedFd {
+/// A socket as its bare descriptor, detached from the runtime (whose record
+/// of it is an allocation): what a parked connection keeps.
+pub fn detach_stream(stream: TcpStream) -> OwnedFd {
     // SAFETY: the runtime hands over the descriptor without closing it
     // (nothing else refers to it: a parked connection has no I/O in flight).
     unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) }
 }
 
-/// The socket of a parked connection, handed back to the runtime (on an
-/// error the descriptor is closed).
-pub fn resume_stream(fd: OwnedFd) -> io::Result<TcpStream> {
+/// A detached socket handed back to the runtime (on an error the
+/// descriptor is closed).
+pub fn attach_stream(fd: OwnedFd) -> io::Result<TcpStream> {
     TcpStream::from_std(std::net::TcpStream::from(fd))
 }

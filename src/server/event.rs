@@ -162,14 +162,16 @@ impl Signal {
         }
     }
 
-    /// The connection parked (its task ended): `waker` resumes it on the next wake-up.
-    pub fn park_with(&self, waker: Waker) {
+    /// The connection is parked (its task ended, see `Worker::park`):
+    /// `waker` resumes it on the next wake-up.
+    pub fn resume_with(&self, waker: Waker) {
         self.waker.set(Some(waker));
         self.waiting.set(true);
     }
 
-    /// The task waits: keeps its waker (cloned only if it changed).
-    fn park(&self, cx: &Context<'_>) {
+    /// The task waits: keeps its waker (cloned only if it changed) for the
+    /// next wake-up.
+    fn register_waker(&self, cx: &Context<'_>) {
         match self.waker.take() {
             Some(w) if w.will_wake(cx.waker()) => self.waker.set(Some(w)),
             _ => self.waker.set(Some(cx.waker().clone())),
@@ -181,7 +183,7 @@ impl Signal {
     /// that is already pending to be seen (for a wait on something else
     /// that a kick should interrupt).
     pub fn wake_on_kick(&self, cx: &Context<'_>) {
-        self.park(cx);
+        self.register_waker(cx);
     }
 
     /// Forgets a kick the task gave itself while running.
@@ -257,7 +259,7 @@ impl Future for Readable<'_> {
         if s.readable.get() {
             return Poll::Ready(());
         }
-        s.park(cx);
+        s.register_waker(cx);
         Poll::Pending
     }
 }
@@ -272,7 +274,7 @@ impl Future for Kicked<'_> {
         if s.kicked.replace(false) {
             return Poll::Ready(());
         }
-        s.park(cx);
+        s.register_waker(cx);
         Poll::Pending
     }
 }

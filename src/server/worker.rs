@@ -124,7 +124,7 @@ impl Worker {
             return;
         };
         e.parked = Some(resume);
-        e.signal.park_with(unpark_waker(key));
+        e.signal.resume_with(unpark_waker(key));
         self.stats.parked.inc();
     }
 

@@ -17,25 +17,16 @@ use monoio::net::TcpStream;
 
 use super::encode;
 use crate::hub::subscriber::{Closing, Subscriber};
-use crate::hub::{ConnId, Message, RoomName};
+use crate::hub::{ConnId, Message, Subscription};
 use crate::io::{sock, writeq};
 use crate::server::worker::{clock_ms, ConnGuard};
-
-/// An accepted SSE request.
-#[derive(Debug, Clone)]
-pub struct SseRequest {
-    /// Rooms in the URL's order, the auto-join room last.
-    pub rooms: Vec<RoomName>,
-    /// Positions to resume after, one per room, from `Last-Event-ID`.
-    pub resume: Option<Vec<u64>>,
-}
 
 /// A new stream, as the embedding application's on-connect hook sees it.
 #[derive(Debug, Clone)]
 pub struct SseConnect<'a> {
     /// The connection, for [`crate::Hub::join`] / [`crate::Hub::leave`].
     pub id: ConnId,
-    pub request: &'a SseRequest,
+    pub request: &'a Subscription,
 }
 
 /// What the embedding application may send first on every new stream.
@@ -58,7 +49,7 @@ enum Wake {
 pub fn serve(
     stream: TcpStream,
     guard: ConnGuard,
-    req: SseRequest,
+    req: Subscription,
     out: BytesMut,
 ) -> impl Future<Output = ()> {
     // Opening is boxed and the arguments go straight into it: the request
@@ -82,7 +73,7 @@ async fn drive(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>) {
         End::Park => {
             let worker = guard.worker.clone();
             let key = guard.key();
-            let fd = sock::park_stream(stream);
+            let fd = sock::detach_stream(stream);
             worker.park(
                 key,
                 Box::new(move || {
@@ -96,7 +87,7 @@ async fn drive(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>) {
 
 /// Runs a parked stream again.
 async fn resume(fd: OwnedFd, guard: ConnGuard, sub: Rc<Subscriber>) {
-    match sock::resume_stream(fd) {
+    match sock::attach_stream(fd) {
         Ok(stream) => drive(stream, guard, sub).await,
         Err(e) => {
             log::warn!("sse: resuming a parked stream failed: {e}");
@@ -109,7 +100,7 @@ async fn resume(fd: OwnedFd, guard: ConnGuard, sub: Rc<Subscriber>) {
 async fn open(
     stream: TcpStream,
     guard: ConnGuard,
-    req: SseRequest,
+    req: Subscription,
     mut out: BytesMut,
 ) -> Option<(TcpStream, ConnGuard, Rc<Subscriber>)> {
     let worker = guard.worker.clone();

@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use crate::config::{Config, WsEchoEndpoint};
 use crate::http::request::RequestHead;
 use crate::http::response;
-use crate::sse::stream::SseRequest;
+use crate::hub::Subscription;
 use crate::ws::deflate::{self, DeflateConfig, DeflateParams};
 use crate::ws::handshake;
 use handler::Handler;
@@ -51,7 +51,7 @@ impl RoomsMode {
 /// What a connection becomes after the 101.
 pub enum WsKind {
     /// A room subscriber (`ws.rooms`, or the demo chat).
-    Rooms(SseRequest, RoomsMode),
+    Rooms(Subscription, RoomsMode),
     /// A registered handler (the echo endpoint is one), with the rooms the
     /// client's token allows it to join.
     Handler(Arc<Handler>, crate::auth::Grant),

@@ -219,7 +219,7 @@ impl Parked {
             last_write: clock_ms().wrapping_sub(PARK_AFTER_MS),
             pending: VecDeque::new(),
         };
-        match sock::resume_stream(self.fd) {
+        match sock::attach_stream(self.fd) {
             Ok(stream) => Some((stream, s)),
             Err(e) => {
                 log::warn!("websocket: resuming a parked connection failed: {e}");
@@ -420,7 +420,7 @@ impl Session {
         };
         shared.sub.release_idle();
         Parked {
-            fd: sock::park_stream(stream),
+            fd: sock::detach_stream(stream),
             guard: self.guard,
             rest: Box::new(ParkedRest {
                 sub: shared.sub,
@@ -671,10 +671,11 @@ impl Session {
             }
             Closing::Refused => {
                 let mut out = BytesMut::new();
-                self.shared
-                    .encoder
-                    .borrow()
-                    .close(Some(1013), "room limit reached", &mut out);
+                self.shared.encoder.borrow().close(
+                    Some(close::TRY_AGAIN_LATER),
+                    "room limit reached",
+                    &mut out,
+                );
                 let _ = sock::send(self.fd, &out);
                 return Some(Ok(()));
             }
