@@ -11,8 +11,8 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use ringcast::hub::shard::LocalRooms;
 use ringcast::hub::subscriber::Subscriber;
 use ringcast::hub::{Message, Published, RoomName};
-use ringcast::server::event::Signal;
-use ringcast::sse::encode;
+use ringcast::io::signal::Signal;
+use ringcast::proto::sse::encode;
 
 fn bench_encode(c: &mut Criterion) {
     let mut g = c.benchmark_group("sse_encode");

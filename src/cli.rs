@@ -112,7 +112,7 @@ pub fn load_config(args: &Args) -> Result<Config, ConfigError> {
     if let Some(l) = &args.log_level {
         cfg.log.level = l.clone();
     }
-    cfg.validate()?;
+    crate::server::check_config(&cfg)?;
     Ok(cfg)
 }
 

@@ -43,6 +43,7 @@ pub mod http;
 pub mod hub;
 pub mod io;
 pub mod logging;
+pub mod proto;
 pub mod server;
 pub mod sse;
 pub mod websocket;

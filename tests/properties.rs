@@ -22,7 +22,7 @@ use ringcast::config::{ByteSize, Secs};
 use ringcast::http::request::{self, has_token, query_params, HeadLimits, Parsed};
 use ringcast::http::static_files::{percent_decode, relative_path};
 use ringcast::hub::valid_room_name;
-use ringcast::sse::cursor;
+use ringcast::proto::sse::cursor;
 use ringcast::websocket::client::{parse_deflate_response, Url};
 use ringcast::ws::close::{
     is_valid_received_close_code, parse_close_payload, truncate_reason, write_close_payload,
@@ -1649,7 +1649,7 @@ proptest! {
         data in prop_oneof![any::<String>(), "[a\r\n ]{0,12}"],
         comment in any::<String>(),
     ) {
-        use ringcast::sse::encode;
+        use ringcast::proto::sse::encode;
         prop_assume!(name.as_deref().is_none_or(encode::valid_event_name));
         let mut id = Vec::new();
         cursor::format(&positions, &mut id);

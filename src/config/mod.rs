@@ -672,14 +672,6 @@ impl Config {
                 hub.max_room_name
             ));
         }
-        if !hub.auto_join_room.is_empty()
-            && !crate::hub::valid_room_name(&hub.auto_join_room, hub.max_room_name)
-        {
-            return fail(format!(
-                "hub.auto_join_room = {:?} is not a valid room name (A-Z a-z 0-9 _ - . : @, at most hub.max_room_name bytes)",
-                hub.auto_join_room
-            ));
-        }
         if hub.max_message_size.0 == 0 || hub.max_message_size.0 > 64 << 20 {
             return fail(format!(
                 "hub.max_message_size = {} must be from 1 byte to 64MiB",
@@ -803,14 +795,13 @@ impl Config {
                 ws.rooms.max_rooms_per_connection
             ));
         }
-        if crate::logging::parse_level(&self.log.level).is_none() {
+        if self.log.level.parse::<log::LevelFilter>().is_err() {
             return fail(format!(
                 "log.level = {:?} must be one of error, warn, info, debug, trace",
                 self.log.level
             ));
         }
-        // [auth]: key rules, and the secret resolved (from the environment too)
-        crate::auth::Auth::from_config(self).map(drop)
+        Ok(())
     }
 }
 
@@ -990,41 +981,6 @@ mod tests {
         assert!(!text.contains("-token") && !text.contains("0123"), "{text}");
         assert_eq!(d[0].1, "\"\"");
         assert_eq!(d[0].2, "(secret)");
-    }
-
-    #[test]
-    fn auth_keys_are_checked_and_named() {
-        let err = |t: &str| Config::from_toml(t, "t.toml").unwrap_err().0;
-        let secret = "jwt_secret = \"0123456789abcdef0123456789abcdef\"\n";
-        assert!(err("[auth]\nsubscribe = true\n").contains("auth.jwt_secret"));
-        assert!(err("[auth]\npublish = \"jwt\"\n").contains("auth.jwt_secret"));
-        assert!(err("[auth]\npublish = \"token\"\n").contains("hub.publish_token"));
-        assert!(err("[auth]\npublish = \"token_or_jwt\"\n").contains("hub.publish_token"));
-        assert!(
-            err("[hub]\npublish_token = \"x\"\n[auth]\npublish = \"off\"\n")
-                .contains("hub.publish_token")
-        );
-        assert!(err("[auth]\njwt_secret = \"short\"\n").contains("32 bytes"));
-        assert!(err(&format!("[auth]\n{secret}jwt_secret_env = \"X\"\n"))
-            .contains("auth.jwt_secret_env"));
-        let e =
-            err("[auth]\nsubscribe = true\njwt_secret_env = \"RINGCAST_TEST_SURELY_UNSET_VAR\"\n");
-        assert!(e.contains("RINGCAST_TEST_SURELY_UNSET_VAR"), "{e}");
-        assert!(err(&format!("[auth]\n{secret}rooms_claim = \"\"\n")).contains("auth.rooms_claim"));
-        assert!(
-            err(&format!("[auth]\n{secret}publish_claim = \"\"\n")).contains("auth.publish_claim")
-        );
-        assert!(err(&format!("[auth]\n{secret}cookie = \"a b\"\n")).contains("auth.cookie"));
-        assert!(
-            err(&format!("[auth]\n{secret}query_param = \"room\"\n")).contains("auth.query_param")
-        );
-        assert!(err(&format!("[auth]\n{secret}leeway = \"1h\"\n")).contains("auth.leeway"));
-        assert!(err("[auth]\npublish = \"maybe\"\n").contains("maybe"));
-        Config::from_toml(
-            &format!("[auth]\n{secret}subscribe = true\npublish = \"jwt\"\n"),
-            "t",
-        )
-        .unwrap();
     }
 
     #[test]

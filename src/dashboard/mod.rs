@@ -69,7 +69,7 @@ fn cpu_percent(before: Option<u64>, now: Option<u64>, secs: f64, hz: f64) -> Opt
 /// One sample from two readings of the counters.
 fn sample(shared: &Shared, prev: &Totals, now: &Totals, started: Instant, hz: f64) -> Sample {
     let secs = now.at.duration_since(prev.at).as_secs_f64().max(1e-3);
-    let sum = |f: fn(&crate::server::stats::WorkerStats) -> u64| -> u64 {
+    let sum = |f: fn(&crate::io::stats::WorkerStats) -> u64| -> u64 {
         shared.stats.iter().map(|s| f(s)).sum()
     };
     let open = sum(|s| s.open.get());

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::server::stats::WorkerStats;
+use crate::io::stats::WorkerStats;
 use crate::server::Shared;
 
 /// The `Content-Type` of the exposition format.

@@ -15,9 +15,9 @@ use super::static_files::{self, Denied};
 use crate::auth::{self, Auth, Grant, PublishMode, Refusal};
 use crate::config::EndpointAuth;
 use crate::hub::{valid_room_name, Message, RoomName, Subscription};
+use crate::proto::sse::cursor;
+use crate::proto::sse::encode::valid_event_name;
 use crate::server::worker::Worker;
-use crate::sse::cursor;
-use crate::sse::encode::valid_event_name;
 use crate::websocket::{self, EndpointRules, Negotiated, RoomsMode, WsKind, WsUpgrade};
 
 /// What the connection still has to do after routing.

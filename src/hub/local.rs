@@ -28,8 +28,8 @@ use super::shard::LocalRooms;
 use super::subscriber::{Closing, Format, LocalKey, ReplayLimits, Subscriber};
 use super::{Bus, BusMsg, HubError, Message, PublishRules, Published, RoomInfo, RoomName};
 use crate::config::Config;
-use crate::server::event::LocalEvent;
-use crate::server::stats::WorkerStats;
+use crate::io::signal::LocalEvent;
+use crate::io::stats::WorkerStats;
 
 /// The hub state of one worker.
 pub struct HubLocal {
@@ -61,13 +61,14 @@ impl HubLocal {
         worker: usize,
         bus: Arc<Bus>,
         cfg: &Config,
+        rules: PublishRules,
         room_count: Arc<AtomicUsize>,
         max_rooms: Arc<AtomicUsize>,
         stats: Arc<WorkerStats>,
     ) -> HubLocal {
         HubLocal {
             worker,
-            rules: PublishRules::from_config(cfg),
+            rules,
             home: RefCell::new(HomeRooms::new(
                 bus.workers(),
                 cfg.hub.history_size,

@@ -68,12 +68,13 @@ pub struct PublishRules {
 }
 
 impl PublishRules {
-    pub fn from_config(cfg: &crate::config::Config) -> PublishRules {
-        let demos = cfg.demo.enabled && cfg.static_files.dir.is_none();
+    /// The rules of `cfg`, with `utf8_room` (a room delivered in text
+    /// frames whatever `ws.rooms.envelope` says, e.g. the demo chat's).
+    pub fn new(cfg: &crate::config::Config, utf8_room: Option<&'static str>) -> PublishRules {
         PublishRules {
             max_room_name: cfg.hub.max_room_name,
             utf8_everywhere: cfg.ws.rooms.envelope != Envelope::Raw,
-            utf8_room: demos.then_some(crate::demo::CHAT_ROOM),
+            utf8_room,
         }
     }
 
@@ -140,9 +141,11 @@ impl Message {
     /// `data:` line.
     pub fn check(&self) -> Result<(), HubError> {
         match &self.event {
-            Some(e) if !crate::sse::encode::valid_event_name(e) => Err(HubError::BadMessage(
-                format!("event name {e:?} must be 1 to 128 bytes without CR or LF"),
-            )),
+            Some(e) if !crate::proto::sse::encode::valid_event_name(e) => {
+                Err(HubError::BadMessage(format!(
+                    "event name {e:?} must be 1 to 128 bytes without CR or LF"
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -178,7 +181,7 @@ impl Published {
         buf.extend_from_slice(id.format(seq).as_bytes());
         buf.extend_from_slice(b"\n");
         let body_at = buf.len();
-        crate::sse::encode::event(&mut buf, None, msg.event.as_deref(), &msg.data);
+        crate::proto::sse::encode::event(&mut buf, None, msg.event.as_deref(), &msg.data);
         Published {
             room,
             seq,

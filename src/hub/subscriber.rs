@@ -25,7 +25,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::{Gap, Published, RoomName};
 use crate::config::Envelope;
-use crate::server::event::Signal;
+use crate::io::signal::Signal;
 
 /// How many recent multi-room message groups a subscriber remembers, to receive each once.
 const RECENT_GROUPS: usize = 64;
@@ -619,7 +619,7 @@ impl Subscriber {
         });
         let mut out = BytesMut::new();
         match self.format {
-            Format::Sse => crate::sse::encode::event(
+            Format::Sse => crate::proto::sse::encode::event(
                 &mut out,
                 None,
                 Some("ringcast-gap"),

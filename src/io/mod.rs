@@ -4,6 +4,9 @@
 //! pooled buffers, so an idle connection pins no buffer at all.
 
 pub mod bufpool;
+pub mod clock;
 pub mod ready;
+pub mod signal;
 pub mod sock;
+pub mod stats;
 pub mod writeq;

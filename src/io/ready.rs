@@ -6,7 +6,7 @@
 //! instance (the kernel keeps that registration, no user memory per
 //! connection); one task per worker waits for the instance itself with a
 //! single poll, collects the ready connections in batches of up to
-//! [`BATCH`] and marks each connection's [`Signal`](crate::server::event::Signal)
+//! [`BATCH`] and marks each connection's [`Signal`](crate::io::signal::Signal)
 //! readable, waking its task.
 //!
 //! Edge-triggered means a connection hears of new bytes once: it reads until

@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use monoio::net::TcpStream;
 
-use crate::server::event::Signal;
+use crate::io::signal::Signal;
 
 /// Reads at most `want` bytes of what the socket has into the spare capacity
 /// of `buf`. `Ok(0)` is end of stream; `WouldBlock` means nothing is there

@@ -25,7 +25,7 @@ use arc_swap::ArcSwap;
 use crate::auth::Auth;
 use crate::config::LogFormat;
 
-use super::stats::WorkerStats;
+use crate::io::stats::WorkerStats;
 
 /// A worker hands over its buffer once it holds this much.
 const FLUSH_AT: usize = 32 << 10;

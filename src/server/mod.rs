@@ -3,10 +3,8 @@
 //! worker (optionally pinned to a core), and drains them on shutdown.
 
 pub mod access;
-pub mod event;
 pub mod limits;
 pub mod panic;
-pub mod stats;
 pub mod worker;
 
 use std::io;
@@ -22,10 +20,10 @@ use arc_swap::ArcSwap;
 use crate::auth::Auth;
 use crate::config::{Config, ConfigError, IoDriver};
 use crate::hub::{Bus, Hub, PublishRules};
+use crate::io::stats::WorkerStats;
 use crate::sse::stream::OnConnect;
 use crate::websocket::WsRoute;
 use limits::{Limits, PerIp};
-use stats::WorkerStats;
 use worker::{Control, Driver};
 
 /// File descriptors kept back from the connection ceiling (listeners, rings, files, logs).
@@ -91,10 +89,28 @@ pub struct ServerHandle {
     access: Option<access::Writer>,
 }
 
+/// Checks a configuration completely: [`Config::validate`] (each section's
+/// own rules), then the rules that belong to the layers above it: the
+/// auto-join room's name (the hub's naming rule) and `[auth]` (its key
+/// rules, the secret resolved, from the environment too).
+pub fn check_config(cfg: &Config) -> Result<(), ConfigError> {
+    cfg.validate()?;
+    let hub = &cfg.hub;
+    if !hub.auto_join_room.is_empty()
+        && !crate::hub::valid_room_name(&hub.auto_join_room, hub.max_room_name)
+    {
+        return Err(ConfigError(format!(
+            "hub.auto_join_room = {:?} is not a valid room name (A-Z a-z 0-9 _ - . : @, at most hub.max_room_name bytes)",
+            hub.auto_join_room
+        )));
+    }
+    Auth::from_config(cfg).map(drop)
+}
+
 impl Server {
-    /// Validates `cfg` and returns a server that can be started.
+    /// Checks `cfg` ([`check_config`]) and returns a server that can be started.
     pub fn new(cfg: Config) -> Result<Server, crate::config::ConfigError> {
-        cfg.validate()?;
+        check_config(&cfg)?;
         let mut ws_routes = Vec::new();
         if !cfg.ws.echo.path.is_empty() {
             ws_routes.push(WsRoute {
@@ -211,7 +227,7 @@ impl Server {
         } else {
             (None, None)
         };
-        let publish_rules = PublishRules::from_config(&cfg);
+        let publish_rules = PublishRules::new(&cfg, demos.then_some(crate::demo::CHAT_ROOM));
         let shared = Arc::new(Shared {
             publish_rules,
             cfg: Arc::new(cfg),
@@ -323,7 +339,7 @@ impl ServerHandle {
     /// requests from now on (SIGHUP). `cfg` is validated first; on error the
     /// rules in force stay. Streams already open keep what they were granted.
     pub fn reload_auth(&self, cfg: &Config) -> Result<(), ConfigError> {
-        cfg.validate()?;
+        check_config(cfg)?;
         let auth = Auth::from_config(cfg)?;
         self.shared.auth.store(Arc::new(auth));
         Ok(())
@@ -496,5 +512,58 @@ fn choose_driver(wanted: IoDriver, entries: u32) -> io::Result<Driver> {
                 Ok(Driver::Legacy)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_keys_are_checked_and_named() {
+        // a parse error, or what the complete check says
+        let err = |t: &str| match Config::from_toml(t, "t.toml") {
+            Ok(cfg) => check_config(&cfg).unwrap_err().0,
+            Err(e) => e.0,
+        };
+        let secret = "jwt_secret = \"0123456789abcdef0123456789abcdef\"\n";
+        assert!(err("[auth]\nsubscribe = true\n").contains("auth.jwt_secret"));
+        assert!(err("[auth]\npublish = \"jwt\"\n").contains("auth.jwt_secret"));
+        assert!(err("[auth]\npublish = \"token\"\n").contains("hub.publish_token"));
+        assert!(err("[auth]\npublish = \"token_or_jwt\"\n").contains("hub.publish_token"));
+        assert!(
+            err("[hub]\npublish_token = \"x\"\n[auth]\npublish = \"off\"\n")
+                .contains("hub.publish_token")
+        );
+        assert!(err("[auth]\njwt_secret = \"short\"\n").contains("32 bytes"));
+        assert!(err(&format!("[auth]\n{secret}jwt_secret_env = \"X\"\n"))
+            .contains("auth.jwt_secret_env"));
+        let e =
+            err("[auth]\nsubscribe = true\njwt_secret_env = \"RINGCAST_TEST_SURELY_UNSET_VAR\"\n");
+        assert!(e.contains("RINGCAST_TEST_SURELY_UNSET_VAR"), "{e}");
+        assert!(err(&format!("[auth]\n{secret}rooms_claim = \"\"\n")).contains("auth.rooms_claim"));
+        assert!(
+            err(&format!("[auth]\n{secret}publish_claim = \"\"\n")).contains("auth.publish_claim")
+        );
+        assert!(err(&format!("[auth]\n{secret}cookie = \"a b\"\n")).contains("auth.cookie"));
+        assert!(
+            err(&format!("[auth]\n{secret}query_param = \"room\"\n")).contains("auth.query_param")
+        );
+        assert!(err(&format!("[auth]\n{secret}leeway = \"1h\"\n")).contains("auth.leeway"));
+        assert!(err("[auth]\npublish = \"maybe\"\n").contains("maybe"));
+        Config::from_toml(
+            &format!("[auth]\n{secret}subscribe = true\npublish = \"jwt\"\n"),
+            "t",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn the_auto_join_room_is_a_valid_room_name() {
+        let cfg = Config::from_toml("[hub]\nauto_join_room = \"a b\"\n", "t.toml").unwrap();
+        assert!(check_config(&cfg)
+            .unwrap_err()
+            .0
+            .contains("hub.auto_join_room"));
     }
 }

@@ -1,6 +1,4 @@
-//! Server-Sent Events: the wire format and resume cursors (pure), and the
-//! stream that drives one subscriber connection.
+//! Server-Sent Events streams: the driver of one subscriber connection (the
+//! wire format and cursors are in [`crate::proto::sse`]).
 
-pub mod cursor;
-pub mod encode;
 pub mod stream;

@@ -15,11 +15,12 @@ use std::task::Poll;
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
-use super::encode;
 use crate::hub::subscriber::{Closing, Subscriber};
 use crate::hub::{ConnId, Message, Subscription};
+use crate::io::clock::clock_ms;
 use crate::io::{sock, writeq};
-use crate::server::worker::{clock_ms, ConnGuard};
+use crate::proto::sse::encode;
+use crate::server::worker::ConnGuard;
 
 /// A new stream, as the embedding application's on-connect hook sees it.
 #[derive(Debug, Clone)]
@@ -65,7 +66,7 @@ pub fn serve(
 }
 
 /// Runs the stream until it ends or parks (quiet for
-/// [`PARK_AFTER`](crate::server::event::PARK_AFTER): the task ends and the
+/// [`PARK_AFTER`](crate::io::signal::PARK_AFTER): the task ends and the
 /// worker keeps the stream's state; its first wake-up spawns this again).
 async fn drive(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>) {
     let send_timeout = guard.worker.shared.cfg.http.send_timeout.0;

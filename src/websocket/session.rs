@@ -28,10 +28,11 @@ use super::{WsKind, WsUpgrade};
 use crate::config::Envelope;
 use crate::hub::subscriber::{Closing, Format, Subscriber};
 use crate::hub::{ConnId, RoomName};
+use crate::io::clock::clock_ms;
+use crate::io::signal::PARK_AFTER_MS;
 use crate::io::{sock, writeq};
-use crate::server::event::PARK_AFTER_MS;
 use crate::server::panic::CatchPanic;
-use crate::server::worker::{clock_ms, ConnGuard, Worker};
+use crate::server::worker::{ConnGuard, Worker};
 use crate::ws::close;
 use crate::ws::codec::{Decoder, DecoderConfig, Encoder, Event};
 use crate::ws::deflate::DeflateParams;
@@ -101,7 +102,7 @@ struct Session {
     /// The handler's inbox is full: stop reading until it takes messages.
     paused: bool,
     /// When it last wrote, in [`clock_ms`] (a session quiet for
-    /// [`PARK_AFTER`](crate::server::event::PARK_AFTER) parks).
+    /// [`PARK_AFTER`](crate::io::signal::PARK_AFTER) parks).
     last_write: u32,
     pending: VecDeque<Bytes>,
 }
@@ -902,6 +903,6 @@ mod tests {
         // with its reference counts, 96 bytes
         assert!(size_of::<crate::hub::subscriber::Subscriber>() <= 80);
         // with its reference counts, 48 bytes
-        assert!(size_of::<crate::server::event::Signal>() <= 32);
+        assert!(size_of::<crate::io::signal::Signal>() <= 32);
     }
 }

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use crate::server::worker::{clock_ms, clock_ms_at};
+use crate::io::clock::{clock_ms, clock_ms_at};
 
 /// A level-triggered event for a few waiters (accept loop, worker main task).
 #[derive(Default)]
@@ -81,7 +81,7 @@ impl LocalEvent {
 /// written nothing before it parks (see [`crate::server::worker::Worker::park`]).
 pub const PARK_AFTER: std::time::Duration = std::time::Duration::from_millis(PARK_AFTER_MS as u64);
 
-/// [`PARK_AFTER`] on the [`clock_ms`](crate::server::worker::clock_ms) clock.
+/// [`PARK_AFTER`] on the [`clock_ms`](crate::io::clock::clock_ms) clock.
 pub const PARK_AFTER_MS: u32 = 1000;
 
 /// One connection's wake-up: a flag plus the waker of the connection task,
@@ -99,7 +99,7 @@ pub struct Signal {
     waker: Cell<Option<Waker>>,
     /// The task waits (a kick schedules it); false while it runs.
     waiting: Cell<bool>,
-    /// In [`clock_ms`](crate::server::worker::clock_ms) (compact: one per connection), never early.
+    /// In [`clock_ms`](crate::io::clock::clock_ms) (compact: one per connection), never early.
     deadline: Cell<Option<NonZeroU32>>,
     expired: Cell<bool>,
 }
@@ -107,14 +107,14 @@ pub struct Signal {
 impl Signal {
     /// Sets (or clears) the instant after which the connection is kicked
     /// with "expired". The instant is rounded up on the
-    /// [`clock_ms`](crate::server::worker::clock_ms) clock: the sweeper,
+    /// [`clock_ms`](crate::io::clock::clock_ms) clock: the sweeper,
     /// which reads that clock rounded down, never finds a deadline due early.
     pub fn set_deadline(&self, at: Option<Instant>) {
         self.set_deadline_ms(at.map(clock_ms_at));
     }
 
     /// [`Signal::set_deadline`] with the deadline already on the
-    /// [`clock_ms`](crate::server::worker::clock_ms) clock (0 is taken as 1).
+    /// [`clock_ms`](crate::io::clock::clock_ms) clock (0 is taken as 1).
     fn set_deadline_ms(&self, at_ms: Option<u32>) {
         self.deadline
             .set(at_ms.map(|ms| NonZeroU32::new(ms).unwrap_or(NonZeroU32::MIN)));
@@ -124,7 +124,7 @@ impl Signal {
     /// For a stream about to wait with nothing of its own in flight: true
     /// once nothing is pending here and it has written nothing for
     /// [`PARK_AFTER`] since `last_write_ms` (on the
-    /// [`clock_ms`](crate::server::worker::clock_ms) clock; it may park). Otherwise, with
+    /// [`clock_ms`](crate::io::clock::clock_ms) clock; it may park). Otherwise, with
     /// nothing pending, the deadline is set to when it would be due, so the
     /// sweeper wakes it then; every write moves that on, so a busy stream is
     /// never woken for it.
@@ -282,7 +282,7 @@ impl Future for Kicked<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::worker::clock_ms_at;
+    use crate::io::clock::clock_ms_at;
     use std::time::Duration;
 
     /// The compact deadline is never early and at most a millisecond late
