@@ -4,8 +4,8 @@
 
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use ringcast::http::request::{self, HeadLimits, Parsed};
-use ringcast::http::response;
+use ringcast::proto::http::request::{self, HeadLimits, Parsed};
+use ringcast::proto::http::response;
 
 const LIMITS: HeadLimits = HeadLimits {
     max_request_line: 8192,

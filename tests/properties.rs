@@ -19,9 +19,9 @@ use serde_json::json;
 use ringcast::auth::jwt;
 use ringcast::config::units::{parse_duration, parse_size};
 use ringcast::config::{ByteSize, Secs};
-use ringcast::http::request::{self, has_token, query_params, HeadLimits, Parsed};
 use ringcast::http::static_files::{percent_decode, relative_path};
 use ringcast::hub::valid_room_name;
+use ringcast::proto::http::request::{self, has_token, query_params, HeadLimits, Parsed};
 use ringcast::proto::sse::cursor;
 use ringcast::websocket::client::{parse_deflate_response, Url};
 use ringcast::ws::close::{

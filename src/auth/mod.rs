@@ -18,10 +18,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 
 use crate::config::{Config, ConfigError, PublishAuth};
-use crate::http::request::RequestHead;
-use crate::http::response;
 use crate::http::static_files::percent_decode;
 use crate::hub::RoomName;
+use crate::proto::http::request::RequestHead;
+use crate::proto::http::response;
 pub use jwt::{Claims, Patterns, TokenError};
 
 /// What publishing needs, with `auto` resolved.
@@ -520,7 +520,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::request::{self, HeadLimits};
+    use crate::proto::http::request::{self, HeadLimits};
     use serde_json::json;
     use std::sync::Arc;
 

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use monoio::net::TcpStream;
 
-use super::request::{self, HeadLimits, Parsed};
-use super::response;
 use super::router::{self, Action};
 use crate::hub::{HubError, Subscription};
 use crate::io::sock;
+use crate::proto::http::request::{self, HeadLimits, Parsed};
+use crate::proto::http::response;
 use crate::server::worker::{ConnGuard, Worker};
 use crate::websocket::WsUpgrade;
 

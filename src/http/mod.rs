@@ -1,9 +1,8 @@
-//! Plain HTTP/1.1: request parsing and responses (pure), static files and the
-//! built-in pages, the router, and the connection driver that runs them.
+//! Plain HTTP/1.1: static files and the built-in pages, the router, metrics,
+//! and the connection driver that runs them (parsing and writing are in
+//! [`crate::proto::http`]).
 
 pub mod conn;
 pub mod metrics;
-pub mod request;
-pub mod response;
 pub mod router;
 pub mod static_files;

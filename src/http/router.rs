@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::request::RequestHead;
-use super::response;
 use super::static_files::{self, Denied};
 use crate::auth::{self, Auth, Grant, PublishMode, Refusal};
 use crate::config::EndpointAuth;
 use crate::hub::{valid_room_name, Message, RoomName, Subscription};
+use crate::proto::http::request::RequestHead;
+use crate::proto::http::response;
 use crate::proto::sse::cursor;
 use crate::proto::sse::encode::valid_event_name;
 use crate::server::worker::Worker;

@@ -2,6 +2,8 @@
 //! The lowest layer after `config`: everything else may use it, it uses
 //! nothing of ringcast's but `config`.
 //!
+//! - [`http`]: the HTTP/1.1 request head parser and the response writer.
 //! - [`sse`]: the Server-Sent Events wire format and resume cursors.
 
+pub mod http;
 pub mod sse;

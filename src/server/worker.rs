@@ -763,7 +763,7 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr) {
 
 /// Answers a connection over a limit (503 or 429) and closes it gracefully.
 fn refuse(stream: std::net::TcpStream, status: u16, limit: &str) {
-    let reason = crate::http::response::reason(status);
+    let reason = crate::proto::http::response::reason(status);
     let body = format!("{status} {reason}: connection limit {limit} reached\n");
     let resp = format!(
         "HTTP/1.1 {status} {reason}\r\nServer: ringcast\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

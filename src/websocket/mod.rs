@@ -12,9 +12,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 
 use crate::config::{Config, WsEchoEndpoint};
-use crate::http::request::RequestHead;
-use crate::http::response;
 use crate::hub::Subscription;
+use crate::proto::http::request::RequestHead;
+use crate::proto::http::response;
 use crate::ws::deflate::{self, DeflateConfig, DeflateParams};
 use crate::ws::handshake;
 use handler::Handler;
