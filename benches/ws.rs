@@ -5,10 +5,12 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ringcast::ws::deflate::{deflate_frame_once, Deflater};
-use ringcast::ws::frame::{encode_frame, encode_masked_frame, parse_header, text_frame, OpCode};
-use ringcast::ws::mask::apply_mask;
-use ringcast::ws::utf8::Utf8Validator;
+use ringcast::proto::ws::deflate::{deflate_frame_once, Deflater};
+use ringcast::proto::ws::frame::{
+    encode_frame, encode_masked_frame, parse_header, text_frame, OpCode,
+};
+use ringcast::proto::ws::mask::apply_mask;
+use ringcast::proto::ws::utf8::Utf8Validator;
 
 /// A JSON-ish room message of exactly `len` bytes.
 fn room_message(len: usize) -> String {

@@ -47,7 +47,6 @@ pub mod proto;
 pub mod server;
 pub mod sse;
 pub mod websocket;
-pub mod ws;
 
 pub use hub::{Hub, Message};
 pub use server::{Server, ServerHandle};

@@ -23,21 +23,21 @@ use ringcast::http::static_files::{percent_decode, relative_path};
 use ringcast::hub::valid_room_name;
 use ringcast::proto::http::request::{self, has_token, query_params, HeadLimits, Parsed};
 use ringcast::proto::sse::cursor;
-use ringcast::websocket::client::{parse_deflate_response, Url};
-use ringcast::ws::close::{
+use ringcast::proto::ws::close::{
     is_valid_received_close_code, parse_close_payload, truncate_reason, write_close_payload,
     MAX_REASON_LEN,
 };
-use ringcast::ws::codec::{Decoder, DecoderConfig, Event};
-use ringcast::ws::deflate::{
+use ringcast::proto::ws::codec::{Decoder, DecoderConfig, Event};
+use ringcast::proto::ws::deflate::{
     negotiate, DeflateConfig, DeflateParams, Deflater, InflateError, Inflater,
 };
-use ringcast::ws::frame::{
+use ringcast::proto::ws::frame::{
     encode_masked_frame, header, header_len, parse_header, OpCode, MAX_CONTROL_PAYLOAD,
     MAX_HEADER_LEN,
 };
-use ringcast::ws::handshake::{origin_allowed, validate_upgrade};
-use ringcast::ws::utf8::Utf8Validator;
+use ringcast::proto::ws::handshake::{origin_allowed, validate_upgrade};
+use ringcast::proto::ws::utf8::Utf8Validator;
+use ringcast::websocket::client::{parse_deflate_response, Url};
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -569,7 +569,7 @@ proptest! {
         prop_assert_eq!(h.payload_len as usize, payload.len());
         prop_assert_eq!(out.len(), n + payload.len());
         let mut body = out[n..].to_vec();
-        ringcast::ws::apply_mask(&mut body, key);
+        ringcast::proto::ws::apply_mask(&mut body, key);
         prop_assert_eq!(&body[..], payload);
     }
 }
@@ -630,7 +630,7 @@ fn encode_pieces(pieces: &[Piece]) -> Vec<u8> {
                 let body = out.len();
                 out.extend_from_slice(payload);
                 if let Some(k) = key {
-                    ringcast::ws::apply_mask(&mut out[body..], *k);
+                    ringcast::proto::ws::apply_mask(&mut out[body..], *k);
                 }
             }
         }

@@ -711,7 +711,11 @@ impl HubLocal {
     /// outstanding; one that does not answer within `ws.pong_timeout` is cut.
     pub async fn ws_pings(self: Rc<Self>, every: Duration, pong_timeout: Duration) {
         let mut ping = bytes::BytesMut::new();
-        crate::ws::frame::encode_frame(crate::ws::frame::OpCode::Ping, b"ringcast", &mut ping);
+        crate::proto::ws::frame::encode_frame(
+            crate::proto::ws::frame::OpCode::Ping,
+            b"ringcast",
+            &mut ping,
+        );
         let ping = ping.freeze();
         loop {
             monoio::time::sleep(every).await;

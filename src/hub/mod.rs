@@ -24,7 +24,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::config::Envelope;
-use crate::ws::frame::OpCode;
+use crate::proto::ws::frame::OpCode;
 
 pub use bus::{Bus, BusMsg};
 
@@ -241,9 +241,9 @@ impl Published {
                     }
                 };
                 if deflate {
-                    crate::ws::deflate::deflate_frame_once(opcode, payload, 15)
+                    crate::proto::ws::deflate::deflate_frame_once(opcode, payload, 15)
                 } else {
-                    crate::ws::frame::frame_bytes(opcode, payload)
+                    crate::proto::ws::frame::frame_bytes(opcode, payload)
                 }
             })
             .clone()

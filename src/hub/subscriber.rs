@@ -627,8 +627,8 @@ impl Subscriber {
             ),
             Format::Ws { .. } => {
                 data["event"] = "ringcast-gap".into();
-                crate::ws::frame::encode_frame(
-                    crate::ws::frame::OpCode::Text,
+                crate::proto::ws::frame::encode_frame(
+                    crate::proto::ws::frame::OpCode::Text,
                     data.to_string().as_bytes(),
                     &mut out,
                 );

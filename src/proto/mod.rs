@@ -4,6 +4,9 @@
 //!
 //! - [`http`]: the HTTP/1.1 request head parser and the response writer.
 //! - [`sse`]: the Server-Sent Events wire format and resume cursors.
+//! - [`ws`]: WebSocket (RFC 6455, RFC 7692): frames, the codec, deflate,
+//!   the handshake, close codes, UTF-8 validation.
 
 pub mod http;
 pub mod sse;
+pub mod ws;

@@ -54,10 +54,10 @@ use base64::Engine as _;
 use bytes::BytesMut;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use crate::ws::close::truncate_reason;
-pub use crate::ws::frame::OpCode;
-use crate::ws::frame::{encode_masked_frame, parse_header};
-use crate::ws::handshake::accept_key;
+use crate::proto::ws::close::truncate_reason;
+pub use crate::proto::ws::frame::OpCode;
+use crate::proto::ws::frame::{encode_masked_frame, parse_header};
+use crate::proto::ws::handshake::accept_key;
 
 /// The permessage-deflate offer made by [`ConnectOptions::permessage_deflate`].
 pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
@@ -1434,7 +1434,7 @@ mod props;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ws::deflate::{Deflater, Inflater};
+    use crate::proto::ws::deflate::{Deflater, Inflater};
     use std::net::TcpListener;
     use std::thread;
 

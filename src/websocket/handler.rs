@@ -27,9 +27,9 @@ use bytes::Bytes;
 
 use crate::hub::subscriber::Subscriber;
 use crate::hub::{ConnId, HubError};
+use crate::proto::ws::codec::Encoder;
+use crate::proto::ws::frame::OpCode;
 use crate::server::worker::Worker;
-use crate::ws::codec::Encoder;
-use crate::ws::frame::OpCode;
 
 /// Payloads from this size on are queued by reference rather than copied.
 const ZERO_COPY_MIN: usize = 4096;
@@ -197,7 +197,7 @@ impl WsConn {
             return Err(SendError::Closed);
         }
         let header_ok = s.sub.cork(|out| {
-            crate::ws::frame::encode_header(true, false, opcode, payload.len() as u64, out)
+            crate::proto::ws::frame::encode_header(true, false, opcode, payload.len() as u64, out)
         });
         if header_ok && s.sub.push(payload.clone()) {
             Ok(())

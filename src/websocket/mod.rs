@@ -1,6 +1,6 @@
 //! WebSocket on the workers: the upgrade (negotiating subprotocol, Origin
 //! and permessage-deflate), the session driver that runs a connection with
-//! the pure protocol code of [`crate::ws`], and the handler API.
+//! the pure protocol code of [`crate::proto::ws`], and the handler API.
 
 pub mod client;
 pub mod handler;
@@ -15,8 +15,8 @@ use crate::config::{Config, WsEchoEndpoint};
 use crate::hub::Subscription;
 use crate::proto::http::request::RequestHead;
 use crate::proto::http::response;
-use crate::ws::deflate::{self, DeflateConfig, DeflateParams};
-use crate::ws::handshake;
+use crate::proto::ws::deflate::{self, DeflateConfig, DeflateParams};
+use crate::proto::ws::handshake;
 use handler::Handler;
 
 /// A handler registered for a path, with its endpoint settings.

@@ -31,11 +31,11 @@ use crate::hub::{ConnId, RoomName};
 use crate::io::clock::clock_ms;
 use crate::io::signal::PARK_AFTER_MS;
 use crate::io::{sock, writeq};
+use crate::proto::ws::close;
+use crate::proto::ws::codec::{Decoder, DecoderConfig, Encoder, Event};
+use crate::proto::ws::deflate::DeflateParams;
 use crate::server::panic::CatchPanic;
 use crate::server::worker::{ConnGuard, Worker};
-use crate::ws::close;
-use crate::ws::codec::{Decoder, DecoderConfig, Encoder, Event};
-use crate::ws::deflate::DeflateParams;
 
 /// Where the close handshake is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -887,7 +887,7 @@ mod tests {
             "Session {}",
             size_of::<super::Session>()
         );
-        assert!(size_of::<crate::ws::codec::Decoder>() <= 96);
+        assert!(size_of::<crate::proto::ws::codec::Decoder>() <= 96);
         assert!(
             size_of::<super::Shared>() <= 64,
             "Shared {}",

@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 
 use super::{DeflateParams, Message, Receiver};
-use crate::ws::deflate::Deflater;
-use crate::ws::frame::{header, OpCode, MAX_HEADER_LEN};
+use crate::proto::ws::deflate::Deflater;
+use crate::proto::ws::frame::{header, OpCode, MAX_HEADER_LEN};
 
 /// One unmasked server frame.
 fn frame(fin: bool, rsv1: bool, op: OpCode, payload: &[u8], out: &mut Vec<u8>) {

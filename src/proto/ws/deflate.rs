@@ -532,8 +532,8 @@ impl Inflater {
 mod tests {
     use super::*;
 
-    use crate::ws::frame::parse_header;
-    use crate::ws::test_util::noise;
+    use crate::proto::ws::frame::parse_header;
+    use crate::proto::ws::test_util::noise;
 
     fn no_takeover_cfg() -> DeflateConfig {
         DeflateConfig {

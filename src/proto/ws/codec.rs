@@ -408,8 +408,8 @@ impl Encoder {
 mod tests {
     use super::*;
 
-    use crate::ws::frame::encode_masked_frame;
-    use crate::ws::test_util::noise;
+    use crate::proto::ws::frame::encode_masked_frame;
+    use crate::proto::ws::test_util::noise;
 
     const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
@@ -1019,7 +1019,7 @@ mod tests {
         assert!(!frames[1].0.rsv1);
         assert_eq!(frames[1].1, b"tiny");
         // Shared no-context frames are identical to the room helper's.
-        let room = crate::ws::deflate::deflate_frame_once(OpCode::Text, msg.as_bytes(), 15);
+        let room = crate::proto::ws::deflate::deflate_frame_once(OpCode::Text, msg.as_bytes(), 15);
         assert_eq!(&out[..room.len()], &room[..]);
     }
 
