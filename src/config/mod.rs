@@ -869,17 +869,21 @@ pub fn diff(old: &Config, new: &Config) -> Vec<(String, String, String)> {
 /// Parses a listening address (`server.listen`, `--listen`): an IP address
 /// and a port. The error starts with the text, quoted.
 pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
-    text.trim().parse().map_err(|_| {
-        format!(
-            "{text:?} is not an address: write an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::]:8080\""
-        )
-    })
+    text.trim()
+        .parse()
+        .map_err(|_| not_an_address(&format!("{text:?}")))
+}
+
+fn not_an_address(shown: &str) -> String {
+    format!(
+        "{shown} is not an address: write an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::]:8080\""
+    )
 }
 
 fn listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     match toml::Value::deserialize(d)? {
         toml::Value::String(text) => parse_listen(&text),
-        other => parse_listen(&other.to_string()).map_err(|e| e.replacen('"', "", 2)),
+        other => Err(not_an_address(&other.to_string())),
     }
     .map_err(serde::de::Error::custom)
 }
