@@ -51,9 +51,8 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Args
                     .map_err(|e| e.to_string())?
                     .string()
                     .map_err(|e| e.to_string())?;
-                a.listen = Some(v.parse().map_err(|e| {
-                    format!("--listen {v:?}: {e} (expected an address such as 127.0.0.1:8080)")
-                })?);
+                a.listen =
+                    Some(crate::config::parse_listen(&v).map_err(|e| format!("--listen {e}"))?);
             }
             Short('w') | Long("workers") => {
                 let v = p
@@ -134,9 +133,10 @@ mod tests {
 
     #[test]
     fn bad_flags_are_named() {
-        assert!(args(&["--listen", "nowhere"])
-            .unwrap_err()
-            .contains("--listen"));
+        assert_eq!(
+            args(&["--listen", "localhost"]).unwrap_err(),
+            "--listen \"localhost\" is not an address: write an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::]:8080\""
+        );
         assert!(args(&["--workers", "two"])
             .unwrap_err()
             .contains("--workers"));

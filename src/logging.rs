@@ -1,26 +1,29 @@
 //! Logging: `log` records written to stderr as text (default) or one JSON
-//! object per line. Records are formatted into a thread-local buffer and
-//! written with one `write` call so lines from different workers never mix.
+//! object per line, each starting with its time in RFC 3339, UTC, to the
+//! millisecond (`2026-12-04T06:40:12.345Z`; the access log uses the same).
+//! Records are formatted into a thread-local buffer and written with one
+//! `write` call so lines from different workers never mix.
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::str::FromStr;
+use std::time::SystemTime;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::config::LogFormat;
 
-/// Maps a config level name to a filter.
+/// The level names `log.level` accepts (any case), for error messages.
+pub const LEVELS: &str = "off, error, warn, info, debug, trace";
+
+/// Maps a config level name (any case) to a filter.
 pub fn parse_level(s: &str) -> Option<LevelFilter> {
-    match s.to_ascii_lowercase().as_str() {
-        "off" => Some(LevelFilter::Off),
-        "error" => Some(LevelFilter::Error),
-        "warn" => Some(LevelFilter::Warn),
-        "info" => Some(LevelFilter::Info),
-        "debug" => Some(LevelFilter::Debug),
-        "trace" => Some(LevelFilter::Trace),
-        _ => None,
-    }
+    LevelFilter::from_str(s).ok()
+}
+
+/// `t` in RFC 3339, UTC, to the millisecond: `2026-12-04T06:40:12.345Z`.
+pub fn timestamp(t: SystemTime) -> humantime::Rfc3339Timestamp {
+    humantime::format_rfc3339_millis(t)
 }
 
 struct Logger {
@@ -50,9 +53,7 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let now = timestamp(SystemTime::now());
         let thread = std::thread::current();
         let thread = thread.name().unwrap_or("main");
         LINE.with(|line| {
@@ -62,9 +63,7 @@ impl Log for Logger {
                 LogFormat::Text => {
                     let _ = writeln!(
                         line,
-                        "{}.{:03} {:5} [{}] {}",
-                        now.as_secs(),
-                        now.subsec_millis(),
+                        "{now} {:5} [{}] {}",
                         level_name(record.level()),
                         thread,
                         record.args()
@@ -73,7 +72,7 @@ impl Log for Logger {
                 LogFormat::Json => {
                     let msg = record.args().to_string();
                     let obj = serde_json::json!({
-                        "ts": now.as_secs_f64(),
+                        "ts": now.to_string(),
                         "level": level_name(record.level()),
                         "thread": thread,
                         "target": record.target(),
@@ -96,4 +95,36 @@ pub fn init(level: &str, format: LogFormat) {
     let logger: &'static Logger = Box::leak(Box::new(Logger { format }));
     let _ = log::set_logger(logger);
     log::set_max_level(filter);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_millis() {
+        let t = UNIX_EPOCH + Duration::from_millis(1_796_366_412_345);
+        assert_eq!(timestamp(t).to_string(), "2026-12-04T06:40:12.345Z");
+        assert_eq!(
+            timestamp(UNIX_EPOCH).to_string(),
+            "1970-01-01T00:00:00.000Z"
+        );
+        // sub-millisecond digits are cut, not rounded
+        let t = UNIX_EPOCH + Duration::from_micros(951_782_400_999_999);
+        assert_eq!(timestamp(t).to_string(), "2000-02-29T00:00:00.999Z");
+    }
+
+    #[test]
+    fn levels_parse_in_any_case() {
+        assert_eq!(parse_level("info"), Some(LevelFilter::Info));
+        assert_eq!(parse_level("WARN"), Some(LevelFilter::Warn));
+        assert_eq!(parse_level("off"), Some(LevelFilter::Off));
+        assert_eq!(parse_level("Trace"), Some(LevelFilter::Trace));
+        assert_eq!(parse_level("loud"), None);
+        assert_eq!(parse_level(""), None);
+        for name in LEVELS.split(", ") {
+            assert!(parse_level(name).is_some(), "{name}");
+        }
+    }
 }

@@ -27,6 +27,14 @@ fn text_lines_for_requests_and_streams() {
     publish(srv.addr, "r", None, "hello");
 
     let line = srv.wait_log("\"GET /healthz HTTP/1.1\"");
+    // the time: RFC 3339, UTC, to the millisecond (`2026-12-04T06:40:12.345Z`)
+    let ts = line.split(' ').next().unwrap();
+    assert_eq!(
+        (ts.len(), ts.as_bytes()[19], ts.as_bytes()[23]),
+        (24, b'.', b'Z'),
+        "{line}"
+    );
+    assert!(humantime::parse_rfc3339(ts).is_ok(), "{line}");
     let (peer, request, status, bytes, ms) = http_fields(&line);
     assert_eq!(peer, "127.0.0.1");
     assert_eq!(request, "GET /healthz HTTP/1.1");

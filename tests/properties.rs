@@ -1481,17 +1481,34 @@ proptest! {
         }
     }
 
-    /// `N<unit>` sizes parse to N times the unit, or are refused as too large.
+    /// `N<unit>` sizes parse to N times the unit (SI units are powers of
+    /// 1000, IEC ones of 1024), or are refused as too large.
     #[test]
-    fn units_size_parse(n in prop_oneof![0u64..100_000, any::<u64>()], unit in 0usize..12, pad in " {0,2}") {
+    fn units_size_parse(n in prop_oneof![0u64..100_000, any::<u64>()], unit in 0usize..9, pad in " {0,2}") {
         let (suffix, mult): (&str, u64) = [
-            ("", 1), ("B", 1), ("K", 1 << 10), ("KB", 1 << 10), ("KiB", 1 << 10), ("k", 1 << 10),
-            ("kB", 1 << 10), ("M", 1 << 20), ("MiB", 1 << 20), ("MB", 1 << 20), ("G", 1 << 30), ("GiB", 1 << 30),
+            ("", 1), ("B", 1), ("KB", 1000), ("kB", 1000), ("KiB", 1 << 10),
+            ("MB", 1_000_000), ("MiB", 1 << 20), ("GB", 1_000_000_000), ("GiB", 1 << 30),
         ][unit];
         let text = format!("{pad}{n}{suffix}{pad}");
         match n.checked_mul(mult) {
             Some(total) => prop_assert_eq!(parse_size(&text), Ok(total)),
             None => prop_assert!(parse_size(&text).is_err()),
+        }
+    }
+
+    /// `N.FFF<unit>` parses when it comes to a whole number of bytes, and is
+    /// refused, saying so, when it does not.
+    #[test]
+    fn units_size_decimal(whole in 0u64..10_000, frac in 0u64..1000, unit in 0usize..5) {
+        let (suffix, mult): (&str, u64) =
+            [("B", 1), ("kB", 1000), ("KiB", 1 << 10), ("MB", 1_000_000), ("MiB", 1 << 20)][unit];
+        let text = format!("{whole}.{frac:03}{suffix}");
+        let thousandths = (whole * 1000 + frac) * mult;
+        if thousandths % 1000 == 0 {
+            prop_assert_eq!(parse_size(&text), Ok(thousandths / 1000));
+        } else {
+            let e = parse_size(&text).unwrap_err();
+            prop_assert!(e.contains("is not a whole number of bytes"), "{}", e);
         }
     }
 
@@ -1501,7 +1518,8 @@ proptest! {
     fn units_format_round_trip(
         text in prop_oneof![
             "[0-9]{1,22}(ms|s|m|h)?",
-            "[0-9]{1,22}(B|K|KiB|MiB|GiB|G)?",
+            "[0-9]{1,22}(B|K|KiB|MiB|GiB|G|kB|MB|GB)?",
+            "[0-9]{1,6}\\.[0-9]{1,4}(ms|s|m|h|B|KiB|MiB|kB|MB)?",
             any::<String>(),
         ],
     ) {

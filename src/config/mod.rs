@@ -55,6 +55,7 @@ pub enum Taskrun {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address every worker listens on (SO_REUSEPORT). Port 0 picks a free port.
+    #[serde(deserialize_with = "listen_addr")]
     pub listen: SocketAddr,
     /// Worker threads; 0 = the number of CPUs this process may run on.
     pub workers: usize,
@@ -547,7 +548,8 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Parses TOML text; `origin` names the file in error messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| parse_error(text, origin, &e))?;
+        let cfg: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|e| parse_error(text, origin, &e.path().to_string(), e.inner()))?;
         cfg.validate()
             .map_err(|e| ConfigError(format!("{origin}: {}", e.0)))?;
         Ok(cfg)
@@ -797,8 +799,9 @@ impl Config {
         }
         if self.log.level.parse::<log::LevelFilter>().is_err() {
             return fail(format!(
-                "log.level = {:?} must be one of error, warn, info, debug, trace",
-                self.log.level
+                "log.level = {:?} must be one of {}",
+                self.log.level,
+                crate::logging::LEVELS
             ));
         }
         Ok(())
@@ -854,10 +857,76 @@ pub fn diff(old: &Config, new: &Config) -> Vec<(String, String, String)> {
     changes
 }
 
+/// Parses a listening address (`server.listen`, `--listen`): an IP address
+/// and a port. The error starts with the text, quoted.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| not_an_address(&format!("{text:?}")))
+}
+
+fn not_an_address(shown: &str) -> String {
+    format!(
+        "{shown} is not an address: write an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::]:8080\""
+    )
+}
+
+fn listen_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    match toml::Value::deserialize(d)? {
+        toml::Value::String(text) => parse_listen(&text),
+        other => Err(not_an_address(&other.to_string())),
+    }
+    .map_err(serde::de::Error::custom)
+}
+
+/// What 0 means, for the integer keys where it means something other than zero.
+const ZERO_MEANS: &[(&str, &str)] = &[
+    ("server.workers", "0 = one per CPU this process may run on"),
+    (
+        "server.max_connections",
+        "0 = the file-descriptor ceiling less a reserve",
+    ),
+    (
+        "server.max_connections_per_worker",
+        "0 = same as server.max_connections",
+    ),
+    ("server.max_connections_per_ip", "0 = no limit"),
+    ("server.handshake_rate_per_ip", "0 = no limit"),
+    ("http.max_requests_per_connection", "0 = no limit"),
+    ("hub.history_size", "0 keeps no history"),
+    ("ws.echo.max_messages_per_sec", "0 = no limit"),
+    ("ws.rooms.max_messages_per_sec", "0 = no limit"),
+];
+
+/// The rule of an unsigned integer key, when `message` is serde's refusal
+/// of a value for one (a negative number, a decimal, a string, too large):
+/// serde names only the Rust type (`expected usize`).
+fn unsigned_rule(key: &str, message: &str) -> Option<String> {
+    let ty = message.rsplit("expected ").next()?.trim();
+    let max = match ty {
+        "u8" => Some(u8::MAX as u64),
+        "u16" => Some(u16::MAX as u64),
+        "u32" => Some(u32::MAX as u64),
+        "u64" | "usize" => None,
+        _ => return None,
+    };
+    let mut rule = match max {
+        Some(max) => format!("{key}: a whole number from 0 to {max}"),
+        None => format!("{key}: a whole number, 0 or more"),
+    };
+    if let Some((_, zero)) = ZERO_MEANS.iter().find(|(k, _)| *k == key) {
+        rule.push_str(&format!(" ({zero})"));
+    }
+    Some(rule)
+}
+
 /// A TOML error as shown to the operator: toml's message quotes the line at
-/// fault (and a wrong value), so when that line names a secret key the
-/// message says only where the error is. Secrets are never printed.
-fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> ConfigError {
+/// fault (and a wrong value), with serde's reason replaced by one that names
+/// the key (`key: rule`, or `key = value ...` when the reason starts with
+/// the value as written). When that line names a secret key the message
+/// says only where the error is. Secrets are never printed.
+fn parse_error(text: &str, origin: &str, key: &str, e: &toml::de::Error) -> ConfigError {
+    let key = if key == "." { "" } else { key };
     let Some(span) = e.span() else {
         return ConfigError(format!("{origin}: {e}"));
     };
@@ -865,17 +934,34 @@ fn parse_error(text: &str, origin: &str, e: &toml::de::Error) -> ConfigError {
     let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
     let line = &text[line_start..line_end.max(line_start)];
-    let secret = SECRET_KEYS
-        .iter()
-        .filter_map(|k| k.rsplit('.').next())
-        .find(|k| line.contains(k));
-    match secret {
-        Some(key) => ConfigError(format!(
-            "{origin}: TOML parse error at line {}: invalid {key} (the line is not shown: it holds a secret)",
+    let secret = SECRET_KEYS.iter().find(|k| **k == key).or_else(|| {
+        SECRET_KEYS
+            .iter()
+            .find(|k| line.contains(k.rsplit('.').next().unwrap()))
+    });
+    if let Some(secret) = secret {
+        let name = secret.rsplit('.').next().unwrap_or(secret);
+        return ConfigError(format!(
+            "{origin}: TOML parse error at line {}: invalid {name} (the line is not shown: it holds a secret)",
             text[..line_start].matches('\n').count() + 1
-        )),
-        None => ConfigError(format!("{origin}: {e}")),
+        ));
     }
+    let full = e.to_string();
+    let reason = e.message();
+    let Some(located) = full.trim_end().strip_suffix(reason.trim_end()) else {
+        return ConfigError(format!("{origin}: {full}"));
+    };
+    let value = text.get(span.clone()).unwrap_or("").trim();
+    let reason = if key.is_empty() {
+        reason.to_string()
+    } else if let Some(rule) = unsigned_rule(key, reason) {
+        rule
+    } else if !value.is_empty() && reason.starts_with(value) {
+        format!("{key} = {reason}")
+    } else {
+        format!("{key}: {reason}")
+    };
+    ConfigError(format!("{origin}: {located}{}", reason.trim_end()))
 }
 
 /// `base` with the values of the dotted `keys` (tables included, e.g. `auth`)
@@ -1023,6 +1109,113 @@ mod tests {
         assert!(e.0.contains("workers"), "{e}");
         let e = Config::from_toml("[log]\nlevel = \"loud\"\n", "t.toml").unwrap_err();
         assert!(e.0.contains("log.level"), "{e}");
+    }
+
+    /// The reason line of a refused config (toml's located message ends with it).
+    fn reason(text: &str) -> String {
+        let e = Config::from_toml(text, "t.toml").unwrap_err().0;
+        e.lines().last().unwrap().to_string()
+    }
+
+    #[test]
+    fn unsigned_integer_keys_name_the_rule() {
+        let rule = "hub.history_size: a whole number, 0 or more (0 keeps no history)";
+        for text in [
+            "[hub]\nhistory_size = -5\n",
+            "[hub]\nhistory_size = 1.5\n",
+            "[hub]\nhistory_size = \"many\"\n",
+            "hub.history_size = -5\n",
+            "hub = { history_size = -5 }\n",
+        ] {
+            assert_eq!(reason(text), rule, "{text:?}");
+        }
+        let e = Config::from_toml("[hub]\nhistory_size = -5\n", "t.toml")
+            .unwrap_err()
+            .0;
+        assert!(e.starts_with("t.toml: TOML parse error at line 2"), "{e}");
+        assert!(e.contains("history_size = -5"), "{e}");
+        assert_eq!(
+            reason("[server]\nworkers = -1\n"),
+            "server.workers: a whole number, 0 or more (0 = one per CPU this process may run on)"
+        );
+        assert_eq!(
+            reason("[http]\nmax_headers = -64\n"),
+            "http.max_headers: a whole number, 0 or more"
+        );
+        assert_eq!(
+            reason("[server]\nio_uring_entries = 5000000000\n"),
+            "server.io_uring_entries: a whole number from 0 to 4294967295"
+        );
+        assert_eq!(
+            reason("[ws.deflate]\nserver_max_window_bits = 300\n"),
+            "ws.deflate.server_max_window_bits: a whole number from 0 to 255"
+        );
+        assert_eq!(
+            reason("[ws.rooms]\nmax_messages_per_sec = -1\n"),
+            "ws.rooms.max_messages_per_sec: a whole number from 0 to 4294967295 (0 = no limit)"
+        );
+    }
+
+    #[test]
+    fn listen_must_be_an_ip_address_and_port() {
+        let example = "is not an address: write an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::]:8080\"";
+        assert_eq!(
+            reason("[server]\nlisten = \"localhost\"\n"),
+            format!("server.listen = \"localhost\" {example}")
+        );
+        assert_eq!(
+            reason("[server]\nlisten = \"127.0.0.1\"\n"),
+            format!("server.listen = \"127.0.0.1\" {example}")
+        );
+        assert_eq!(
+            reason("[server]\nlisten = 8080\n"),
+            format!("server.listen = 8080 {example}")
+        );
+        let c = Config::from_toml("[server]\nlisten = \"[::]:9000\"\n", "t").unwrap();
+        assert_eq!(c.server.listen, "[::]:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn sizes_and_durations_in_the_file() {
+        let c = Config::from_toml(
+            "[http]\nmax_body_size = \"1MB\"\nread_buffer_size = \"1.5MiB\"\nbody_timeout = \"1.5s\"\n\
+             [hub]\nmax_message_size = \"64kB\"\nmax_queued_bytes = \"1MiB\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.http.max_body_size.0, 1_000_000);
+        assert_eq!(c.http.read_buffer_size.0, 1_572_864);
+        assert_eq!(c.http.body_timeout.0.as_millis(), 1500);
+        assert_eq!(c.hub.max_message_size.0, 64_000);
+        assert_eq!(c.hub.max_queued_bytes.0, 1 << 20);
+        assert_eq!(
+            reason("[http]\nmax_body_size = \"1M\"\n"),
+            "http.max_body_size = \"1M\" has an ambiguous size unit \"M\": write MB (1000^2 bytes) or MiB (1024^2 bytes)"
+        );
+        assert_eq!(
+            reason("[http]\nmax_body_size = \"1.1KiB\"\n"),
+            "http.max_body_size = \"1.1KiB\" is not a whole number of bytes (it is between 1126 and 1127): write e.g. \"1126B\""
+        );
+        assert_eq!(
+            reason("[http]\nmax_body_size = -1\n"),
+            "http.max_body_size = -1 is not a size: a size is not negative"
+        );
+        assert_eq!(
+            reason("[http]\nheader_timeout = \"5 fortnights\"\n"),
+            "http.header_timeout = \"5 fortnights\" has an unknown duration unit \"fortnights\": use ms (milliseconds), s (seconds), m (minutes) or h (hours)"
+        );
+        assert_eq!(
+            reason("[http]\nheader_timeout = -5\n"),
+            "http.header_timeout = -5 is not a duration: a duration is not negative (a bare number is seconds)"
+        );
+        assert_eq!(
+            reason("[server]\nio_driver = \"kqueue\"\n"),
+            "server.io_driver: unknown variant `kqueue`, expected one of `auto`, `io_uring`, `legacy`"
+        );
+        assert_eq!(
+            reason("[log]\nlevel = \"loud\"\n"),
+            "t.toml: log.level = \"loud\" must be one of off, error, warn, info, debug, trace"
+        );
     }
 
     #[test]

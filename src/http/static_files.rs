@@ -17,27 +17,18 @@ pub enum Denied {
 }
 
 /// Percent-decodes a URL path. `+` stays `+` (it is only a space in forms).
+/// A `%` not followed by two hex digits is refused (the decoder would keep
+/// it as it is), and so is a result that is not UTF-8.
 pub fn percent_decode(path: &str) -> Result<String, Denied> {
     let b = path.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = |c: u8| (c as char).to_digit(16);
-            match (
-                b.get(i + 1).and_then(|&c| hex(c)),
-                b.get(i + 2).and_then(|&c| hex(c)),
-            ) {
-                (Some(h), Some(l)) => out.push((h * 16 + l) as u8),
-                _ => return Err(Denied::BadPath("malformed percent-encoding in the path")),
-            }
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+    let hex = |i: usize| b.get(i).is_some_and(u8::is_ascii_hexdigit);
+    if (0..b.len()).any(|i| b[i] == b'%' && !(hex(i + 1) && hex(i + 2))) {
+        return Err(Denied::BadPath("malformed percent-encoding in the path"));
     }
-    String::from_utf8(out).map_err(|_| Denied::BadPath("the path is not valid UTF-8"))
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| Denied::BadPath("the path is not valid UTF-8"))
 }
 
 /// Maps a URL path to a relative file path under the root, refusing any

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
@@ -221,15 +221,16 @@ impl AccessLog {
         self.maybe_flush(&mut b, stats);
     }
 
-    /// Starts a line: the time and the client (`{"ts":T,"peer":"P"` or `T P `).
+    /// Starts a line: the time and the client (`{"ts":"T","peer":"P"` or `T P `),
+    /// T as `2026-12-04T06:40:12.345Z`.
     fn start(&self, peer: IpAddr) -> std::cell::RefMut<'_, Vec<u8>> {
         let mut b = self.buf.borrow_mut();
         if self.json {
             b.extend_from_slice(b"{\"ts\":");
-            ts(&mut b);
+            ts(&mut b, true);
             kv_str(&mut b, "peer", &peer.to_string());
         } else {
-            ts(&mut b);
+            ts(&mut b, false);
             let _ = write!(b, " {peer} ");
         }
         b
@@ -258,11 +259,15 @@ impl AccessLog {
     }
 }
 
-fn ts(b: &mut Vec<u8>) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let _ = write!(b, "{}.{:03}", now.as_secs(), now.subsec_millis());
+/// The time of a line: RFC 3339, UTC, to the millisecond, as in the
+/// server's log (a JSON string in JSON lines).
+fn ts(b: &mut Vec<u8>, json: bool) {
+    let now = crate::logging::timestamp(SystemTime::now());
+    let _ = if json {
+        write!(b, "\"{now}\"")
+    } else {
+        write!(b, "{now}")
+    };
 }
 
 fn kv_str(b: &mut Vec<u8>, k: &str, v: &str) {

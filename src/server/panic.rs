@@ -9,10 +9,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-/// A future that turns a panic of `inner` into `Ready(false)`.
-pub struct CatchPanic<F> {
-    inner: F,
-    what: &'static str,
+pin_project_lite::pin_project! {
+    /// A future that turns a panic of `inner` into `Ready(false)`.
+    pub struct CatchPanic<F> {
+        #[pin]
+        inner: F,
+        what: &'static str,
+    }
 }
 
 impl<F> CatchPanic<F> {
@@ -38,9 +41,8 @@ impl<F: Future<Output = ()>> Future for CatchPanic<F> {
     type Output = bool;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        // SAFETY: `inner` is structurally pinned: it is never moved out of `self`.
-        let this = unsafe { self.get_unchecked_mut() };
-        let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
+        let this = self.project();
+        let inner = this.inner;
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Ready(())) => Poll::Ready(true),
             Ok(Poll::Pending) => Poll::Pending,

@@ -366,12 +366,9 @@ pub struct ConnGuard {
 fn release_free_memory() {
     // (mimalloc is linked into every build of ringcast, whichever allocator
     // the process uses: a heap it never used has nothing to purge)
-    extern "C" {
-        fn mi_collect(force: bool);
-    }
     // SAFETY: mimalloc's collect takes no pointers; it only looks at this
     // thread's own heap (a no-op for memory another allocator handed out).
-    unsafe { mi_collect(true) }
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
 /// Work for [`Worker::run_later`], for this thread's worker.
