@@ -13,8 +13,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::config::LogFormat;
 
-/// The level names `log.level` accepts (any case), for error messages.
-pub const LEVELS: &str = "off, error, warn, info, debug, trace";
+pub use crate::config::LOG_LEVELS as LEVELS;
 
 /// Maps a config level name (any case) to a filter.
 pub fn parse_level(s: &str) -> Option<LevelFilter> {

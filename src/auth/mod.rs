@@ -18,8 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 
 use crate::config::{Config, ConfigError, PublishAuth};
-use crate::http::static_files::percent_decode;
 use crate::hub::RoomName;
+use crate::proto::http::request::percent_decode;
 use crate::proto::http::request::RequestHead;
 use crate::proto::http::response;
 pub use jwt::{Claims, Patterns, TokenError};

@@ -800,13 +800,15 @@ impl Config {
         if self.log.level.parse::<log::LevelFilter>().is_err() {
             return fail(format!(
                 "log.level = {:?} must be one of {}",
-                self.log.level,
-                crate::logging::LEVELS
+                self.log.level, LOG_LEVELS
             ));
         }
         Ok(())
     }
 }
+
+/// The level names `log.level` accepts (any case), for error messages.
+pub const LOG_LEVELS: &str = "off, error, warn, info, debug, trace";
 
 /// Keys whose values [`diff`] does not show.
 const SECRET_KEYS: &[&str] = &["hub.publish_token", "auth.jwt_secret"];

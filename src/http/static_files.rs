@@ -2,6 +2,7 @@
 //! `Last-Modified` / `If-Modified-Since`, and the built-in pages embedded in
 //! the binary when no directory is configured.
 
+use crate::proto::http::request;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -16,19 +17,9 @@ pub enum Denied {
     BadPath(&'static str),
 }
 
-/// Percent-decodes a URL path. `+` stays `+` (it is only a space in forms).
-/// A `%` not followed by two hex digits is refused (the decoder would keep
-/// it as it is), and so is a result that is not UTF-8.
+/// Percent-decodes a URL path ([`request::percent_decode`]; a failure is a 400).
 pub fn percent_decode(path: &str) -> Result<String, Denied> {
-    let b = path.as_bytes();
-    let hex = |i: usize| b.get(i).is_some_and(u8::is_ascii_hexdigit);
-    if (0..b.len()).any(|i| b[i] == b'%' && !(hex(i + 1) && hex(i + 2))) {
-        return Err(Denied::BadPath("malformed percent-encoding in the path"));
-    }
-    percent_encoding::percent_decode_str(path)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| Denied::BadPath("the path is not valid UTF-8"))
+    request::percent_decode(path).map_err(Denied::BadPath)
 }
 
 /// Maps a URL path to a relative file path under the root, refusing any

@@ -369,6 +369,21 @@ pub fn header_storage<'b>() -> HeaderStorage<'b> {
     [const { MaybeUninit::uninit() }; MAX_HEADERS_HARD]
 }
 
+/// Percent-decodes a URL path or query value. `+` stays `+` (it is only a
+/// space in forms). A `%` not followed by two hex digits is refused (the
+/// decoder would keep it as it is), and so is a result that is not UTF-8.
+pub fn percent_decode(text: &str) -> Result<String, &'static str> {
+    let b = text.as_bytes();
+    let hex = |i: usize| b.get(i).is_some_and(u8::is_ascii_hexdigit);
+    if (0..b.len()).any(|i| b[i] == b'%' && !(hex(i + 1) && hex(i + 2))) {
+        return Err("malformed percent-encoding in the path");
+    }
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| "the path is not valid UTF-8")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
