@@ -6,6 +6,7 @@ pub mod access;
 pub mod event;
 pub mod limits;
 pub mod panic;
+pub mod signals;
 pub mod stats;
 pub mod worker;
 
@@ -20,12 +21,14 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 
 use crate::auth::Auth;
-use crate::config::{Config, ConfigError, IoDriver};
+use crate::config::{Config, IoDriver};
+use crate::error::Error;
 use crate::hub::{Bus, Hub, PublishRules};
 use crate::sse::stream::OnConnect;
 use crate::websocket::WsRoute;
 use limits::{Limits, PerIp};
 use stats::WorkerStats;
+pub use signals::ShutdownSignals;
 use worker::{Control, Driver};
 
 /// File descriptors kept back from the connection ceiling (listeners, rings, files, logs).
@@ -92,8 +95,9 @@ pub struct ServerHandle {
 }
 
 impl Server {
-    /// Validates `cfg` and returns a server that can be started.
-    pub fn new(cfg: Config) -> Result<Server, crate::config::ConfigError> {
+    /// Validates `cfg` and returns a server that can be started. A bad
+    /// configuration is an [`Error::Config`] naming the key.
+    pub fn new(cfg: Config) -> Result<Server, Error> {
         cfg.validate()?;
         let mut ws_routes = Vec::new();
         if !cfg.ws.echo.path.is_empty() {
@@ -117,7 +121,7 @@ impl Server {
     pub fn ws_handler<F, Fut>(
         mut self,
         path: &str,
-        endpoint: crate::config::WsEchoEndpoint,
+        endpoint: crate::config::WsEndpoint,
         handler: F,
     ) -> Server
     where
@@ -146,8 +150,12 @@ impl Server {
         self
     }
 
-    /// Binds the listeners and starts the workers.
-    pub fn start(self) -> io::Result<ServerHandle> {
+    /// Binds the listeners and starts the workers (and, when the
+    /// configuration has them on, the demos' publisher and the dashboard's
+    /// feed). Fails with [`Error::Io`] when the address cannot be bound, the
+    /// io driver asked for is unavailable, or `static.dir`/`log.access`
+    /// cannot be opened.
+    pub fn start(self) -> Result<ServerHandle, Error> {
         let Server {
             cfg,
             sse_on_connect,
@@ -194,15 +202,15 @@ impl Server {
                 return Err(io::Error::new(
                     e.kind(),
                     format!("log.access {:?}: {e}", cfg.log.access),
-                ))
+                )
+                .into())
             }
         };
         let listeners = bind_listeners(cfg.server.listen, workers, cfg.server.backlog)?;
         let addr = listeners[0].local_addr()?;
         let driver = choose_driver(cfg.server.io_driver, cfg.server.io_uring_entries)?;
 
-        let auth = Auth::from_config(&cfg)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
+        let auth = Auth::from_config(&cfg)?;
         let (bus, inboxes) = Bus::new(workers, cfg.hub.bus_capacity);
         let demos = cfg.demo.enabled && static_root.is_none();
         let (demo_jobs, demo_feed) = if demos {
@@ -322,7 +330,7 @@ impl ServerHandle {
     /// Applies the `[auth]` section and `hub.publish_token` of `cfg` to new
     /// requests from now on (SIGHUP). `cfg` is validated first; on error the
     /// rules in force stay. Streams already open keep what they were granted.
-    pub fn reload_auth(&self, cfg: &Config) -> Result<(), ConfigError> {
+    pub fn reload_auth(&self, cfg: &Config) -> Result<(), Error> {
         cfg.validate()?;
         let auth = Auth::from_config(cfg)?;
         self.shared.auth.store(Arc::new(auth));
