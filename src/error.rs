@@ -147,7 +147,9 @@ mod tests {
     #[test]
     fn boxes_with_question_mark() {
         fn f() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            Err(Error::from(ConfigError("sse.keepalive must be more than 0".into())))?;
+            Err(Error::from(ConfigError(
+                "sse.keepalive must be more than 0".into(),
+            )))?;
             Ok(())
         }
         let e = f().unwrap_err();

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub use units::{ByteSize, Secs};
 
 /// The whole configuration. Every section has defaults that run well with no file at all.
+///
+/// `Config::default()` is the binary's: built-in pages, demos, dashboard,
+/// `/echo`, `/ws`, `/metrics` and an open `POST /publish` are on. An
+/// embedder that wants only what it registers starts from [`Config::bare`].
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -377,7 +381,7 @@ pub struct WsEndpoint {
     pub path: String,
     /// Subprotocols offered, in preference order; the client's first match is chosen.
     pub subprotocols: Vec<String>,
-    /// Allowed `Origin`s (scheme://host[:port]); empty = any. A mismatch: 403.
+    /// Allowed `Origin`s (`scheme://host[:port]`); empty = any. A mismatch: 403.
     pub allowed_origins: Vec<String>,
     /// Negotiate permessage-deflate.
     pub deflate: bool,

@@ -27,8 +27,8 @@ use crate::hub::{Bus, Hub, PublishRules};
 use crate::sse::stream::OnConnect;
 use crate::websocket::WsRoute;
 use limits::{Limits, PerIp};
-use stats::WorkerStats;
 pub use signals::ShutdownSignals;
+use stats::WorkerStats;
 use worker::{Control, Driver};
 
 /// File descriptors kept back from the connection ceiling (listeners, rings, files, logs).
@@ -83,7 +83,8 @@ pub struct Server {
     ws_routes: Vec<WsRoute>,
 }
 
-/// A running server: its address, and the means to drain and wait for it.
+/// A running server: its address, its [`Hub`], and the means to drain and
+/// wait for it ([`ServerHandle::stop`], [`ServerHandle::run_until_signal`]).
 pub struct ServerHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,
