@@ -1,9 +1,8 @@
-//! The `ringcast` binary: flags and config, logging, the server, signals.
+//! The `ringcast` binary: flags and config, logging, the server, and
+//! SIGHUP's reload of the configuration file (the drain on SIGTERM/SIGINT is
+//! the library's [`ringcast::ServerHandle::run_until_signal_with`]).
 
 use std::process::ExitCode;
-use std::time::Duration;
-
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
@@ -37,58 +36,36 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     ringcast::logging::init(&cfg.log.level, cfg.log.format);
-    let shutdown_timeout = cfg.server.shutdown_timeout.0;
 
-    // Block the signals before any worker exists so that only the signal thread sees them.
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+    // Caught before the workers exist, so that no signal is missed between
+    // listening and waiting for it.
+    let signals = match ringcast::server::ShutdownSignals::catch()
+        .and_then(|s| s.catch_reload().map(|()| s))
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringcast: cannot install signal handlers: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let server = match ringcast::Server::new(cfg).map(|s| s.start()) {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            log::error!("cannot start: {e}");
-            return ExitCode::FAILURE;
-        }
-        Err(e) => {
+    let server = match ringcast::Server::new(cfg).and_then(ringcast::Server::start) {
+        Ok(s) => s,
+        Err(ringcast::Error::Config(e)) => {
             eprintln!("ringcast: invalid configuration: {e}");
             return ExitCode::from(2);
         }
+        Err(e) => {
+            log::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    let mut server = server;
     let mut running = server.shared().cfg.as_ref().clone();
-    for sig in signals.forever() {
-        match sig {
-            SIGHUP => reload(&args, &server, &mut running),
-            _ => {
-                let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
-                log::info!("{name}: draining (at most {shutdown_timeout:?})");
-                break;
-            }
-        }
-    }
-    server.shutdown();
-    // A second SIGINT/SIGTERM during the drain exits at once.
-    let handle = signals.handle();
-    std::thread::spawn(move || {
-        for sig in signals.forever() {
-            if sig != SIGHUP {
-                log::warn!("second signal: exiting without waiting for the drain");
-                std::process::exit(1);
-            }
-        }
-    });
-    let clean = server.wait_timeout(shutdown_timeout);
-    handle.close();
+    let clean = server.run_until_signal_with(signals, |server| reload(&args, server, &mut running));
     if clean {
         log::info!("drained; bye");
     } else {
         log::warn!("shutdown_timeout reached with connections still open; exiting");
     }
-    std::thread::sleep(Duration::from_millis(0));
     ExitCode::SUCCESS
 }
 

@@ -31,6 +31,8 @@ pub enum PublishMode {
     Token,
     Jwt,
     TokenOrJwt,
+    /// No client may publish (`auth.publish = "closed"`).
+    Closed,
 }
 
 /// The authorization rules in force.
@@ -147,6 +149,7 @@ impl Auth {
             PublishAuth::Off => PublishMode::Off,
             PublishAuth::Jwt => PublishMode::Jwt,
             PublishAuth::TokenOrJwt => PublishMode::TokenOrJwt,
+            PublishAuth::Closed => PublishMode::Closed,
         };
         let named = |p: PublishAuth| match p {
             PublishAuth::Auto => "auto",
@@ -154,6 +157,7 @@ impl Auth {
             PublishAuth::Token => "token",
             PublishAuth::Jwt => "jwt",
             PublishAuth::TokenOrJwt => "token_or_jwt",
+            PublishAuth::Closed => "closed",
         };
         match publish {
             PublishMode::Token | PublishMode::TokenOrJwt if static_token.is_empty() => {
@@ -162,11 +166,11 @@ impl Auth {
                     named(a.publish)
                 ));
             }
-            PublishMode::Off if !static_token.is_empty() => {
-                return fail(
-                    "auth.publish = \"off\" but hub.publish_token is set: remove one of them"
-                        .into(),
-                );
+            PublishMode::Off | PublishMode::Closed if !static_token.is_empty() => {
+                return fail(format!(
+                    "auth.publish = {:?} but hub.publish_token is set: remove one of them (or set auth.publish = \"token\")",
+                    named(a.publish)
+                ));
             }
             _ => {}
         }
@@ -341,6 +345,8 @@ impl Auth {
             && constant_time_eq(token.as_bytes(), self.static_token.as_bytes());
         match self.publish {
             PublishMode::Off => Ok(Grant::All),
+            // the router answers 403 before asking; a grant of no room otherwise
+            PublishMode::Closed => Ok(Grant::Rooms(Patterns::default())),
             PublishMode::Token if is_static => Ok(Grant::All),
             PublishMode::Token => Err(unauthorized(TokenError::NotPublishToken)),
             PublishMode::TokenOrJwt if is_static => Ok(Grant::All),

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub use units::{ByteSize, Secs};
 
 /// The whole configuration. Every section has defaults that run well with no file at all.
+///
+/// `Config::default()` is the binary's: built-in pages, demos, dashboard,
+/// `/echo`, `/ws`, `/metrics` and an open `POST /publish` are on. An
+/// embedder that wants only what it registers starts from [`Config::bare`].
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -166,6 +170,9 @@ impl Default for HttpConfig {
 pub struct StaticConfig {
     /// Directory served at `/`; unset = the built-in pages embedded in the binary.
     pub dir: Option<PathBuf>,
+    /// Serve the built-in pages (landing page, demo pages, vendored htmx)
+    /// when `dir` is unset; false = nothing is served at `/` (404).
+    pub builtin_pages: bool,
     /// `Cache-Control` of static files.
     pub cache_control: String,
     /// File served for a directory.
@@ -178,6 +185,7 @@ impl Default for StaticConfig {
     fn default() -> Self {
         StaticConfig {
             dir: None,
+            builtin_pages: true,
             cache_control: "public, max-age=60".to_string(),
             index: "index.html".to_string(),
             max_file_size: ByteSize(64 << 20),
@@ -319,7 +327,7 @@ pub struct WsConfig {
     /// After our close frame, the client has this long to answer before the connection is cut.
     pub close_timeout: Secs,
     pub deflate: WsDeflateConfig,
-    pub echo: WsEchoEndpoint,
+    pub echo: WsEndpoint,
     pub rooms: WsRoomsEndpoint,
 }
 
@@ -332,7 +340,7 @@ impl Default for WsConfig {
             pong_timeout: Secs::from_secs(10),
             close_timeout: Secs::from_secs(5),
             deflate: WsDeflateConfig::default(),
-            echo: WsEchoEndpoint::default(),
+            echo: WsEndpoint::default(),
             rooms: WsRoomsEndpoint::default(),
         }
     }
@@ -363,15 +371,18 @@ impl Default for WsDeflateConfig {
     }
 }
 
-/// The echo endpoint (written with the handler API).
+/// A WebSocket handler endpoint's options: those of the built-in `/echo`
+/// (`ws.echo`), and those an embedder passes to [`crate::Server::ws_handler`]
+/// for its own handlers (where `path` is ignored). `Default` is the echo
+/// endpoint's: deflate on, no rate limit, `[auth]` applied.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct WsEchoEndpoint {
-    /// "" turns the endpoint off.
+pub struct WsEndpoint {
+    /// "" turns the endpoint off (the echo endpoint only).
     pub path: String,
     /// Subprotocols offered, in preference order; the client's first match is chosen.
     pub subprotocols: Vec<String>,
-    /// Allowed `Origin`s (scheme://host[:port]); empty = any. A mismatch: 403.
+    /// Allowed `Origin`s (`scheme://host[:port]`); empty = any. A mismatch: 403.
     pub allowed_origins: Vec<String>,
     /// Negotiate permessage-deflate.
     pub deflate: bool,
@@ -385,6 +396,10 @@ pub struct WsEchoEndpoint {
     pub auth: EndpointAuth,
 }
 
+/// The former name of [`WsEndpoint`], from when only the echo endpoint used it.
+#[deprecated(note = "renamed WsEndpoint: it serves every WebSocket handler")]
+pub type WsEchoEndpoint = WsEndpoint;
+
 /// Whether a handler endpoint applies the server's `[auth]` rules.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -396,9 +411,9 @@ pub enum EndpointAuth {
     Off,
 }
 
-impl Default for WsEchoEndpoint {
+impl Default for WsEndpoint {
     fn default() -> Self {
-        WsEchoEndpoint {
+        WsEndpoint {
             path: "/echo".to_string(),
             subprotocols: Vec::new(),
             allowed_origins: Vec::new(),
@@ -464,6 +479,9 @@ pub enum PublishAuth {
     Jwt,
     /// Either of the two.
     TokenOrJwt,
+    /// No client may publish (`POST /publish` answers 403, `/ws` clients
+    /// cannot publish); only the server does, through [`crate::Hub`].
+    Closed,
 }
 
 /// Signed-token (JWT HS256) authorization of subscribers and publishers.
@@ -477,7 +495,7 @@ pub struct AuthConfig {
     pub jwt_secret_env: String,
     /// Require a JWT listing the rooms for SSE, `/ws` and `/rooms` reads (else 401/403).
     pub subscribe: bool,
-    /// "auto", "off", "token", "jwt" or "token_or_jwt".
+    /// "auto", "off", "token", "jwt", "token_or_jwt" or "closed".
     pub publish: PublishAuth,
     /// Claim listing the rooms a token may subscribe to (names, `prefix*`, `*`).
     pub rooms_claim: String,
@@ -546,6 +564,31 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl Config {
+    /// A configuration with every built-in feature off, for an embedder who
+    /// registers its own: no landing page or other built-in pages
+    /// (`static.builtin_pages = false`), no demos and their publisher
+    /// (`demo.enabled = false`), no dashboard (`dashboard.enabled = false`),
+    /// no `/echo` (`ws.echo.path = ""`), no `/ws` room endpoint
+    /// (`ws.rooms.path = ""`), no `/metrics` (`http.metrics_path = ""`), and
+    /// no client publishing (`auth.publish = "closed"`: `POST /publish`
+    /// answers 403, the server publishes through [`crate::Hub`]).
+    ///
+    /// What stays on: the SSE endpoint (`sse.path`, `/sse`) for the rooms,
+    /// the room queries (`GET /rooms/{room}`), `/healthz`, and the
+    /// WebSocket handlers and SSE hook the embedder registers. Every other
+    /// key has its [`Config::default`] value (listening on 127.0.0.1:8080).
+    pub fn bare() -> Config {
+        let mut c = Config::default();
+        c.static_files.builtin_pages = false;
+        c.demo.enabled = false;
+        c.dashboard.enabled = false;
+        c.ws.echo.path = String::new();
+        c.ws.rooms.path = String::new();
+        c.http.metrics_path = String::new();
+        c.auth.publish = PublishAuth::Closed;
+        c
+    }
+
     /// Parses TOML text; `origin` names the file in error messages.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let cfg: Config = serde_path_to_error::deserialize(toml::Deserializer::new(text))

@@ -210,6 +210,17 @@ pub fn route(
         if let Some(refused) = refuse_while_draining(worker, out) {
             return refused;
         }
+        if worker.shared.auth.load().publish_mode() == PublishMode::Closed {
+            worker.stats.auth_forbidden.inc();
+            response::error(
+                out,
+                403,
+                "publishing is closed to clients (auth.publish = \"closed\")",
+                keep_alive,
+                false,
+            );
+            return Action::Done;
+        }
         return publish_request(worker, head, room, body, out, keep_alive);
     }
     if let Some(rest) = path.strip_prefix("/rooms/") {
@@ -286,8 +297,11 @@ fn ws_publish_rooms(
     rooms: &[RoomName],
     client_publish: bool,
 ) -> Option<Vec<RoomName>> {
-    if !client_publish || auth.publish_mode() == PublishMode::Off {
-        return None;
+    match auth.publish_mode() {
+        _ if !client_publish => return None,
+        PublishMode::Off => return None,
+        PublishMode::Closed => return Some(Vec::new()),
+        _ => {}
     }
     match auth.publisher(head) {
         Ok(Grant::All) => None,
@@ -612,6 +626,7 @@ fn serve_static(
 ) -> Action {
     let cfg = &worker.shared.cfg.static_files;
     let builtin = match &worker.shared.static_root {
+        None if !worker.shared.cfg.static_files.builtin_pages => None,
         // with the demos off, their pages go too
         None if head.path.starts_with("/demo/") && !worker.shared.demos_on() => None,
         None => static_files::embedded(head.path),

@@ -463,11 +463,25 @@ impl Hub {
 }
 
 /// Identifies a subscriber connection across the process: its worker and its place there.
+///
+/// Displays as `worker.key.generation` (e.g. `1.42.3`), stable for the
+/// connection's life: fit for logs and as a map key's text.
+///
+/// ```
+/// let id = ringcast::hub::ConnId { worker: 1, key: 42, generation: 3 };
+/// assert_eq!(id.to_string(), "1.42.3");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId {
     pub worker: usize,
     pub key: usize,
     pub generation: u32,
+}
+
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.worker, self.key, self.generation)
+    }
 }
 
 /// The first room-sequence id of a room created now: microseconds since the

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod limits;
 pub mod panic;
+pub mod signals;
 pub mod worker;
 
 use std::io;
@@ -19,11 +20,13 @@ use arc_swap::ArcSwap;
 
 use crate::auth::Auth;
 use crate::config::{Config, ConfigError, IoDriver};
+use crate::error::Error;
 use crate::hub::{Bus, Hub, PublishRules};
 use crate::io::stats::WorkerStats;
 use crate::sse::stream::OnConnect;
 use crate::websocket::WsRoute;
 use limits::{Limits, PerIp};
+pub use signals::ShutdownSignals;
 use worker::{Control, Driver};
 
 /// File descriptors kept back from the connection ceiling (listeners, rings, files, logs).
@@ -78,7 +81,8 @@ pub struct Server {
     ws_routes: Vec<WsRoute>,
 }
 
-/// A running server: its address, and the means to drain and wait for it.
+/// A running server: its address, its [`Hub`], and the means to drain and
+/// wait for it ([`ServerHandle::stop`], [`ServerHandle::run_until_signal`]).
 pub struct ServerHandle {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -108,8 +112,9 @@ pub fn check_config(cfg: &Config) -> Result<(), ConfigError> {
 }
 
 impl Server {
-    /// Checks `cfg` ([`check_config`]) and returns a server that can be started.
-    pub fn new(cfg: Config) -> Result<Server, crate::config::ConfigError> {
+    /// Checks `cfg` ([`check_config`]) and returns a server that can be
+    /// started. A bad configuration is an [`Error::Config`] naming the key.
+    pub fn new(cfg: Config) -> Result<Server, Error> {
         check_config(&cfg)?;
         let mut ws_routes = Vec::new();
         if !cfg.ws.echo.path.is_empty() {
@@ -133,7 +138,7 @@ impl Server {
     pub fn ws_handler<F, Fut>(
         mut self,
         path: &str,
-        endpoint: crate::config::WsEchoEndpoint,
+        endpoint: crate::config::WsEndpoint,
         handler: F,
     ) -> Server
     where
@@ -162,8 +167,12 @@ impl Server {
         self
     }
 
-    /// Binds the listeners and starts the workers.
-    pub fn start(self) -> io::Result<ServerHandle> {
+    /// Binds the listeners and starts the workers (and, when the
+    /// configuration has them on, the demos' publisher and the dashboard's
+    /// feed). Fails with [`Error::Io`] when the address cannot be bound, the
+    /// io driver asked for is unavailable, or `static.dir`/`log.access`
+    /// cannot be opened.
+    pub fn start(self) -> Result<ServerHandle, Error> {
         let Server {
             cfg,
             sse_on_connect,
@@ -210,15 +219,15 @@ impl Server {
                 return Err(io::Error::new(
                     e.kind(),
                     format!("log.access {:?}: {e}", cfg.log.access),
-                ))
+                )
+                .into())
             }
         };
         let listeners = bind_listeners(cfg.server.listen, workers, cfg.server.backlog)?;
         let addr = listeners[0].local_addr()?;
         let driver = choose_driver(cfg.server.io_driver, cfg.server.io_uring_entries)?;
 
-        let auth = Auth::from_config(&cfg)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.0))?;
+        let auth = Auth::from_config(&cfg)?;
         let (bus, inboxes) = Bus::new(workers, cfg.hub.bus_capacity);
         let demos = cfg.demo.enabled && static_root.is_none();
         let (demo_jobs, demo_feed) = if demos {
@@ -338,7 +347,7 @@ impl ServerHandle {
     /// Applies the `[auth]` section and `hub.publish_token` of `cfg` to new
     /// requests from now on (SIGHUP). `cfg` is validated first; on error the
     /// rules in force stay. Streams already open keep what they were granted.
-    pub fn reload_auth(&self, cfg: &Config) -> Result<(), ConfigError> {
+    pub fn reload_auth(&self, cfg: &Config) -> Result<(), Error> {
         check_config(cfg)?;
         let auth = Auth::from_config(cfg)?;
         self.shared.auth.store(Arc::new(auth));

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
-use crate::config::{Config, WsEchoEndpoint};
+use crate::config::{Config, WsEndpoint};
 use crate::hub::Subscription;
 use crate::proto::http::request::RequestHead;
 use crate::proto::http::response;
@@ -23,7 +23,7 @@ use handler::Handler;
 #[derive(Clone)]
 pub struct WsRoute {
     pub path: String,
-    pub endpoint: WsEchoEndpoint,
+    pub endpoint: WsEndpoint,
     pub handler: Arc<Handler>,
 }
 
