@@ -183,3 +183,57 @@ fn the_old_endpoint_type_name_still_compiles() {
     let e: ringcast::config::WsEchoEndpoint = WsEndpoint::default();
     assert_eq!(e.path, "/echo");
 }
+
+#[test]
+fn a_stopped_server_no_longer_accepts_on_its_port() {
+    for driver in ["io_uring", "legacy"] {
+        let mut cfg = bare();
+        cfg.server.io_driver = serde_json::from_value(serde_json::json!(driver)).unwrap();
+        let srv = Server::new(cfg).unwrap().start().unwrap();
+        let addr = srv.local_addr();
+        assert_eq!(Client::connect(addr).get("/healthz").status, 200);
+        assert!(srv.stop(), "{driver}: drained in time");
+        let e = std::net::TcpStream::connect(addr).expect_err("the port still accepts");
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::ConnectionRefused,
+            "{driver}: {e}"
+        );
+    }
+}
+
+/// Descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn starting_and_stopping_leaves_no_descriptor_open() {
+    for driver in ["io_uring", "legacy"] {
+        let run = || {
+            let mut cfg = bare();
+            cfg.server.io_driver = serde_json::from_value(serde_json::json!(driver)).unwrap();
+            let srv = Server::new(cfg).unwrap().start().unwrap();
+            assert_eq!(
+                Client::connect(srv.local_addr()).get("/healthz").status,
+                200
+            );
+            assert!(srv.stop());
+        };
+        run(); // first start: process-wide one-time descriptors
+        let before = open_fds();
+        for _ in 0..3 {
+            run();
+        }
+        let kinds: Vec<String> = std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            open_fds(),
+            before,
+            "{driver}: descriptors left open by start/stop: {kinds:?}"
+        );
+    }
+}

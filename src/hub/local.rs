@@ -28,7 +28,7 @@ use super::shard::LocalRooms;
 use super::subscriber::{Closing, Format, LocalKey, ReplayLimits, Subscriber};
 use super::{Bus, BusMsg, HubError, Message, PublishRules, Published, RoomInfo, RoomName};
 use crate::config::Config;
-use crate::io::signal::LocalEvent;
+use crate::io::signal::{spawn_until, LocalEvent};
 use crate::io::stats::WorkerStats;
 
 /// The hub state of one worker.
@@ -739,19 +739,27 @@ impl HubLocal {
 /// Subscribers woken at a time by [`HubLocal::wake_subscribers`].
 const WAKE_CHUNK: usize = 1024;
 
-/// Starts the hub tasks of a worker.
-pub fn spawn_tasks(hub: &Rc<HubLocal>, inbox: Inbox, cfg: &Config) {
-    monoio::spawn(hub.clone().serve_requests(inbox.requests));
-    monoio::spawn(hub.clone().serve_deliveries(inbox.deliveries));
-    monoio::spawn(hub.clone().wake_subscribers());
+/// Starts the hub tasks of a worker; they end when `stop` is set.
+pub fn spawn_tasks(
+    hub: &Rc<HubLocal>,
+    inbox: Inbox,
+    cfg: &Config,
+    stop: &Rc<LocalEvent>,
+) -> Vec<monoio::task::JoinHandle<()>> {
     let sweep =
         (cfg.hub.history_ttl.0 / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-    monoio::spawn(hub.clone().sweep_rooms(sweep));
-    monoio::spawn(hub.clone().keepalive(cfg.sse.keepalive.0));
-    monoio::spawn(
-        hub.clone()
-            .ws_pings(cfg.ws.ping_interval.0, cfg.ws.pong_timeout.0),
-    );
+    vec![
+        spawn_until(stop, hub.clone().serve_requests(inbox.requests)),
+        spawn_until(stop, hub.clone().serve_deliveries(inbox.deliveries)),
+        spawn_until(stop, hub.clone().wake_subscribers()),
+        spawn_until(stop, hub.clone().sweep_rooms(sweep)),
+        spawn_until(stop, hub.clone().keepalive(cfg.sse.keepalive.0)),
+        spawn_until(
+            stop,
+            hub.clone()
+                .ws_pings(cfg.ws.ping_interval.0, cfg.ws.pong_timeout.0),
+        ),
+    ]
 }
 
 /// The bus's name for room slot `idx` of a subscriber of this worker.

@@ -6,10 +6,28 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use crate::io::clock::{clock_ms, clock_ms_at};
+
+/// Spawns a worker's service task (a loop that runs for the worker's
+/// life) that ends when `stop` is set: its future is dropped inside the
+/// runtime, so what it holds (and the wakers it left behind) goes with it
+/// instead of outliving the worker. Await the handle after setting `stop`.
+pub fn spawn_until(
+    stop: &Rc<LocalEvent>,
+    fut: impl Future<Output = ()> + 'static,
+) -> monoio::task::JoinHandle<()> {
+    let stop = stop.clone();
+    monoio::spawn(async move {
+        monoio::select! {
+            _ = fut => {}
+            _ = stop.wait() => {}
+        }
+    })
+}
 
 /// A level-triggered event for a few waiters (accept loop, worker main task).
 #[derive(Default)]

@@ -21,7 +21,7 @@ use crate::hub::local::HubLocal;
 use crate::io::bufpool::BufPool;
 use crate::io::clock::clock_ms;
 use crate::io::ready::Epoll;
-use crate::io::signal::{LocalEvent, Signal};
+use crate::io::signal::{spawn_until, LocalEvent, Signal};
 use crate::io::sock;
 use crate::io::stats::WorkerStats;
 
@@ -562,9 +562,18 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
         driver,
     } = start;
     let worker = Worker::new(id, shared)?;
-    monoio::spawn(worker.clone().watch_readiness());
-    monoio::spawn(worker.clone().run_later());
-    crate::hub::local::spawn_tasks(&worker.hub, inbox, &worker.shared.cfg);
+    // The worker's service tasks end once it has drained (see spawn_until).
+    let stop = Rc::new(LocalEvent::new());
+    let mut services = vec![
+        spawn_until(&stop, worker.clone().watch_readiness()),
+        spawn_until(&stop, worker.clone().run_later()),
+    ];
+    services.extend(crate::hub::local::spawn_tasks(
+        &worker.hub,
+        inbox,
+        &worker.shared.cfg,
+        &stop,
+    ));
     let http = &worker.shared.cfg.http;
     let shortest = http
         .header_timeout
@@ -575,17 +584,17 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
         std::time::Duration::from_millis(10),
         std::time::Duration::from_millis(250),
     );
-    monoio::spawn(worker.clone().sweep_deadlines(tick));
+    services.push(spawn_until(&stop, worker.clone().sweep_deadlines(tick)));
     if worker.access.is_some() {
         let w = worker.clone();
-        monoio::spawn(async move {
+        services.push(spawn_until(&stop, async move {
             loop {
                 monoio::time::sleep(std::time::Duration::from_secs(1)).await;
                 if let Some(log) = &w.access {
                     log.flush(&w.stats);
                 }
             }
-        });
+        }));
     }
     let listener = monoio::net::TcpListener::from_std(listener)?;
     log::info!("worker {id} running on the {} driver", driver.name());
@@ -597,6 +606,10 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
     worker.drop_parked();
     if let Some(log) = &worker.access {
         log.flush(&worker.stats);
+    }
+    stop.set();
+    for s in services {
+        s.await;
     }
     log::debug!("worker {id} drained");
     Ok(())
