@@ -107,6 +107,11 @@ fn run(shared: &Shared, hub: &Hub) -> Result<(), HubError> {
     let hz = procstat::ticks_per_sec() as f64;
     let cpus = crate::server::allowed_cpus().len();
     let started = Instant::now();
+    let window = render::Window {
+        slots: TREND,
+        interval_secs: interval.as_secs_f64(),
+    };
+    let mut log_scale = false;
     let mut prev = totals(shared);
     let mut published: VecDeque<f64> = VecDeque::with_capacity(TREND);
     let mut delivered: VecDeque<f64> = VecDeque::with_capacity(TREND);
@@ -135,7 +140,7 @@ fn run(shared: &Shared, hub: &Hub) -> Result<(), HubError> {
         );
         for (event, html) in [
             ("conns", render::connections(&s)),
-            ("rates", render::rates(&s, &p, d)),
+            ("rates", render::rates(&s, &p, d, window, &mut log_scale)),
             ("workers", render::workers(&s)),
             ("process", render::process(&s, cpus)),
         ] {

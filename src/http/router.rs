@@ -653,7 +653,17 @@ fn serve_static(
     };
     let file = match static_files::resolve(root, head.path, &cfg.index) {
         Ok(f) => f,
-        Err(Denied::NotFound) => return not_found(out, keep_alive, head_only),
+        // the directory's own icon wins; without one, ours
+        Err(Denied::NotFound) => match static_files::icon(head.path) {
+            Some(icon) if get_like => {
+                response::start(out, 200);
+                response::header(out, "Content-Type", icon.content_type.as_bytes());
+                response::header(out, "Cache-Control", icon.cache_control.as_bytes());
+                response::finish(out, icon.body, keep_alive, head_only);
+                return Action::Done;
+            }
+            _ => return not_found(out, keep_alive, head_only),
+        },
         Err(Denied::Forbidden(why)) => {
             response::error(out, 403, why, keep_alive, head_only);
             return Action::Done;

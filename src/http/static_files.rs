@@ -1,6 +1,7 @@
 //! Static files from `static.dir`: safe path resolution, content types,
 //! `Last-Modified` / `If-Modified-Since`, and the built-in pages embedded in
-//! the binary when no directory is configured.
+//! the binary when no directory is configured (plus the icon, served even
+//! with a directory when it has no icon of its own).
 
 use crate::proto::http::request;
 use std::path::{Path, PathBuf};
@@ -187,6 +188,26 @@ pub static VENDOR: &[Embedded] = &[
     ),
 ];
 
+/// Icons: unversioned URLs, so cached for a week rather than for good.
+pub const ICON_CACHE: &str = "public, max-age=604800";
+
+/// ringcast's icon (an orange ring; favicon.ico holds it at 16 and 32 px).
+/// Every built-in page links it; `static.dir`'s own favicon wins over it.
+pub static ICONS: &[Embedded] = &[
+    Embedded {
+        path: "/favicon.svg",
+        content_type: "image/svg+xml",
+        cache_control: ICON_CACHE,
+        body: include_bytes!("../assets/favicon.svg"),
+    },
+    Embedded {
+        path: "/favicon.ico",
+        content_type: "image/x-icon",
+        cache_control: ICON_CACHE,
+        body: include_bytes!("../assets/favicon.ico"),
+    },
+];
+
 /// The built-in pages served when `static.dir` is not set: the landing page
 /// and the live demos.
 pub static EMBEDDED: &[Embedded] = &[
@@ -223,7 +244,14 @@ pub fn embedded(path: &str) -> Option<&'static Embedded> {
     EMBEDDED
         .iter()
         .chain(VENDOR.iter())
+        .chain(ICONS.iter())
         .find(|e| e.path == path)
+}
+
+/// The built-in icon for a URL path: what `static.dir` serves when it has
+/// no such file of its own.
+pub fn icon(path: &str) -> Option<&'static Embedded> {
+    ICONS.iter().find(|e| e.path == path)
 }
 
 /// A vendored asset by URL path.
@@ -267,6 +295,20 @@ mod tests {
         assert_eq!(
             relative_path("/a%20b.txt").unwrap(),
             PathBuf::from("a b.txt")
+        );
+    }
+
+    #[test]
+    fn icons_are_embedded_with_their_types() {
+        let ico = embedded("/favicon.ico").unwrap();
+        assert_eq!(ico.content_type, "image/x-icon");
+        assert_eq!(&ico.body[..4], &[0, 0, 1, 0], "an ICO header");
+        let svg = icon("/favicon.svg").unwrap();
+        assert_eq!(svg.content_type, "image/svg+xml");
+        assert!(svg.body.starts_with(b"<svg"));
+        assert!(
+            vendor("/favicon.ico").is_none(),
+            "static.dir's own icon wins"
         );
     }
 

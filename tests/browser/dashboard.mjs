@@ -7,8 +7,10 @@ const minOpen = Number(process.argv[3]);
 
 const figures = (page) => page.evaluate(() => ({
   open: Number((document.querySelector("#conns .big") || {}).firstChild?.textContent || NaN),
-  published: Number(document.querySelector("#rates .pub")?.textContent ?? NaN),
-  delivered: Number(document.querySelector("#rates .del")?.textContent ?? NaN),
+  // the legend shows 1.23k; data-value holds the figure
+  published: Number(document.querySelector("#rates .now.pub")?.dataset.value ?? NaN),
+  delivered: Number(document.querySelector("#rates .now.del")?.dataset.value ?? NaN),
+  yAxis: [...document.querySelectorAll("#rates svg .tick")].map((e) => e.textContent),
   workers: [...document.querySelectorAll("#workers .label")].map((e) => e.textContent).filter(Boolean),
   cpu: document.querySelector("#process .value")?.textContent,
   rss: document.querySelector("#process .rss")?.textContent,
