@@ -611,6 +611,9 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
     for s in services {
         s.await;
     }
+    // Let the ring submit what dropped sockets queued (their closes) before
+    // the runtime goes: unsubmitted entries would leave those descriptors open.
+    monoio::time::sleep(std::time::Duration::from_millis(1)).await;
     log::debug!("worker {id} drained");
     Ok(())
 }
@@ -626,6 +629,14 @@ fn is_resource_error(e: &io::Error) -> bool {
 /// accepts with non-blocking `accept4` until the queue is empty.
 async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
     let lfd = listener.as_raw_fd();
+    accept_until_drain(&worker, &listener, lfd).await;
+    // Stop listening now (new connections are refused at once); the runtime
+    // closes the descriptor when the listener is dropped.
+    // SAFETY: plain syscall on the listener's own descriptor, still open.
+    unsafe { libc::shutdown(lfd, libc::SHUT_RDWR) };
+}
+
+async fn accept_until_drain(worker: &Rc<Worker>, listener: &monoio::net::TcpListener, lfd: RawFd) {
     let backoff = worker.shared.cfg.server.accept_backoff.0;
     let mut last_resource_log: Option<Instant> = None;
     loop {
@@ -684,7 +695,7 @@ async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
             }
             // SAFETY: accept4 returned a fresh socket that nothing else owns.
             let std_stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-            admit(&worker, std_stream, peer_ip(&addr));
+            admit(worker, std_stream, peer_ip(&addr));
         }
     }
 }
