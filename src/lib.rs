@@ -173,7 +173,7 @@
 //! cfg.server.listen = "0.0.0.0:8080".parse().unwrap();
 //! ringcast::logging::init(&cfg.log.level, cfg.log.format); // or any `log` logger
 //! let server = Server::new(cfg)?
-//!     .ws_handler("/echo", Default::default(), ringcast::websocket::handler::echo)
+//!     .ws_handler("/echo", Default::default(), ringcast::conn::ws::handler::echo)
 //!     .start()?;
 //! // SIGTERM or SIGINT: drain, at most server.shutdown_timeout
 //! let drained = server.run_until_signal()?;
@@ -182,23 +182,21 @@
 //! ```
 
 // Linked even where the process's allocator is another: the workers ask
-// mimalloc to return freed pages (see `server::worker`).
+// mimalloc to return freed pages (see `io::release_free_memory`).
 extern crate mimalloc as _;
 
+pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod config;
-pub mod dashboard;
-pub mod demo;
+pub mod conn;
 pub mod error;
-pub mod http;
 pub mod hub;
 pub mod io;
 pub mod logging;
 pub mod proto;
 pub mod server;
-pub mod sse;
-pub mod websocket;
 
 pub use error::Error;
 pub use hub::{Hub, Message};

@@ -70,7 +70,7 @@ fn main() -> ExitCode {
 }
 
 /// SIGHUP: re-reads the configuration. The keys of
-/// [`ringcast::server::limits::live_keys`] (limits, log level, auth) change live;
+/// [`ringcast::conn::limits::live_keys`] (limits, log level, auth) change live;
 /// every other changed key is named and takes effect after a restart. A file
 /// that does not validate is refused and the running configuration stays.
 fn reload(
@@ -99,7 +99,7 @@ fn reload(
         log::set_max_level(level);
     }
     for (key, old, new_value) in changes {
-        if ringcast::server::limits::is_live(&key) {
+        if ringcast::conn::limits::is_live(&key) {
             log::info!("SIGHUP: {key}: {old} -> {new_value} (applied)");
         } else {
             log::warn!("SIGHUP: {key}: {old} -> {new_value} (takes effect after a restart)");
@@ -107,5 +107,5 @@ fn reload(
     }
     // What runs now: the new live values, the old values of everything else.
     *running =
-        ringcast::config::with_keys_from(running, &new, &ringcast::server::limits::live_keys());
+        ringcast::config::with_keys_from(running, &new, &ringcast::conn::limits::live_keys());
 }

@@ -16,10 +16,11 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::json;
 
+use ringcast::app::static_files::{percent_decode, relative_path};
 use ringcast::auth::jwt;
+use ringcast::client::{parse_deflate_response, Url};
 use ringcast::config::units::{parse_duration, parse_size};
 use ringcast::config::{ByteSize, Secs};
-use ringcast::http::static_files::{percent_decode, relative_path};
 use ringcast::hub::valid_room_name;
 use ringcast::proto::http::request::{self, has_token, query_params, HeadLimits, Parsed};
 use ringcast::proto::sse::cursor;
@@ -37,7 +38,6 @@ use ringcast::proto::ws::frame::{
 };
 use ringcast::proto::ws::handshake::{origin_allowed, validate_upgrade};
 use ringcast::proto::ws::utf8::Utf8Validator;
-use ringcast::websocket::client::{parse_deflate_response, Url};
 
 // ---------------------------------------------------------------------------
 // Helpers

@@ -493,7 +493,7 @@ fn reading_pauses_while_the_handler_is_behind_and_resumes() {
 
 #[test]
 fn the_library_client_talks_to_the_server() {
-    use ringcast::websocket::client::{Client as WsLibClient, ConnectOptions, Message};
+    use ringcast::client::{Client as WsLibClient, ConnectOptions, Message};
     let srv = TestServer::start("[hub]\nauto_join_room = \"\"\n");
     let url = format!("ws://{}/echo", srv.addr);
     let mut c = WsLibClient::connect(&url).unwrap();

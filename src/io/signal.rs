@@ -96,7 +96,7 @@ impl LocalEvent {
 }
 
 /// How long a stream (a WebSocket room subscriber, an SSE stream) must have
-/// written nothing before it parks (see [`crate::server::worker::Worker::park`]).
+/// written nothing before it parks (see [`crate::conn::worker::Worker::park`]).
 pub const PARK_AFTER: std::time::Duration = std::time::Duration::from_millis(PARK_AFTER_MS as u64);
 
 /// [`PARK_AFTER`] on the [`clock_ms`](crate::io::clock::clock_ms) clock.

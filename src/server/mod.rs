@@ -2,15 +2,11 @@
 //! the file-descriptor limit, picks the io driver, starts one thread per
 //! worker (optionally pinned to a core), and drains them on shutdown.
 
-pub mod access;
-pub mod limits;
-pub mod panic;
 pub mod signals;
 pub mod worker;
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,59 +16,21 @@ use arc_swap::ArcSwap;
 
 use crate::auth::Auth;
 use crate::config::{Config, ConfigError, IoDriver};
+use crate::conn::access;
+use crate::conn::limits::{Limits, PerIp};
+use crate::conn::sse::OnConnect;
+pub use crate::conn::worker::Shared;
+use crate::conn::ws::WsRoute;
 use crate::error::Error;
 use crate::hub::{Bus, Hub, PublishRules};
+use crate::io::cpu::{allowed_cpus, pin_to_cpu};
 use crate::io::stats::WorkerStats;
-use crate::sse::stream::OnConnect;
-use crate::websocket::WsRoute;
-use limits::{Limits, PerIp};
+use crate::io::Driver;
 pub use signals::ShutdownSignals;
-use worker::{Control, Driver};
+use worker::Control;
 
 /// File descriptors kept back from the connection ceiling (listeners, rings, files, logs).
 const FD_RESERVE: usize = 64;
-
-/// State every worker can read: the configuration, the global connection count, the counters.
-pub struct Shared {
-    pub cfg: Arc<Config>,
-    /// Connections open in the whole process.
-    pub conns: AtomicUsize,
-    /// The limits a SIGHUP may change.
-    pub limits: Limits,
-    /// Connections and handshake buckets per client IP (used only when those limits are on).
-    pub per_ip: PerIp,
-    /// `static.dir`, canonicalised at start-up.
-    pub static_root: Option<PathBuf>,
-    /// One entry per worker.
-    pub stats: Vec<Arc<WorkerStats>>,
-    /// The cross-core bus of the rooms.
-    pub bus: Arc<Bus>,
-    /// Rooms in the whole process.
-    pub room_count: Arc<AtomicUsize>,
-    /// The embedding application's first events for every new SSE stream.
-    pub sse_on_connect: Option<Arc<OnConnect>>,
-    /// WebSocket handlers by path (the echo endpoint is one of them).
-    pub ws_routes: Vec<WsRoute>,
-    /// The io driver every worker runs.
-    pub driver: Driver,
-    /// The access-log writer's channel (`log.access`), if on.
-    pub access_tx: Option<flume::Sender<Vec<u8>>>,
-    /// Who may subscribe and publish; swapped whole by [`ServerHandle::reload_auth`]
-    /// (a request reads it once, without a lock). Shared with the access
-    /// logs, which redact the token query parameter it names.
-    pub auth: Arc<ArcSwap<Auth>>,
-    /// Starts the progress demo's jobs (when the demos run: see [`Shared::demos_on`]).
-    pub demo_jobs: Option<crate::demo::Jobs>,
-    /// What every publish is checked against.
-    pub publish_rules: PublishRules,
-}
-
-impl Shared {
-    /// Whether the live demos run: `demo.enabled` on the built-in pages (no `static.dir`).
-    pub fn demos_on(&self) -> bool {
-        self.cfg.demo.enabled && self.static_root.is_none()
-    }
-}
 
 /// A configured server, ready to start.
 pub struct Server {
@@ -121,7 +79,7 @@ impl Server {
             ws_routes.push(WsRoute {
                 path: cfg.ws.echo.path.clone(),
                 endpoint: cfg.ws.echo.clone(),
-                handler: Arc::new(|c| Box::pin(crate::websocket::handler::echo(c))),
+                handler: Arc::new(|c| Box::pin(crate::conn::ws::handler::echo(c))),
             });
         }
         Ok(Server {
@@ -132,7 +90,7 @@ impl Server {
     }
 
     /// Registers a WebSocket handler for `path`: called once per connection,
-    /// on the worker that owns it, with a [`crate::websocket::handler::WsConn`].
+    /// on the worker that owns it, with a [`crate::conn::ws::handler::WsConn`].
     /// `endpoint` holds the path's subprotocols, allowed origins, deflate and
     /// rate limit (its `path` field is ignored).
     pub fn ws_handler<F, Fut>(
@@ -142,7 +100,7 @@ impl Server {
         handler: F,
     ) -> Server
     where
-        F: Fn(crate::websocket::handler::WsConn) -> Fut + Send + Sync + 'static,
+        F: Fn(crate::conn::ws::handler::WsConn) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = ()> + 'static,
     {
         self.ws_routes.retain(|r| r.path != path);
@@ -158,7 +116,7 @@ impl Server {
     /// welcome or the current state. The default binary sends none.
     pub fn on_sse_connect(
         mut self,
-        hook: impl Fn(&crate::sse::stream::SseConnect<'_>) -> Vec<crate::hub::Message>
+        hook: impl Fn(&crate::conn::sse::SseConnect<'_>) -> Vec<crate::hub::Message>
             + Send
             + Sync
             + 'static,
@@ -231,12 +189,12 @@ impl Server {
         let (bus, inboxes) = Bus::new(workers, cfg.hub.bus_capacity);
         let demos = cfg.demo.enabled && static_root.is_none();
         let (demo_jobs, demo_feed) = if demos {
-            let (jobs, rx, active) = crate::demo::Jobs::new();
+            let (jobs, rx, active) = crate::app::demo::Jobs::new();
             (Some(jobs), Some((rx, active)))
         } else {
             (None, None)
         };
-        let publish_rules = PublishRules::new(&cfg, demos.then_some(crate::demo::CHAT_ROOM));
+        let publish_rules = PublishRules::new(&cfg, demos.then_some(crate::app::demo::CHAT_ROOM));
         let shared = Arc::new(Shared {
             publish_rules,
             cfg: Arc::new(cfg),
@@ -254,7 +212,7 @@ impl Server {
             driver,
             access_tx: access.as_ref().map(|a| a.sender()),
             auth: Arc::new(ArcSwap::from_pointee(auth)),
-            demo_jobs,
+            app: Box::new(crate::app::router::Router { demo_jobs }),
         });
 
         let (done_tx, done) = std::sync::mpsc::channel();
@@ -296,10 +254,10 @@ impl Server {
         }
         let hub = Hub::new(shared.bus.clone(), shared.publish_rules);
         if let Some((rx, active)) = demo_feed {
-            crate::demo::spawn(shared.clone(), hub.clone(), rx, active)?;
+            crate::app::demo::spawn(shared.clone(), hub.clone(), rx, active)?;
         }
         if shared.cfg.dashboard.enabled {
-            crate::dashboard::spawn(shared.clone(), hub)?;
+            crate::app::dashboard::spawn(shared.clone(), hub)?;
         }
         log::info!(
             "listening on {addr} with {workers} worker{} ({} driver)",
@@ -383,7 +341,7 @@ impl ServerHandle {
         true
     }
 
-    /// Applies the limits of `cfg` (the keys in [`limits::LIVE_KEYS`]) to the
+    /// Applies the limits of `cfg` (the keys in [`crate::conn::limits::LIVE_KEYS`]) to the
     /// running server: later connections, handshakes and joins obey them.
     pub fn apply_limits(&self, cfg: &Config) {
         self.shared.limits.apply(cfg);
@@ -395,35 +353,6 @@ impl ServerHandle {
         let t = self.shared.cfg.server.shutdown_timeout.0;
         self.wait_timeout(t)
     }
-}
-
-/// The CPUs this process may run on, in order.
-pub fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            let n = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1);
-            return (0..n).collect();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect()
-    }
-}
-
-fn pin_to_cpu(cpu: usize) -> io::Result<()> {
-    // SAFETY: cpu_set_t is plain data; the call affects only this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// Opts the process out of transparent huge pages (`server.huge_pages = false`):

@@ -4,8 +4,8 @@
 
 use std::fmt::Write;
 
+use crate::conn::worker::Shared;
 use crate::io::stats::WorkerStats;
-use crate::server::Shared;
 
 /// The `Content-Type` of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -3,7 +3,7 @@
 //! talk to a ringcast server, or any WebSocket server, without a runtime.
 //!
 //! ```no_run
-//! use ringcast::websocket::client::{Client, Message};
+//! use ringcast::client::{Client, Message};
 //!
 //! let mut ws = Client::connect("ws://127.0.0.1:8080/echo").unwrap();
 //! ws.send_text("hello").unwrap();

@@ -3,7 +3,6 @@
 //! connection's output buffer; a file body that must be read from disk is
 //! returned as an [`Action`] for the connection to finish asynchronously.
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -12,33 +11,14 @@ use bytes::{Bytes, BytesMut};
 use super::static_files::{self, Denied};
 use crate::auth::{self, Auth, Grant, PublishMode, Refusal};
 use crate::config::EndpointAuth;
+use crate::conn::worker::Worker;
+use crate::conn::ws::{self as websocket, EndpointRules, Negotiated, RoomsMode, WsKind, WsUpgrade};
+use crate::conn::{Action, App};
 use crate::hub::{valid_room_name, Message, RoomName, Subscription};
 use crate::proto::http::request::RequestHead;
 use crate::proto::http::response;
 use crate::proto::sse::cursor;
 use crate::proto::sse::encode::valid_event_name;
-use crate::server::worker::Worker;
-use crate::websocket::{self, EndpointRules, Negotiated, RoomsMode, WsKind, WsUpgrade};
-
-/// What the connection still has to do after routing.
-pub enum Action {
-    /// The whole response is in the output buffer.
-    Done,
-    /// The head is in the output buffer; the body is this file's `len` bytes.
-    File { path: PathBuf, len: u64 },
-    /// The connection becomes an SSE stream.
-    Sse(Subscription),
-    /// `POST /publish/{room}`: publish, then answer 202 with the id.
-    Publish { room: RoomName, msg: Message },
-    /// `GET /rooms/{room}`.
-    RoomInfo { room: RoomName },
-    /// `GET /rooms/{room}/messages?since=ID`.
-    RoomHistory { room: RoomName, since: u64 },
-    /// The 101 is in the output buffer: the connection becomes a WebSocket.
-    WebSocket(WsUpgrade),
-    /// The response is in the output buffer and says `Connection: close`.
-    Close,
-}
 
 /// Methods a path accepts, for `405` and its `Allow` header.
 const GET_HEAD: &str = "GET, HEAD";
@@ -51,8 +31,29 @@ fn method_not_allowed(out: &mut BytesMut, allow: &str, keep_alive: bool, head_on
     response::finish(out, body.as_bytes(), keep_alive, head_only);
 }
 
+/// The default server's endpoints, and the state they need beyond the worker's.
+pub struct Router {
+    /// Starts the progress demo's jobs (when the demos run: see
+    /// [`crate::conn::worker::Shared::demos_on`]).
+    pub demo_jobs: Option<crate::app::demo::Jobs>,
+}
+
+impl App for Router {
+    fn route(
+        &self,
+        worker: &Worker,
+        head: &RequestHead<'_>,
+        body: &[u8],
+        out: &mut BytesMut,
+        keep_alive: bool,
+    ) -> Action {
+        route(self, worker, head, body, out, keep_alive)
+    }
+}
+
 /// Routes one complete request (`body` is its whole body).
-pub fn route(
+fn route(
+    app: &Router,
     worker: &Worker,
     head: &RequestHead<'_>,
     body: &[u8],
@@ -114,11 +115,11 @@ pub fn route(
         return ws_upgrade(worker, head, &rules, kind, rate, None, out);
     }
     if worker.shared.demos_on() {
-        if path == crate::demo::CHAT_PATH {
+        if path == crate::app::demo::CHAT_PATH {
             return demo_chat(worker, head, out);
         }
         if path == "/demo/progress/start" {
-            return demo_progress_start(worker, head, out, keep_alive, head_only);
+            return demo_progress_start(app, worker, head, out, keep_alive, head_only);
         }
     }
     if cfg.dashboard.enabled && path == cfg.dashboard.path {
@@ -336,7 +337,7 @@ fn demo_chat(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Act
         }
     };
     let req = Subscription {
-        rooms: vec![Arc::from(crate::demo::CHAT_ROOM)],
+        rooms: vec![Arc::from(crate::app::demo::CHAT_ROOM)],
         resume,
     };
     // reading the chat is subscribing to its room: [auth] as for /ws
@@ -351,7 +352,7 @@ fn demo_chat(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Act
     let mode = RoomsMode {
         envelope: crate::config::Envelope::Htmx,
         client_publish: true,
-        template: crate::demo::CHAT_TEMPLATE.to_string(),
+        template: crate::app::demo::CHAT_TEMPLATE.to_string(),
     };
     let publish_rooms = ws_publish_rooms(&auth, head, &req.rooms, true);
     ws_upgrade(
@@ -368,6 +369,7 @@ fn demo_chat(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) -> Act
 /// `POST /demo/progress/start`: queues a simulated job and answers the
 /// fragment that streams its progress (503 when too many jobs run).
 fn demo_progress_start(
+    app: &Router,
     worker: &Worker,
     head: &RequestHead<'_>,
     out: &mut BytesMut,
@@ -378,12 +380,12 @@ fn demo_progress_start(
         method_not_allowed(out, "POST", keep_alive, head_only);
         return Action::Done;
     }
-    let Some(jobs) = &worker.shared.demo_jobs else {
+    let Some(jobs) = &app.demo_jobs else {
         return not_found(out, keep_alive, head_only);
     };
     match jobs.start() {
         Ok(id) => {
-            let html = crate::demo::job_fragment(id, &worker.shared.cfg.sse.path);
+            let html = crate::app::demo::job_fragment(id, &worker.shared.cfg.sse.path);
             response::start(out, 200);
             response::header(out, "Content-Type", b"text/html; charset=utf-8");
             response::header(out, "Cache-Control", b"no-store");

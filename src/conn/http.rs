@@ -16,13 +16,34 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use monoio::net::TcpStream;
 
-use super::router::{self, Action};
-use crate::hub::{HubError, Subscription};
+use std::path::PathBuf;
+
+use crate::conn::worker::{ConnGuard, Worker};
+use crate::conn::ws::WsUpgrade;
+use crate::hub::{HubError, Message, RoomName, Subscription};
 use crate::io::sock;
 use crate::proto::http::request::{self, HeadLimits, Parsed};
 use crate::proto::http::response;
-use crate::server::worker::{ConnGuard, Worker};
-use crate::websocket::WsUpgrade;
+
+/// What the connection still has to do after routing.
+pub enum Action {
+    /// The whole response is in the output buffer.
+    Done,
+    /// The head is in the output buffer; the body is this file's `len` bytes.
+    File { path: PathBuf, len: u64 },
+    /// The connection becomes an SSE stream.
+    Sse(Subscription),
+    /// `POST /publish/{room}`: publish, then answer 202 with the id.
+    Publish { room: RoomName, msg: Message },
+    /// `GET /rooms/{room}`.
+    RoomInfo { room: RoomName },
+    /// `GET /rooms/{room}/messages?since=ID`.
+    RoomHistory { room: RoomName, since: u64 },
+    /// The 101 is in the output buffer: the connection becomes a WebSocket.
+    WebSocket(WsUpgrade),
+    /// The response is in the output buffer and says `Connection: close`.
+    Close,
+}
 
 /// Where the connection is between requests.
 #[derive(Clone, Copy, Debug)]
@@ -132,17 +153,17 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard) {
         None => {}
         // A stream lives on as its own task, so it does not carry the HTTP state.
         Some(Upgrade::Sse(req)) => {
-            let fut = crate::sse::stream::serve(conn.stream, conn.guard, req, conn.out);
+            let fut = crate::conn::sse::serve(conn.stream, conn.guard, req, conn.out);
             log::trace!("sse stream future: {} bytes", std::mem::size_of_val(&fut));
-            crate::server::panic::spawn_guarded("sse stream", fut);
+            crate::io::panic::spawn_guarded("sse stream", fut);
         }
         Some(Upgrade::Ws(up, rest)) => {
-            let fut = crate::websocket::session::serve(conn.stream, conn.guard, up, conn.out, rest);
+            let fut = crate::conn::ws::session::serve(conn.stream, conn.guard, up, conn.out, rest);
             log::trace!(
                 "websocket session future: {} bytes",
                 std::mem::size_of_val(&fut)
             );
-            crate::server::panic::spawn_guarded("websocket session", fut);
+            crate::io::panic::spawn_guarded("websocket session", fut);
         }
     }
 }
@@ -381,7 +402,11 @@ impl Conn {
         let body = &buf[head.head_len..total];
         let log = self.pending(head.method, head.target, head.minor_version, now);
         let mark_keep_alive = (keep_alive && head.minor_version == 0).then_some(self.out.len());
-        let action = router::route(&self.worker, &head, body, &mut self.out, keep_alive);
+        let action =
+            self.worker
+                .shared
+                .app
+                .route(&self.worker, &head, body, &mut self.out, keep_alive);
         buf.advance(total);
         self.sent_continue = false;
         self.phase = Phase::Idle {

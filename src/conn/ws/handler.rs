@@ -2,7 +2,7 @@
 //! and gets a [`WsConn`] per connection, on the connection's worker:
 //!
 //! ```no_run
-//! # use ringcast::websocket::handler::WsConn;
+//! # use ringcast::conn::ws::handler::WsConn;
 //! async fn echo(conn: WsConn) {
 //!     while let Some(msg) = conn.recv().await {
 //!         if conn.send(&msg).is_err() {
@@ -25,11 +25,11 @@ use std::task::{Poll, Waker};
 
 use bytes::Bytes;
 
+use crate::conn::worker::Worker;
 use crate::hub::subscriber::Subscriber;
 use crate::hub::{ConnId, HubError};
 use crate::proto::ws::codec::Encoder;
 use crate::proto::ws::frame::OpCode;
-use crate::server::worker::Worker;
 
 /// Payloads from this size on are queued by reference rather than copied.
 const ZERO_COPY_MIN: usize = 4096;

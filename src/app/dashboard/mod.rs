@@ -12,8 +12,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::conn::worker::Shared;
 use crate::hub::{Hub, HubError, Message};
-use crate::server::Shared;
 use render::Sample;
 
 /// The room the dashboard feed publishes to; `POST /publish` refuses it.
@@ -105,7 +105,7 @@ fn sample(shared: &Shared, prev: &Totals, now: &Totals, started: Instant, hz: f6
 fn run(shared: &Shared, hub: &Hub) -> Result<(), HubError> {
     let interval = shared.cfg.dashboard.interval.0;
     let hz = procstat::ticks_per_sec() as f64;
-    let cpus = crate::server::allowed_cpus().len();
+    let cpus = crate::io::cpu::allowed_cpus().len();
     let started = Instant::now();
     let window = render::Window {
         slots: TREND,

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::conn::worker::Shared;
 use crate::hub::{Hub, HubError, Message};
-use crate::server::Shared;
 
 /// Room of the tickers demo.
 pub const TICKERS_ROOM: &str = "demo-tickers";

@@ -15,12 +15,12 @@ use std::task::Poll;
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
+use crate::conn::worker::ConnGuard;
 use crate::hub::subscriber::{Closing, Subscriber};
 use crate::hub::{ConnId, Message, Subscription};
 use crate::io::clock::clock_ms;
 use crate::io::{sock, writeq};
 use crate::proto::sse::encode;
-use crate::server::worker::ConnGuard;
 
 /// A new stream, as the embedding application's on-connect hook sees it.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ async fn drive(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>) {
             worker.park(
                 key,
                 Box::new(move || {
-                    crate::server::panic::spawn_guarded("sse stream", resume(fd, guard, sub));
+                    crate::io::panic::spawn_guarded("sse stream", resume(fd, guard, sub));
                 }),
             );
         }

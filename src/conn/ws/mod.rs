@@ -2,7 +2,6 @@
 //! and permessage-deflate), the session driver that runs a connection with
 //! the pure protocol code of [`crate::proto::ws`], and the handler API.
 
-pub mod client;
 pub mod handler;
 pub mod publish;
 pub mod session;

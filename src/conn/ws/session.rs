@@ -26,16 +26,16 @@ use super::handler::{HandlerSide, Shared, WsConn, WsMessage};
 use super::publish;
 use super::{WsKind, WsUpgrade};
 use crate::config::Envelope;
+use crate::conn::worker::{ConnGuard, Worker};
 use crate::hub::subscriber::{Closing, Format, Subscriber};
 use crate::hub::{ConnId, RoomName};
 use crate::io::clock::clock_ms;
+use crate::io::panic::CatchPanic;
 use crate::io::signal::PARK_AFTER_MS;
 use crate::io::{sock, writeq};
 use crate::proto::ws::close;
 use crate::proto::ws::codec::{Decoder, DecoderConfig, Encoder, Event};
 use crate::proto::ws::deflate::DeflateParams;
-use crate::server::panic::CatchPanic;
-use crate::server::worker::{ConnGuard, Worker};
 
 /// Where the close handshake is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,7 +150,7 @@ async fn drive(stream: TcpStream, mut s: Session) {
             worker.park(
                 key,
                 Box::new(move || {
-                    crate::server::panic::spawn_guarded("websocket session", resume(parked));
+                    crate::io::panic::spawn_guarded("websocket session", resume(parked));
                 }),
             );
         }
