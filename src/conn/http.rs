@@ -9,19 +9,17 @@
 //! is cut after `send_timeout`.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use monoio::net::TcpStream;
 
 use std::path::PathBuf;
 
 use crate::conn::worker::{ConnGuard, Worker};
 use crate::conn::ws::WsUpgrade;
 use crate::hub::{HubError, Message, RoomName, Subscription};
-use crate::io::sock;
+use crate::io::transport::Transport;
 use crate::proto::http::request::{self, HeadLimits, Parsed};
 use crate::proto::http::response;
 
@@ -102,8 +100,7 @@ enum Upgrade {
 }
 
 struct Conn {
-    stream: TcpStream,
-    fd: RawFd,
+    io: Transport,
     guard: ConnGuard,
     worker: Rc<Worker>,
     /// Bytes of an unfinished request, kept between reads (None when idle).
@@ -116,7 +113,7 @@ struct Conn {
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(stream: TcpStream, guard: ConnGuard) {
+pub async fn serve(io: Transport, guard: ConnGuard) {
     let worker = guard.worker.clone();
     let http = &worker.shared.cfg.http;
     let limits = HeadLimits {
@@ -125,8 +122,7 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard) {
         max_headers: http.max_headers,
     };
     let mut conn = Conn {
-        fd: stream.as_raw_fd(),
-        stream,
+        io,
         guard,
         worker: worker.clone(),
         inbuf: None,
@@ -153,12 +149,12 @@ pub async fn serve(stream: TcpStream, guard: ConnGuard) {
         None => {}
         // A stream lives on as its own task, so it does not carry the HTTP state.
         Some(Upgrade::Sse(req)) => {
-            let fut = crate::conn::sse::serve(conn.stream, conn.guard, req, conn.out);
+            let fut = crate::conn::sse::serve(conn.io, conn.guard, req, conn.out);
             log::trace!("sse stream future: {} bytes", std::mem::size_of_val(&fut));
             crate::io::panic::spawn_guarded("sse stream", fut);
         }
         Some(Upgrade::Ws(up, rest)) => {
-            let fut = crate::conn::ws::session::serve(conn.stream, conn.guard, up, conn.out, rest);
+            let fut = crate::conn::ws::session::serve(conn.io, conn.guard, up, conn.out, rest);
             log::trace!(
                 "websocket session future: {} bytes",
                 std::mem::size_of_val(&fut)
@@ -208,7 +204,7 @@ impl Conn {
             // already arrived unread (it is in flight and gets its answer).
             if self.worker.draining()
                 && matches!(self.phase, Phase::Idle { .. })
-                && !sock::has_pending(self.fd)
+                && !self.io.has_pending()
             {
                 return Ok(None);
             }
@@ -231,7 +227,7 @@ impl Conn {
                             let (peer, bytes) = (self.guard.peer(), out.len() as u64);
                             log.http(&stats, peer, "-", "-", 1, 408, bytes, since.elapsed());
                         }
-                        let _ = sock::send(self.fd, &out);
+                        let _ = self.io.send(&out);
                         self.linger().await;
                     }
                     return Ok(None);
@@ -240,7 +236,7 @@ impl Conn {
             }
             let mut buf = self.inbuf.take().unwrap_or_else(|| self.worker.pool.take());
             let want = self.worker.pool.size();
-            let n = match sock::recv_into(self.fd, &mut buf, want) {
+            let n = match self.io.recv_into(&mut buf, want) {
                 Ok(n) => {
                     self.guard.read_done(n, want);
                     n
@@ -315,7 +311,7 @@ impl Conn {
             return Ok(());
         }
         let timeout = self.worker.shared.cfg.http.send_timeout.0;
-        sock::write_all(&self.stream, &self.out, timeout).await?;
+        self.io.write_all(&self.out, timeout).await?;
         self.worker.stats.bytes_out.add(self.out.len() as u64);
         self.out.clear();
         if self.out.capacity() > 64 << 10 {
@@ -325,7 +321,7 @@ impl Conn {
     }
 
     async fn linger(&mut self) {
-        sock::linger_close(&self.stream, Duration::from_secs(1)).await;
+        self.io.linger_close(Duration::from_secs(1)).await;
     }
 
     /// Parses and routes the next request in `buf` (synchronous, so the

@@ -13,6 +13,7 @@
 pub mod access;
 pub mod http;
 pub mod limits;
+pub mod liveness;
 pub mod sse;
 pub mod worker;
 pub mod ws;

@@ -7,19 +7,17 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 
 use bytes::{Bytes, BytesMut};
-use monoio::net::TcpStream;
 
 use crate::conn::worker::ConnGuard;
 use crate::hub::subscriber::{Closing, Subscriber};
 use crate::hub::{ConnId, Message, Subscription};
 use crate::io::clock::clock_ms;
-use crate::io::{sock, writeq};
+use crate::io::transport::{ParkedTransport, Transport};
 use crate::proto::sse::encode;
 
 /// A new stream, as the embedding application's on-connect hook sees it.
@@ -48,7 +46,7 @@ enum Wake {
 
 /// Runs the stream until it ends. `out` may hold earlier pipelined responses.
 pub fn serve(
-    stream: TcpStream,
+    stream: Transport,
     guard: ConnGuard,
     req: Subscription,
     out: BytesMut,
@@ -68,17 +66,17 @@ pub fn serve(
 /// Runs the stream until it ends or parks (quiet for
 /// [`PARK_AFTER`](crate::io::signal::PARK_AFTER): the task ends and the
 /// worker keeps the stream's state; its first wake-up spawns this again).
-async fn drive(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>) {
+async fn drive(stream: Transport, guard: ConnGuard, sub: Rc<Subscriber>) {
     let send_timeout = guard.worker.shared.cfg.http.send_timeout.0;
     match pump(&stream, &sub, &guard, send_timeout).await {
         End::Park => {
             let worker = guard.worker.clone();
             let key = guard.key();
-            let fd = sock::detach_stream(stream);
+            let parked = stream.park();
             worker.park(
                 key,
                 Box::new(move || {
-                    crate::io::panic::spawn_guarded("sse stream", resume(fd, guard, sub));
+                    crate::io::panic::spawn_guarded("sse stream", resume(parked, guard, sub));
                 }),
             );
         }
@@ -87,8 +85,8 @@ async fn drive(stream: TcpStream, guard: ConnGuard, sub: Rc<Subscriber>) {
 }
 
 /// Runs a parked stream again.
-async fn resume(fd: OwnedFd, guard: ConnGuard, sub: Rc<Subscriber>) {
-    match sock::attach_stream(fd) {
+async fn resume(parked: ParkedTransport, guard: ConnGuard, sub: Rc<Subscriber>) {
+    match parked.resume() {
         Ok(stream) => drive(stream, guard, sub).await,
         Err(e) => {
             log::warn!("sse: resuming a parked stream failed: {e}");
@@ -99,11 +97,11 @@ async fn resume(fd: OwnedFd, guard: ConnGuard, sub: Rc<Subscriber>) {
 
 /// Sends the head, joins the rooms (`None`: the client is gone).
 async fn open(
-    stream: TcpStream,
+    stream: Transport,
     guard: ConnGuard,
     req: Subscription,
     mut out: BytesMut,
-) -> Option<(TcpStream, ConnGuard, Rc<Subscriber>)> {
+) -> Option<(Transport, ConnGuard, Rc<Subscriber>)> {
     let worker = guard.worker.clone();
     let cfg = &worker.shared.cfg;
     let hub = worker.hub.clone();
@@ -143,7 +141,7 @@ async fn open(
             }
         }
     }
-    if Box::pin(sock::write_all(&stream, &out, send_timeout))
+    if Box::pin(stream.write_all(&out, send_timeout))
         .await
         .is_err()
     {
@@ -164,7 +162,7 @@ async fn open(
 
 /// After the stream ended: its goodbye, leaving the rooms, the log line.
 /// Ends a stream (`stream` is `None` when its socket is already closed).
-async fn finish(stream: Option<TcpStream>, guard: ConnGuard, sub: Rc<Subscriber>, end: End) {
+async fn finish(stream: Option<Transport>, guard: ConnGuard, sub: Rc<Subscriber>, end: End) {
     let worker = &guard.worker;
     let stats = &worker.stats;
     match end {
@@ -173,7 +171,7 @@ async fn finish(stream: Option<TcpStream>, guard: ConnGuard, sub: Rc<Subscriber>
             let mut last = BytesMut::new();
             encode::retry(&mut last, worker.shared.cfg.sse.retry_ms);
             if let Some(stream) = &stream {
-                let _ = sock::send(stream.as_raw_fd(), &last);
+                let _ = stream.send(&last);
             }
         }
         End::Timeout => stats.timeouts.inc(),
@@ -184,11 +182,7 @@ async fn finish(stream: Option<TcpStream>, guard: ConnGuard, sub: Rc<Subscriber>
     guard.log_stream_close("sse", end.name());
     if let Some(stream) = stream {
         if matches!(end, End::Draining | End::SlowConsumer | End::Refused) {
-            Box::pin(sock::linger_close(
-                &stream,
-                std::time::Duration::from_millis(500),
-            ))
-            .await;
+            Box::pin(stream.linger_close(std::time::Duration::from_millis(500))).await;
         }
     }
 }
@@ -219,13 +213,12 @@ impl End {
 
 /// Writes what the hub queues until the stream ends.
 async fn pump(
-    stream: &TcpStream,
+    stream: &Transport,
     sub: &Rc<Subscriber>,
     guard: &ConnGuard,
     send_timeout: std::time::Duration,
 ) -> End {
     let worker = &guard.worker;
-    let fd = stream.as_raw_fd();
     let mut pending: VecDeque<Bytes> = VecDeque::new();
     let mut last_write = clock_ms();
     loop {
@@ -237,7 +230,7 @@ async fn pump(
         }
         sub.take_queue(&mut pending);
         while !pending.is_empty() {
-            match writeq::write_queue(fd, &mut pending) {
+            match stream.send_queue(&mut pending) {
                 Ok(n) => {
                     sub.written(n);
                     guard.wrote(n);
@@ -248,8 +241,7 @@ async fn pump(
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let wait =
-                        sock::wait_writable_or(stream, send_timeout, &sub.signal, || sub.dropped());
+                    let wait = stream.wait_writable_or(send_timeout, &sub.signal, || sub.dropped());
                     let writable = match Box::pin(wait).await {
                         Ok(w) => w,
                         Err(e) if e.kind() == io::ErrorKind::TimedOut => return End::Timeout,
@@ -290,7 +282,7 @@ async fn pump(
         if let Wake::Readable = wake {
             // A stream client has nothing to say: end of stream means it left.
             let mut scratch = BytesMut::new();
-            match sock::recv_into(fd, &mut scratch, 512) {
+            match stream.recv_into(&mut scratch, 512) {
                 Ok(0) => return End::Gone,
                 Ok(n) => guard.read_done(n, 512),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => sub.signal.drained(),

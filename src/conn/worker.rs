@@ -7,7 +7,6 @@
 use std::cell::{Cell, RefCell};
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +31,7 @@ use crate::io::clock::clock_ms;
 use crate::io::ready::Epoll;
 use crate::io::signal::{LocalEvent, Signal};
 use crate::io::stats::WorkerStats;
+use crate::io::transport::Transport;
 use crate::io::Driver;
 
 /// State every worker can read: the configuration, the global connection count, the counters.
@@ -336,12 +336,12 @@ impl Worker {
         }
     }
 
-    /// Registers a new connection on socket `fd` from `peer`; the returned
+    /// Registers a new connection on `io` from `peer`; the returned
     /// guard unregisters it when dropped (and, if `ip_counted`, forgets it in
     /// the per-IP table).
     pub fn register(
         self: &Rc<Self>,
-        fd: RawFd,
+        io: &Transport,
         peer: IpAddr,
         ip_counted: bool,
     ) -> io::Result<ConnGuard> {
@@ -350,7 +350,7 @@ impl Worker {
             let mut conns = self.conns.borrow_mut();
             let entry = conns.vacant_entry();
             let key = entry.key();
-            self.epoll.add(fd, key as u64)?;
+            self.epoll.add(io.readiness_fd(), key as u64)?;
             entry.insert(Entry {
                 signal: signal.clone(),
                 parked: None,

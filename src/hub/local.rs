@@ -19,13 +19,12 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use slab::Slab;
 
 use super::bus::{HistoryReply, Inbox, JoinReply, ReplayReply, SubRef};
 use super::home::HomeRooms;
 use super::shard::LocalRooms;
-use super::subscriber::{Closing, Format, LocalKey, ReplayLimits, Subscriber};
+use super::subscriber::{Closing, LocalKey, ReplayLimits, Subscriber};
 use super::{Bus, BusMsg, HubError, Message, PublishRules, Published, RoomInfo, RoomName};
 use crate::config::Config;
 use crate::io::signal::{spawn_until, LocalEvent};
@@ -691,49 +690,6 @@ impl HubLocal {
             self.stats.home_rooms.set(home.len() as u64);
         }
     }
-
-    /// Every `sse.keepalive`: a comment to every stream idle since the last tick.
-    pub async fn keepalive(self: Rc<Self>, every: Duration) {
-        let comment = Bytes::from_static(b": keepalive\n\n");
-        loop {
-            monoio::time::sleep(every).await;
-            for s in self.subscribers() {
-                if s.format == Format::Sse && s.idle_since_last_tick() && !s.has_queued() {
-                    s.push(comment.clone());
-                }
-            }
-        }
-    }
-}
-
-impl HubLocal {
-    /// Every `ws.ping_interval`: a ping to every WebSocket that has no ping
-    /// outstanding; one that does not answer within `ws.pong_timeout` is cut.
-    pub async fn ws_pings(self: Rc<Self>, every: Duration, pong_timeout: Duration) {
-        let mut ping = bytes::BytesMut::new();
-        crate::proto::ws::frame::encode_frame(
-            crate::proto::ws::frame::OpCode::Ping,
-            b"ringcast",
-            &mut ping,
-        );
-        let ping = ping.freeze();
-        loop {
-            monoio::time::sleep(every).await;
-            let now = Instant::now();
-            for s in self.subscribers() {
-                if matches!(s.format, Format::Ws { .. })
-                    && s.closing() == Closing::Open
-                    && !s.awaiting_pong.get()
-                {
-                    let p = ping.clone();
-                    if s.cork(|out| out.extend_from_slice(&p)) {
-                        s.awaiting_pong.set(true);
-                        s.signal.set_deadline(Some(now + pong_timeout));
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// Subscribers woken at a time by [`HubLocal::wake_subscribers`].
@@ -753,12 +709,6 @@ pub fn spawn_tasks(
         spawn_until(stop, hub.clone().serve_deliveries(inbox.deliveries)),
         spawn_until(stop, hub.clone().wake_subscribers()),
         spawn_until(stop, hub.clone().sweep_rooms(sweep)),
-        spawn_until(stop, hub.clone().keepalive(cfg.sse.keepalive.0)),
-        spawn_until(
-            stop,
-            hub.clone()
-                .ws_pings(cfg.ws.ping_interval.0, cfg.ws.pong_timeout.0),
-        ),
     ]
 }
 

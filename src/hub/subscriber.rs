@@ -651,16 +651,19 @@ impl Subscriber {
         self.out.set(Some(out));
     }
 
-    /// Sends the corked frames straight from the cork when nothing else is
+    /// Hands the corked frames to `send` (one non-blocking write) when nothing else is
     /// queued (`None`: there was nothing to send that way): no queue entry
     /// and no shared buffer per write, which is what a connection answering
     /// one message at a time (an echo) does most. Bytes left after a partial
     /// send stay corked, in order. The caller counts what was sent
     /// ([`Subscriber::written`]), as for any other write.
-    pub fn send_cork(&self, fd: std::os::fd::RawFd) -> Option<std::io::Result<usize>> {
+    pub fn send_cork(
+        &self,
+        send: impl FnOnce(&[u8]) -> std::io::Result<usize>,
+    ) -> Option<std::io::Result<usize>> {
         let mut out = self.out.take()?;
         let r = (out.queue.is_empty() && !out.cork.is_empty()).then(|| {
-            let r = crate::io::sock::send(fd, &out.cork);
+            let r = send(&out.cork);
             if let Ok(n) = r {
                 if n == out.cork.len() {
                     out.cork.clear();
@@ -716,15 +719,15 @@ mod tests {
         let s = sub(&[("r", 0)], 64 << 20);
         let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
-        assert!(s.send_cork(a.as_raw_fd()).is_none(), "nothing corked");
+        assert!(s.send_cork(|b| crate::io::sock::send(a.as_raw_fd(), b)).is_none(), "nothing corked");
         let big: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
         assert!(s.cork(|out| out.extend_from_slice(&big)));
-        let first = s.send_cork(a.as_raw_fd()).unwrap().unwrap();
+        let first = s.send_cork(|b| crate::io::sock::send(a.as_raw_fd(), b)).unwrap().unwrap();
         assert!(first > 0 && first < big.len(), "a partial send: {first}");
         s.written(first);
         assert!(s.push(Bytes::from_static(b"room")));
         assert!(
-            s.send_cork(a.as_raw_fd()).is_none(),
+            s.send_cork(|b| crate::io::sock::send(a.as_raw_fd(), b)).is_none(),
             "a room frame is queued"
         );
         let reader = std::thread::spawn(move || {

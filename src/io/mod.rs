@@ -11,6 +11,7 @@ pub mod ready;
 pub mod signal;
 pub mod sock;
 pub mod stats;
+pub mod transport;
 pub mod writeq;
 
 /// The io driver a worker ended up running.

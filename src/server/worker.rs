@@ -11,10 +11,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::conn::liveness;
 use crate::conn::worker::{Shared, Worker};
 use crate::hub::bus::Inbox;
 use crate::io::signal::{spawn_until, LocalEvent};
 use crate::io::sock;
+use crate::io::transport::Transport;
 use crate::io::Driver;
 
 /// Messages from the main thread to a worker.
@@ -118,6 +120,19 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
         inbox,
         &worker.shared.cfg,
         &stop,
+    ));
+    let cfg = &worker.shared.cfg;
+    services.push(spawn_until(
+        &stop,
+        liveness::sse_keepalive(worker.hub.clone(), cfg.sse.keepalive.0),
+    ));
+    services.push(spawn_until(
+        &stop,
+        liveness::ws_pings(
+            worker.hub.clone(),
+            cfg.ws.ping_interval.0,
+            cfg.ws.pong_timeout.0,
+        ),
     ));
     let http = &worker.shared.cfg.http;
     let shortest = http
@@ -299,8 +314,8 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr) {
     // ever blocking. The kernel then fails the socket with ETIMEDOUT.
     let _ = socket2::SockRef::from(&std_stream)
         .set_tcp_user_timeout(Some(shared.cfg.http.send_timeout.0));
-    let stream = match monoio::net::TcpStream::from_std(std_stream) {
-        Ok(s) => s,
+    let io = match monoio::net::TcpStream::from_std(std_stream) {
+        Ok(s) => Transport::tcp(s),
         Err(e) => {
             shared.conns.fetch_sub(1, Ordering::Relaxed);
             if ip_counted {
@@ -310,7 +325,7 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr) {
             return;
         }
     };
-    let guard = match worker.register(stream.as_raw_fd(), peer, ip_counted) {
+    let guard = match worker.register(&io, peer, ip_counted) {
         Ok(g) => g,
         Err(e) => {
             shared.conns.fetch_sub(1, Ordering::Relaxed);
@@ -322,7 +337,7 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr) {
             return;
         }
     };
-    let fut = crate::conn::http::serve(stream, guard);
+    let fut = crate::conn::http::serve(io, guard);
     log::trace!("connection future: {} bytes", std::mem::size_of_val(&fut));
     crate::io::panic::spawn_guarded("connection", fut);
 }

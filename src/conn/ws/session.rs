@@ -13,14 +13,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use monoio::net::TcpStream;
 
 use super::handler::{HandlerSide, Shared, WsConn, WsMessage};
 use super::publish;
@@ -32,7 +30,7 @@ use crate::hub::{ConnId, RoomName};
 use crate::io::clock::clock_ms;
 use crate::io::panic::CatchPanic;
 use crate::io::signal::PARK_AFTER_MS;
-use crate::io::{sock, writeq};
+use crate::io::transport::{ParkedTransport, Transport};
 use crate::proto::ws::close;
 use crate::proto::ws::codec::{Decoder, DecoderConfig, Encoder, Event};
 use crate::proto::ws::deflate::DeflateParams;
@@ -87,7 +85,7 @@ enum Wake {
 }
 
 struct Session {
-    fd: RawFd,
+    io: Transport,
     guard: ConnGuard,
     shared: Rc<Shared>,
     decoder: Decoder,
@@ -120,7 +118,7 @@ struct RoomsRole {
 
 /// Runs a connection whose 101 (and any earlier pipelined responses) is in `out`.
 pub fn serve(
-    stream: TcpStream,
+    stream: Transport,
     guard: ConnGuard,
     up: WsUpgrade,
     out: BytesMut,
@@ -131,22 +129,22 @@ pub fn serve(
     // connection's whole life.
     let opening = Box::pin(open(stream, guard, up, out, inbuf));
     async move {
-        let Some((stream, s)) = opening.await else {
+        let Some(s) = opening.await else {
             return;
         };
-        drive(stream, s).await;
+        drive(s).await;
     }
 }
 
 /// Runs the session until it ends or parks. A parked session (a room
 /// subscriber with nothing to do) ends its task and waits in the worker's
 /// table as a [`Parked`] record; its first wake-up spawns this again.
-async fn drive(stream: TcpStream, mut s: Session) {
-    match s.run(&stream).await {
+async fn drive(mut s: Session) {
+    match s.run().await {
         Ok(Step::Park) => {
             let worker = s.guard.worker.clone();
             let key = s.guard.key();
-            let parked = s.into_parked(stream);
+            let parked = s.into_parked();
             worker.park(
                 key,
                 Box::new(move || {
@@ -161,8 +159,8 @@ async fn drive(stream: TcpStream, mut s: Session) {
 
 /// Runs a parked session again.
 async fn resume(p: Parked) {
-    if let Some((stream, s)) = p.into_session() {
-        drive(stream, s).await;
+    if let Some(s) = p.into_session() {
+        drive(s).await;
     }
 }
 
@@ -175,7 +173,7 @@ async fn resume(p: Parked) {
 /// the ones a connection frees as it parks (the runtime's socket record), so
 /// parked connections fill those places instead of taking new pages.
 struct Parked {
-    fd: OwnedFd,
+    io: ParkedTransport,
     guard: ConnGuard,
     rest: Box<ParkedRest>,
 }
@@ -191,13 +189,21 @@ struct ParkedRest {
 impl Parked {
     /// The session again (`None`: the socket could not be handed back to
     /// the runtime, and the connection has ended).
-    fn into_session(self) -> Option<(TcpStream, Session)> {
+    fn into_session(self) -> Option<Session> {
         let worker = self.guard.worker.clone();
         let rest = *self.rest;
         let deflate = rest.encoder.params();
-        let fd = self.fd.as_raw_fd();
+        let io = match self.io.resume() {
+            Ok(io) => io,
+            Err(e) => {
+                log::warn!("websocket: resuming a parked connection failed: {e}");
+                log_end(&self.guard, Err(e));
+                leave(&worker, &rest.sub);
+                return None;
+            }
+        };
         let s = Session {
-            fd,
+            io,
             shared: Rc::new(Shared {
                 sub: rest.sub,
                 worker: worker.clone(),
@@ -220,15 +226,27 @@ impl Parked {
             last_write: clock_ms().wrapping_sub(PARK_AFTER_MS),
             pending: VecDeque::new(),
         };
-        match sock::attach_stream(self.fd) {
-            Ok(stream) => Some((stream, s)),
-            Err(e) => {
-                log::warn!("websocket: resuming a parked connection failed: {e}");
-                s.finish(Err(e));
-                None
-            }
-        }
+        Some(s)
     }
+}
+
+/// The access-log line of an ended session (`Ok`: closed by the protocol).
+fn log_end(guard: &ConnGuard, end: io::Result<()>) {
+    let end_name = match end {
+        Ok(()) => "closed",
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            guard.worker.stats.timeouts.inc();
+            "timeout"
+        }
+        Err(_) => "client",
+    };
+    guard.log_stream_close("ws", end_name);
+}
+
+/// An ended session leaves its rooms and the open count.
+fn leave(worker: &Worker, sub: &Rc<Subscriber>) {
+    worker.hub.remove_subscriber(sub);
+    worker.stats.ws_open.sub(1);
 }
 
 /// The decoder settings of a connection on this worker.
@@ -250,17 +268,17 @@ enum Step {
 
 /// Sends the 101, joins the rooms and builds the session (`None`: the client is gone).
 async fn open(
-    stream: TcpStream,
+    stream: Transport,
     guard: ConnGuard,
     up: WsUpgrade,
     out: BytesMut,
     inbuf: BytesMut,
-) -> Option<(TcpStream, Session)> {
+) -> Option<Session> {
     let worker = guard.worker.clone();
     let cfg = &worker.shared.cfg;
     let hub = worker.hub.clone();
     // Cold paths are boxed so their state is not reserved in every connection's future.
-    if Box::pin(sock::write_all(&stream, &out, cfg.http.send_timeout.0))
+    if Box::pin(stream.write_all(&out, cfg.http.send_timeout.0))
         .await
         .is_err()
     {
@@ -360,7 +378,7 @@ async fn open(
         _ => None,
     };
     let s = Session {
-        fd: stream.as_raw_fd(),
+        io: stream,
         guard,
         shared: shared.clone(),
         decoder: Decoder::new(decoder_config(&worker, up.deflate)),
@@ -378,7 +396,7 @@ async fn open(
         last_write: clock_ms(),
         pending: VecDeque::new(),
     };
-    Some((stream, s))
+    Some(s)
 }
 
 impl Session {
@@ -386,15 +404,7 @@ impl Session {
     /// on its own and leaves the rooms.
     fn finish(mut self, end: io::Result<()>) {
         let worker = self.guard.worker.clone();
-        let end_name = match end {
-            Ok(()) => "closed",
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                worker.stats.timeouts.inc();
-                "timeout"
-            }
-            Err(_) => "client",
-        };
-        self.guard.log_stream_close("ws", end_name);
+        log_end(&self.guard, end);
         if let Some(b) = self.inbuf.take() {
             worker.pool.give(b);
         }
@@ -406,8 +416,7 @@ impl Session {
                 h.await;
             });
         }
-        worker.hub.remove_subscriber(&self.shared.sub);
-        worker.stats.ws_open.sub(1);
+        leave(&worker, &self.shared.sub);
     }
 
     fn sub(&self) -> &Rc<Subscriber> {
@@ -415,13 +424,13 @@ impl Session {
     }
 
     /// The parked record of a session that is [`parkable`](Self::parkable).
-    fn into_parked(self, stream: TcpStream) -> Parked {
+    fn into_parked(self) -> Parked {
         let Ok(shared) = Rc::try_unwrap(self.shared) else {
             unreachable!("a parkable session holds the only reference to its shared state")
         };
         shared.sub.release_idle();
         Parked {
-            fd: sock::detach_stream(stream),
+            io: self.io.park(),
             guard: self.guard,
             rest: Box::new(ParkedRest {
                 sub: shared.sub,
@@ -499,7 +508,7 @@ impl Session {
         self.shared.wake_handler();
     }
 
-    async fn run(&mut self, stream: &TcpStream) -> io::Result<Step> {
+    async fn run(&mut self) -> io::Result<Step> {
         loop {
             if !self.paused {
                 if let Some(mut buf) = self.inbuf.take() {
@@ -549,9 +558,9 @@ impl Session {
             if let Some(end) = self.close_if_asked() {
                 return end.map(|()| Step::Closed);
             }
-            self.flush(stream).await?;
+            self.flush().await?;
             if self.state == CloseState::Done {
-                Box::pin(sock::linger_close(stream, Duration::from_millis(500))).await;
+                Box::pin(self.io.linger_close(Duration::from_millis(500))).await;
                 return Ok(Step::Closed);
             }
             // Bytes left in `inbuf` are an incomplete frame: wait for the rest.
@@ -614,7 +623,7 @@ impl Session {
             .take()
             .unwrap_or_else(|| self.guard.worker.pool.take());
         let want = self.guard.worker.pool.size();
-        match sock::recv_into(self.fd, &mut buf, want) {
+        match self.io.recv_into(&mut buf, want) {
             Ok(0) => {
                 self.guard.worker.pool.give(buf);
                 return Some(Ok(())); // the client went away (1006)
@@ -667,7 +676,7 @@ impl Session {
                     "too slow",
                     &mut out,
                 );
-                let _ = sock::send(self.fd, &out);
+                let _ = self.io.send(&out);
                 return Some(Ok(()));
             }
             Closing::Refused => {
@@ -677,7 +686,7 @@ impl Session {
                     "room limit reached",
                     &mut out,
                 );
-                let _ = sock::send(self.fd, &out);
+                let _ = self.io.send(&out);
                 return Some(Ok(()));
             }
             Closing::Open | Closing::Sealed => {}
@@ -714,9 +723,9 @@ impl Session {
     }
 
     /// Writes everything queued, waiting for the socket as needed.
-    async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
+    async fn flush(&mut self) -> io::Result<()> {
         if self.pending.is_empty() {
-            match self.shared.sub.send_cork(self.fd) {
+            match self.shared.sub.send_cork(|b| self.io.send(b)) {
                 Some(Ok(n)) => self.wrote(n),
                 Some(Err(e)) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
                 _ => {}
@@ -727,7 +736,7 @@ impl Session {
             // (boxed: the wait's state is not reserved in the connection's future)
             let timeout = self.guard.worker.shared.cfg.http.send_timeout.0;
             let sub = &self.shared.sub;
-            let wait = sock::wait_writable_or(stream, timeout, &sub.signal, || sub.dropped());
+            let wait = self.io.wait_writable_or(timeout, &sub.signal, || sub.dropped());
             if !Box::pin(wait).await? {
                 return Ok(()); // dropped by the hub: the run loop ends it
             }
@@ -750,7 +759,7 @@ impl Session {
     /// Writes what is pending until done (true) or the socket is full (false).
     fn write_pending(&mut self) -> io::Result<bool> {
         while !self.pending.is_empty() {
-            match writeq::write_queue(self.fd, &mut self.pending) {
+            match self.io.send_queue(&mut self.pending) {
                 Ok(n) => self.wrote(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
