@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use units::{ByteSize, Secs};
+pub use units::{ByteSize, Period};
 
 /// The whole configuration. Every section has defaults that run well with no file at all.
 ///
@@ -88,9 +88,9 @@ pub struct ServerConfig {
     /// Handshakes one client IP may make at once before the rate applies.
     pub handshake_burst_per_ip: u32,
     /// How long a failing `accept` (EMFILE/ENFILE) waits before trying again.
-    pub accept_backoff: Secs,
+    pub accept_backoff: Period,
     /// Longest a SIGTERM/SIGINT drain may take before the process exits anyway.
-    pub shutdown_timeout: Secs,
+    pub shutdown_timeout: Period,
 }
 
 impl Default for ServerConfig {
@@ -109,8 +109,8 @@ impl Default for ServerConfig {
             max_connections_per_ip: 0,
             handshake_rate_per_ip: 0,
             handshake_burst_per_ip: 20,
-            accept_backoff: Secs::from_millis(100),
-            shutdown_timeout: Secs::from_secs(10),
+            accept_backoff: Period::from_millis(100),
+            shutdown_timeout: Period::from_secs(10),
         }
     }
 }
@@ -120,13 +120,13 @@ impl Default for ServerConfig {
 pub struct HttpConfig {
     /// A request head must be complete this long after its first byte (and a new
     /// connection must send one within it), or the connection is closed.
-    pub header_timeout: Secs,
+    pub header_timeout: Period,
     /// An idle keep-alive connection is closed after this long without a request.
-    pub keepalive_timeout: Secs,
+    pub keepalive_timeout: Period,
     /// A request body must arrive in full within this long after its head.
-    pub body_timeout: Secs,
+    pub body_timeout: Period,
     /// A response that the client does not read within this long closes the connection.
-    pub send_timeout: Secs,
+    pub send_timeout: Period,
     /// Longest request line (method, target, version): 414 beyond it.
     pub max_request_line: ByteSize,
     /// Longest request head (request line and headers): 431 beyond it.
@@ -149,10 +149,10 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            header_timeout: Secs::from_secs(10),
-            keepalive_timeout: Secs::from_secs(75),
-            body_timeout: Secs::from_secs(30),
-            send_timeout: Secs::from_secs(30),
+            header_timeout: Period::from_secs(10),
+            keepalive_timeout: Period::from_secs(75),
+            body_timeout: Period::from_secs(30),
+            send_timeout: Period::from_secs(30),
             max_request_line: ByteSize(8 << 10),
             max_header_bytes: ByteSize(16 << 10),
             max_headers: 64,
@@ -199,7 +199,7 @@ pub struct HubConfig {
     /// Messages kept per room for resume and polling.
     pub history_size: usize,
     /// A message leaves the history after this long.
-    pub history_ttl: Secs,
+    pub history_ttl: Period,
     /// Rooms that may exist at once (counted per home worker, summed). Beyond it: 503.
     pub max_rooms: usize,
     /// Longest room name in bytes; names use A-Z a-z 0-9 and `_ - . : @`.
@@ -221,7 +221,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             history_size: 1000,
-            history_ttl: Secs::from_secs(300),
+            history_ttl: Period::from_secs(300),
             max_rooms: 1_000_000,
             max_room_name: 128,
             auto_join_room: "__all".to_string(),
@@ -241,7 +241,7 @@ pub struct SseConfig {
     /// `retry:` sent at stream start and on drain: the client's reconnection delay in ms.
     pub retry_ms: u64,
     /// A comment is sent when a stream has been idle this long (keeps proxies from timing out).
-    pub keepalive: Secs,
+    pub keepalive: Period,
     /// Rooms one stream may ask for (the auto-join room not counted). Beyond it: 400.
     pub max_rooms_per_connection: usize,
 }
@@ -251,7 +251,7 @@ impl Default for SseConfig {
         SseConfig {
             path: "/sse".to_string(),
             retry_ms: 3000,
-            keepalive: Secs::from_secs(15),
+            keepalive: Period::from_secs(15),
             max_rooms_per_connection: 16,
         }
     }
@@ -264,14 +264,14 @@ pub struct DemoConfig {
     /// Runs the demo publisher (tickers, progress jobs) and the demo chat endpoint.
     pub enabled: bool,
     /// How often the tickers demo publishes prices, clock and load.
-    pub interval: Secs,
+    pub interval: Period,
 }
 
 impl Default for DemoConfig {
     fn default() -> Self {
         DemoConfig {
             enabled: true,
-            interval: Secs::from_secs(1),
+            interval: Period::from_secs(1),
         }
     }
 }
@@ -285,7 +285,7 @@ pub struct DashboardConfig {
     /// The page's path.
     pub path: String,
     /// How often the figures are sampled and published (while someone watches).
-    pub interval: Secs,
+    pub interval: Period,
 }
 
 impl Default for DashboardConfig {
@@ -293,7 +293,7 @@ impl Default for DashboardConfig {
         DashboardConfig {
             enabled: true,
             path: "/dashboard".to_string(),
-            interval: Secs::from_secs(1),
+            interval: Period::from_secs(1),
         }
     }
 }
@@ -321,11 +321,11 @@ pub struct WsConfig {
     /// Largest message (all fragments, after decompression): close 1009.
     pub max_message_size: ByteSize,
     /// A ping is sent to every WebSocket this often.
-    pub ping_interval: Secs,
+    pub ping_interval: Period,
     /// A connection that does not answer a ping within this long is closed.
-    pub pong_timeout: Secs,
+    pub pong_timeout: Period,
     /// After our close frame, the client has this long to answer before the connection is cut.
-    pub close_timeout: Secs,
+    pub close_timeout: Period,
     pub deflate: WsDeflateConfig,
     pub echo: WsEndpoint,
     pub rooms: WsRoomsEndpoint,
@@ -336,9 +336,9 @@ impl Default for WsConfig {
         WsConfig {
             max_frame_size: ByteSize(1 << 20),
             max_message_size: ByteSize(1 << 20),
-            ping_interval: Secs::from_secs(30),
-            pong_timeout: Secs::from_secs(10),
-            close_timeout: Secs::from_secs(5),
+            ping_interval: Period::from_secs(30),
+            pong_timeout: Period::from_secs(10),
+            close_timeout: Period::from_secs(5),
             deflate: WsDeflateConfig::default(),
             echo: WsEndpoint::default(),
             rooms: WsRoomsEndpoint::default(),
@@ -506,7 +506,7 @@ pub struct AuthConfig {
     /// Query parameter carrying the token ("" = the query is not read).
     pub query_param: String,
     /// Clock skew allowed on `exp` and `nbf`.
-    pub leeway: Secs,
+    pub leeway: Period,
 }
 
 impl Default for AuthConfig {
@@ -520,7 +520,7 @@ impl Default for AuthConfig {
             publish_claim: "publish".to_string(),
             cookie: "ringcast_token".to_string(),
             query_param: "token".to_string(),
-            leeway: Secs::from_secs(30),
+            leeway: Period::from_secs(30),
         }
     }
 }
