@@ -20,7 +20,7 @@ fn bare() -> Config {
     let mut cfg = Config::bare();
     cfg.server.listen = "127.0.0.1:0".parse().unwrap();
     cfg.server.workers = 1;
-    cfg.server.shutdown_timeout = ringcast::config::Secs::from_secs(1);
+    cfg.server.shutdown_timeout = ringcast::config::Period::from_secs(1);
     cfg
 }
 

@@ -20,7 +20,7 @@ use ringcast::app::static_files::{percent_decode, relative_path};
 use ringcast::auth::jwt;
 use ringcast::client::{parse_deflate_response, Url};
 use ringcast::config::units::{parse_duration, parse_size};
-use ringcast::config::{ByteSize, Secs};
+use ringcast::config::{ByteSize, Period};
 use ringcast::hub::valid_room_name;
 use ringcast::proto::http::request::{self, has_token, query_params, HeadLimits, Parsed};
 use ringcast::proto::sse::cursor;
@@ -1524,9 +1524,9 @@ proptest! {
         ],
     ) {
         if let Ok(d) = parse_duration(&text) {
-            let json = serde_json::to_string(&Secs(d)).unwrap();
-            let back: Secs = serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{text:?} -> {json}: {e}")))?;
-            prop_assert_eq!(back, Secs(d));
+            let json = serde_json::to_string(&Period(d)).unwrap();
+            let back: Period = serde_json::from_str(&json).map_err(|e| TestCaseError::fail(format!("{text:?} -> {json}: {e}")))?;
+            prop_assert_eq!(back, Period(d));
         }
         if let Ok(n) = parse_size(&text) {
             let json = serde_json::to_string(&ByteSize(n)).unwrap();
@@ -1815,10 +1815,10 @@ fn regression_duration_minutes_overflow() {
 fn regression_duration_serialized_form_reads_back() {
     assert!(parse_duration("307500000000000m").is_err());
     assert!(parse_duration("18446744073709551615s").is_err());
-    assert!(serde_json::from_str::<Secs>("18446744073709551615").is_err());
+    assert!(serde_json::from_str::<Period>("18446744073709551615").is_err());
     let max = parse_duration("18446744073709551615ms").unwrap();
-    let json = serde_json::to_string(&Secs(max)).unwrap();
-    assert_eq!(serde_json::from_str::<Secs>(&json).unwrap(), Secs(max));
+    let json = serde_json::to_string(&Period(max)).unwrap();
+    assert_eq!(serde_json::from_str::<Period>(&json).unwrap(), Period(max));
 }
 
 /// A compressor with context takeover, asked for two empty messages in a

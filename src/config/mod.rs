@@ -5,13 +5,19 @@
 //! keys and bad values are start-up errors that name the key.
 
 pub mod units;
+mod ws;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use units::{ByteSize, Secs};
+pub use units::{ByteSize, Period};
+pub use ws::{EndpointAuth, Envelope, WsConfig, WsDeflateConfig, WsEndpoint, WsRoomsEndpoint};
+
+/// The former name of [`WsEndpoint`], from when only the echo endpoint used it.
+#[deprecated(note = "renamed WsEndpoint: it serves every WebSocket handler")]
+pub type WsEchoEndpoint = WsEndpoint;
 
 /// The whole configuration. Every section has defaults that run well with no file at all.
 ///
@@ -88,9 +94,9 @@ pub struct ServerConfig {
     /// Handshakes one client IP may make at once before the rate applies.
     pub handshake_burst_per_ip: u32,
     /// How long a failing `accept` (EMFILE/ENFILE) waits before trying again.
-    pub accept_backoff: Secs,
+    pub accept_backoff: Period,
     /// Longest a SIGTERM/SIGINT drain may take before the process exits anyway.
-    pub shutdown_timeout: Secs,
+    pub shutdown_timeout: Period,
 }
 
 impl Default for ServerConfig {
@@ -109,9 +115,40 @@ impl Default for ServerConfig {
             max_connections_per_ip: 0,
             handshake_rate_per_ip: 0,
             handshake_burst_per_ip: 20,
-            accept_backoff: Secs::from_millis(100),
-            shutdown_timeout: Secs::from_secs(10),
+            accept_backoff: Period::from_millis(100),
+            shutdown_timeout: Period::from_secs(10),
         }
+    }
+}
+
+impl ServerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.workers > 1024 {
+            return fail(format!(
+                "server.workers = {} is more than 1024",
+                self.workers
+            ));
+        }
+        if !(2..=32768).contains(&self.io_uring_entries) || !self.io_uring_entries.is_power_of_two()
+        {
+            return fail(format!(
+                "server.io_uring_entries = {} must be a power of two from 2 to 32768",
+                self.io_uring_entries
+            ));
+        }
+        if self.backlog == 0 {
+            return fail("server.backlog must be at least 1".into());
+        }
+        if self.handshake_rate_per_ip > 0 && self.handshake_burst_per_ip == 0 {
+            return fail(
+                "server.handshake_burst_per_ip must be at least 1 when server.handshake_rate_per_ip is set"
+                    .into(),
+            );
+        }
+        if self.shutdown_timeout.0.is_zero() {
+            return fail("server.shutdown_timeout must be more than 0".into());
+        }
+        Ok(())
     }
 }
 
@@ -120,13 +157,13 @@ impl Default for ServerConfig {
 pub struct HttpConfig {
     /// A request head must be complete this long after its first byte (and a new
     /// connection must send one within it), or the connection is closed.
-    pub header_timeout: Secs,
+    pub header_timeout: Period,
     /// An idle keep-alive connection is closed after this long without a request.
-    pub keepalive_timeout: Secs,
+    pub keepalive_timeout: Period,
     /// A request body must arrive in full within this long after its head.
-    pub body_timeout: Secs,
+    pub body_timeout: Period,
     /// A response that the client does not read within this long closes the connection.
-    pub send_timeout: Secs,
+    pub send_timeout: Period,
     /// Longest request line (method, target, version): 414 beyond it.
     pub max_request_line: ByteSize,
     /// Longest request head (request line and headers): 431 beyond it.
@@ -149,10 +186,10 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            header_timeout: Secs::from_secs(10),
-            keepalive_timeout: Secs::from_secs(75),
-            body_timeout: Secs::from_secs(30),
-            send_timeout: Secs::from_secs(30),
+            header_timeout: Period::from_secs(10),
+            keepalive_timeout: Period::from_secs(75),
+            body_timeout: Period::from_secs(30),
+            send_timeout: Period::from_secs(30),
             max_request_line: ByteSize(8 << 10),
             max_header_bytes: ByteSize(16 << 10),
             max_headers: 64,
@@ -162,6 +199,64 @@ impl Default for HttpConfig {
             max_pending_output: ByteSize(64 << 10),
             metrics_path: "/metrics".to_string(),
         }
+    }
+}
+
+impl HttpConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, v) in [
+            ("http.header_timeout", self.header_timeout),
+            ("http.keepalive_timeout", self.keepalive_timeout),
+            ("http.body_timeout", self.body_timeout),
+            ("http.send_timeout", self.send_timeout),
+        ] {
+            if v.0.is_zero() {
+                return fail(format!("{key} must be more than 0"));
+            }
+        }
+        if self.max_request_line.0 < 16 {
+            return fail(format!(
+                "http.max_request_line = {} is below the minimum of 16 bytes",
+                self.max_request_line.0
+            ));
+        }
+        if self.max_header_bytes.0 < self.max_request_line.0 {
+            return fail(format!(
+                "http.max_header_bytes = {} must be at least http.max_request_line = {}",
+                self.max_header_bytes.0, self.max_request_line.0
+            ));
+        }
+        if self.max_header_bytes.0 > 1 << 20 {
+            return fail(format!(
+                "http.max_header_bytes = {} is more than 1MiB",
+                self.max_header_bytes.0
+            ));
+        }
+        if self.max_headers == 0 || self.max_headers > 1024 {
+            return fail(format!(
+                "http.max_headers = {} must be from 1 to 1024",
+                self.max_headers
+            ));
+        }
+        if self.read_buffer_size.0 < 1024 || self.read_buffer_size.0 > 16 << 20 {
+            return fail(format!(
+                "http.read_buffer_size = {} must be from 1KiB to 16MiB",
+                self.read_buffer_size.0
+            ));
+        }
+        if self.max_pending_output.0 < 1024 || self.max_pending_output.0 > 64 << 20 {
+            return fail(format!(
+                "http.max_pending_output = {} must be from 1KiB to 64MiB",
+                self.max_pending_output.0
+            ));
+        }
+        if self.max_body_size.0 > 1 << 30 {
+            return fail(format!(
+                "http.max_body_size = {} is more than 1GiB",
+                self.max_body_size.0
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -193,13 +288,35 @@ impl Default for StaticConfig {
     }
 }
 
+impl StaticConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(dir) = &self.dir {
+            if !dir.is_dir() {
+                return fail(format!(
+                    "static.dir = {:?} is not a directory that can be read",
+                    dir.display().to_string()
+                ));
+            }
+        }
+        let cc = &self.cache_control;
+        if cc.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return fail("static.cache_control must not contain control characters".into());
+        }
+        let idx = &self.index;
+        if idx.is_empty() || idx.contains('/') || idx == ".." {
+            return fail(format!("static.index = {idx:?} must be a plain file name"));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HubConfig {
     /// Messages kept per room for resume and polling.
     pub history_size: usize,
     /// A message leaves the history after this long.
-    pub history_ttl: Secs,
+    pub history_ttl: Period,
     /// Rooms that may exist at once (counted per home worker, summed). Beyond it: 503.
     pub max_rooms: usize,
     /// Longest room name in bytes; names use A-Z a-z 0-9 and `_ - . : @`.
@@ -221,7 +338,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             history_size: 1000,
-            history_ttl: Secs::from_secs(300),
+            history_ttl: Period::from_secs(300),
             max_rooms: 1_000_000,
             max_room_name: 128,
             auto_join_room: "__all".to_string(),
@@ -233,6 +350,48 @@ impl Default for HubConfig {
     }
 }
 
+impl HubConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.history_size > 1_000_000 {
+            return fail(format!(
+                "hub.history_size = {} is more than 1000000",
+                self.history_size
+            ));
+        }
+        if self.max_rooms == 0 {
+            return fail("hub.max_rooms must be at least 1".into());
+        }
+        if !(1..=1024).contains(&self.max_room_name) {
+            return fail(format!(
+                "hub.max_room_name = {} must be from 1 to 1024",
+                self.max_room_name
+            ));
+        }
+        if self.max_message_size.0 == 0 || self.max_message_size.0 > 64 << 20 {
+            return fail(format!(
+                "hub.max_message_size = {} must be from 1 byte to 64MiB",
+                self.max_message_size.0
+            ));
+        }
+        if self.max_queued_bytes.0 < self.max_message_size.0 {
+            return fail(format!(
+                "hub.max_queued_bytes = {} must be at least hub.max_message_size = {}",
+                self.max_queued_bytes.0, self.max_message_size.0
+            ));
+        }
+        if !(16..=1 << 24).contains(&self.bus_capacity) {
+            return fail(format!(
+                "hub.bus_capacity = {} must be from 16 to 16777216",
+                self.bus_capacity
+            ));
+        }
+        if self.publish_token.bytes().any(|b| !b.is_ascii_graphic()) {
+            return fail("hub.publish_token must be printable ASCII without spaces".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SseConfig {
@@ -241,7 +400,7 @@ pub struct SseConfig {
     /// `retry:` sent at stream start and on drain: the client's reconnection delay in ms.
     pub retry_ms: u64,
     /// A comment is sent when a stream has been idle this long (keeps proxies from timing out).
-    pub keepalive: Secs,
+    pub keepalive: Period,
     /// Rooms one stream may ask for (the auto-join room not counted). Beyond it: 400.
     pub max_rooms_per_connection: usize,
 }
@@ -251,9 +410,30 @@ impl Default for SseConfig {
         SseConfig {
             path: "/sse".to_string(),
             retry_ms: 3000,
-            keepalive: Secs::from_secs(15),
+            keepalive: Period::from_secs(15),
             max_rooms_per_connection: 16,
         }
+    }
+}
+
+impl SseConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.path.starts_with('/') || self.path.contains('?') {
+            return fail(format!(
+                "sse.path = {:?} must be a path starting with /",
+                self.path
+            ));
+        }
+        if self.keepalive.0.is_zero() {
+            return fail("sse.keepalive must be more than 0".into());
+        }
+        if self.max_rooms_per_connection == 0 || self.max_rooms_per_connection > 256 {
+            return fail(format!(
+                "sse.max_rooms_per_connection = {} must be from 1 to 256",
+                self.max_rooms_per_connection
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -264,15 +444,24 @@ pub struct DemoConfig {
     /// Runs the demo publisher (tickers, progress jobs) and the demo chat endpoint.
     pub enabled: bool,
     /// How often the tickers demo publishes prices, clock and load.
-    pub interval: Secs,
+    pub interval: Period,
 }
 
 impl Default for DemoConfig {
     fn default() -> Self {
         DemoConfig {
             enabled: true,
-            interval: Secs::from_secs(1),
+            interval: Period::from_secs(1),
         }
+    }
+}
+
+impl DemoConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.interval.0 < std::time::Duration::from_millis(50) {
+            return fail("demo.interval must be at least 50ms".into());
+        }
+        Ok(())
     }
 }
 
@@ -285,7 +474,7 @@ pub struct DashboardConfig {
     /// The page's path.
     pub path: String,
     /// How often the figures are sampled and published (while someone watches).
-    pub interval: Secs,
+    pub interval: Period,
 }
 
 impl Default for DashboardConfig {
@@ -293,175 +482,23 @@ impl Default for DashboardConfig {
         DashboardConfig {
             enabled: true,
             path: "/dashboard".to_string(),
-            interval: Secs::from_secs(1),
+            interval: Period::from_secs(1),
         }
     }
 }
 
-/// How room messages reach WebSocket subscribers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Envelope {
-    /// The published data itself, one text frame (binary if not UTF-8).
-    Raw,
-    /// `{"room":..,"id":..,"event":..,"data":..}`, so clients can resume with `?last_event_id=`.
-    Json,
-    /// The data (an HTML fragment for htmx) followed by
-    /// `<div id="ringcast-cursor" hx-swap-oob="true" hidden data-last-event-id="ID"></div>`:
-    /// htmx swaps the marker into the page, which reconnects with
-    /// `?last_event_id=` from it. Single-room connections only.
-    Htmx,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WsConfig {
-    /// Largest frame a client may send: close 1009 from the frame header alone.
-    pub max_frame_size: ByteSize,
-    /// Largest message (all fragments, after decompression): close 1009.
-    pub max_message_size: ByteSize,
-    /// A ping is sent to every WebSocket this often.
-    pub ping_interval: Secs,
-    /// A connection that does not answer a ping within this long is closed.
-    pub pong_timeout: Secs,
-    /// After our close frame, the client has this long to answer before the connection is cut.
-    pub close_timeout: Secs,
-    pub deflate: WsDeflateConfig,
-    pub echo: WsEndpoint,
-    pub rooms: WsRoomsEndpoint,
-}
-
-impl Default for WsConfig {
-    fn default() -> Self {
-        WsConfig {
-            max_frame_size: ByteSize(1 << 20),
-            max_message_size: ByteSize(1 << 20),
-            ping_interval: Secs::from_secs(30),
-            pong_timeout: Secs::from_secs(10),
-            close_timeout: Secs::from_secs(5),
-            deflate: WsDeflateConfig::default(),
-            echo: WsEndpoint::default(),
-            rooms: WsRoomsEndpoint::default(),
+impl DashboardConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.path.starts_with('/') || self.path.contains('?') {
+            return fail(format!(
+                "dashboard.path = {:?} must be a path starting with /",
+                self.path
+            ));
         }
-    }
-}
-
-/// permessage-deflate (RFC 7692) parameters the server accepts.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WsDeflateConfig {
-    /// Always answer `server_no_context_takeover`: one compressed room frame serves every subscriber.
-    pub server_no_context_takeover: bool,
-    /// Always answer `client_no_context_takeover`: no inflate state is kept between messages.
-    pub client_no_context_takeover: bool,
-    /// Largest window the server compresses with (9 to 15).
-    pub server_max_window_bits: u8,
-    /// Largest window a client may compress with (8 to 15).
-    pub client_max_window_bits: u8,
-}
-
-impl Default for WsDeflateConfig {
-    fn default() -> Self {
-        WsDeflateConfig {
-            server_no_context_takeover: true,
-            client_no_context_takeover: true,
-            server_max_window_bits: 15,
-            client_max_window_bits: 15,
+        if self.interval.0 < std::time::Duration::from_millis(100) {
+            return fail("dashboard.interval must be at least 100ms".into());
         }
-    }
-}
-
-/// A WebSocket handler endpoint's options: those of the built-in `/echo`
-/// (`ws.echo`), and those an embedder passes to [`crate::Server::ws_handler`]
-/// for its own handlers (where `path` is ignored). `Default` is the echo
-/// endpoint's: deflate on, no rate limit, `[auth]` applied.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WsEndpoint {
-    /// "" turns the endpoint off (the echo endpoint only).
-    pub path: String,
-    /// Subprotocols offered, in preference order; the client's first match is chosen.
-    pub subprotocols: Vec<String>,
-    /// Allowed `Origin`s (`scheme://host[:port]`); empty = any. A mismatch: 403.
-    pub allowed_origins: Vec<String>,
-    /// Negotiate permessage-deflate.
-    pub deflate: bool,
-    /// Messages a client may send per second (0 = no limit); beyond it: close 1008.
-    pub max_messages_per_sec: u32,
-    /// Messages a client may send at once above the rate.
-    pub burst: u32,
-    /// Who may connect: "server" follows `[auth]` (with `auth.subscribe` a
-    /// token is needed, and the handler joins only rooms it lists); "off"
-    /// lets anyone in (the endpoint decides for itself).
-    pub auth: EndpointAuth,
-}
-
-/// The former name of [`WsEndpoint`], from when only the echo endpoint used it.
-#[deprecated(note = "renamed WsEndpoint: it serves every WebSocket handler")]
-pub type WsEchoEndpoint = WsEndpoint;
-
-/// Whether a handler endpoint applies the server's `[auth]` rules.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EndpointAuth {
-    /// `[auth]` as for `/ws` and SSE.
-    #[default]
-    Server,
-    /// No token checked.
-    Off,
-}
-
-impl Default for WsEndpoint {
-    fn default() -> Self {
-        WsEndpoint {
-            path: "/echo".to_string(),
-            subprotocols: Vec::new(),
-            allowed_origins: Vec::new(),
-            deflate: true,
-            max_messages_per_sec: 0,
-            burst: 0,
-            auth: EndpointAuth::Server,
-        }
-    }
-}
-
-/// The room subscriber endpoint: `GET /ws?room=a&room=b`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WsRoomsEndpoint {
-    /// "" turns the endpoint off.
-    pub path: String,
-    pub subprotocols: Vec<String>,
-    pub allowed_origins: Vec<String>,
-    pub deflate: bool,
-    /// "raw" (the data) or "json" (with room, id and event, for resuming).
-    pub envelope: Envelope,
-    /// A text message from the client is published: to the room its JSON
-    /// `room` field names, or to the connection's only room.
-    pub client_publish: bool,
-    /// With client_publish: an HTML template whose `{{field}}` placeholders are
-    /// filled, HTML-escaped, from the client's JSON message (htmx `ws-send`). "" = publish as sent.
-    pub template: String,
-    /// Rooms one connection may ask for (the auto-join room not counted). Beyond it: 400.
-    pub max_rooms_per_connection: usize,
-    pub max_messages_per_sec: u32,
-    pub burst: u32,
-}
-
-impl Default for WsRoomsEndpoint {
-    fn default() -> Self {
-        WsRoomsEndpoint {
-            path: "/ws".to_string(),
-            subprotocols: Vec::new(),
-            allowed_origins: Vec::new(),
-            deflate: true,
-            envelope: Envelope::Raw,
-            client_publish: false,
-            template: String::new(),
-            max_rooms_per_connection: 16,
-            max_messages_per_sec: 50,
-            burst: 100,
-        }
+        Ok(())
     }
 }
 
@@ -506,7 +543,7 @@ pub struct AuthConfig {
     /// Query parameter carrying the token ("" = the query is not read).
     pub query_param: String,
     /// Clock skew allowed on `exp` and `nbf`.
-    pub leeway: Secs,
+    pub leeway: Period,
 }
 
 impl Default for AuthConfig {
@@ -520,7 +557,7 @@ impl Default for AuthConfig {
             publish_claim: "publish".to_string(),
             cookie: "ringcast_token".to_string(),
             query_param: "token".to_string(),
-            leeway: Secs::from_secs(30),
+            leeway: Period::from_secs(30),
         }
     }
 }
@@ -549,6 +586,18 @@ impl Default for LogConfig {
             format: LogFormat::Text,
             access: "off".to_string(),
         }
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.level.parse::<log::LevelFilter>().is_err() {
+            return fail(format!(
+                "log.level = {:?} must be one of {}",
+                self.level, LOG_LEVELS
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -605,139 +654,27 @@ impl Config {
         Config::from_toml(&text, &path.display().to_string())
     }
 
-    /// Checks the rules serde cannot express; each message names its key.
+    /// Checks the rules serde cannot express, section by section in a fixed
+    /// order (the first broken rule is the one reported); each message names
+    /// its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        fn fail<T>(msg: String) -> Result<T, ConfigError> {
-            Err(ConfigError(msg))
-        }
-        let s = &self.server;
-        if s.workers > 1024 {
-            return fail(format!("server.workers = {} is more than 1024", s.workers));
-        }
-        if !(2..=32768).contains(&s.io_uring_entries) || !s.io_uring_entries.is_power_of_two() {
-            return fail(format!(
-                "server.io_uring_entries = {} must be a power of two from 2 to 32768",
-                s.io_uring_entries
-            ));
-        }
-        if s.backlog == 0 {
-            return fail("server.backlog must be at least 1".into());
-        }
-        if s.handshake_rate_per_ip > 0 && s.handshake_burst_per_ip == 0 {
-            return fail(
-                "server.handshake_burst_per_ip must be at least 1 when server.handshake_rate_per_ip is set"
-                    .into(),
-            );
-        }
-        if s.shutdown_timeout.0.is_zero() {
-            return fail("server.shutdown_timeout must be more than 0".into());
-        }
-        let h = &self.http;
-        for (key, v) in [
-            ("http.header_timeout", h.header_timeout),
-            ("http.keepalive_timeout", h.keepalive_timeout),
-            ("http.body_timeout", h.body_timeout),
-            ("http.send_timeout", h.send_timeout),
-        ] {
-            if v.0.is_zero() {
-                return fail(format!("{key} must be more than 0"));
-            }
-        }
-        if h.max_request_line.0 < 16 {
-            return fail(format!(
-                "http.max_request_line = {} is below the minimum of 16 bytes",
-                h.max_request_line.0
-            ));
-        }
-        if h.max_header_bytes.0 < h.max_request_line.0 {
-            return fail(format!(
-                "http.max_header_bytes = {} must be at least http.max_request_line = {}",
-                h.max_header_bytes.0, h.max_request_line.0
-            ));
-        }
-        if h.max_header_bytes.0 > 1 << 20 {
-            return fail(format!(
-                "http.max_header_bytes = {} is more than 1MiB",
-                h.max_header_bytes.0
-            ));
-        }
-        if h.max_headers == 0 || h.max_headers > 1024 {
-            return fail(format!(
-                "http.max_headers = {} must be from 1 to 1024",
-                h.max_headers
-            ));
-        }
-        if h.read_buffer_size.0 < 1024 || h.read_buffer_size.0 > 16 << 20 {
-            return fail(format!(
-                "http.read_buffer_size = {} must be from 1KiB to 16MiB",
-                h.read_buffer_size.0
-            ));
-        }
-        if h.max_pending_output.0 < 1024 || h.max_pending_output.0 > 64 << 20 {
-            return fail(format!(
-                "http.max_pending_output = {} must be from 1KiB to 64MiB",
-                h.max_pending_output.0
-            ));
-        }
-        if h.max_body_size.0 > 1 << 30 {
-            return fail(format!(
-                "http.max_body_size = {} is more than 1GiB",
-                h.max_body_size.0
-            ));
-        }
-        if let Some(dir) = &self.static_files.dir {
-            if !dir.is_dir() {
-                return fail(format!(
-                    "static.dir = {:?} is not a directory that can be read",
-                    dir.display().to_string()
-                ));
-            }
-        }
-        let cc = &self.static_files.cache_control;
-        if cc.bytes().any(|b| b < 0x20 || b == 0x7f) {
-            return fail("static.cache_control must not contain control characters".into());
-        }
-        let idx = &self.static_files.index;
-        if idx.is_empty() || idx.contains('/') || idx == ".." {
-            return fail(format!("static.index = {idx:?} must be a plain file name"));
-        }
-        let hub = &self.hub;
-        if hub.history_size > 1_000_000 {
-            return fail(format!(
-                "hub.history_size = {} is more than 1000000",
-                hub.history_size
-            ));
-        }
-        if hub.max_rooms == 0 {
-            return fail("hub.max_rooms must be at least 1".into());
-        }
-        if !(1..=1024).contains(&hub.max_room_name) {
-            return fail(format!(
-                "hub.max_room_name = {} must be from 1 to 1024",
-                hub.max_room_name
-            ));
-        }
-        if hub.max_message_size.0 == 0 || hub.max_message_size.0 > 64 << 20 {
-            return fail(format!(
-                "hub.max_message_size = {} must be from 1 byte to 64MiB",
-                hub.max_message_size.0
-            ));
-        }
-        if hub.max_queued_bytes.0 < hub.max_message_size.0 {
-            return fail(format!(
-                "hub.max_queued_bytes = {} must be at least hub.max_message_size = {}",
-                hub.max_queued_bytes.0, hub.max_message_size.0
-            ));
-        }
-        if !(16..=1 << 24).contains(&hub.bus_capacity) {
-            return fail(format!(
-                "hub.bus_capacity = {} must be from 16 to 16777216",
-                hub.bus_capacity
-            ));
-        }
-        if hub.publish_token.bytes().any(|b| !b.is_ascii_graphic()) {
-            return fail("hub.publish_token must be printable ASCII without spaces".into());
-        }
+        self.server.validate()?;
+        self.http.validate()?;
+        self.static_files.validate()?;
+        self.hub.validate()?;
+        self.check_htmx_envelope()?;
+        self.demo.validate()?;
+        self.dashboard.validate()?;
+        self.sse.validate()?;
+        self.ws.validate()?;
+        self.check_endpoint_paths()?;
+        self.ws.validate_endpoints()?;
+        self.log.validate()
+    }
+
+    /// `ws.rooms.envelope = "htmx"` against the hub: each message carries one
+    /// room's id, so a connection may have only one room.
+    fn check_htmx_envelope(&self) -> Result<(), ConfigError> {
         if self.ws.rooms.envelope == Envelope::Htmx
             && (!self.hub.auto_join_room.is_empty() || self.ws.rooms.max_rooms_per_connection != 1)
         {
@@ -746,67 +683,15 @@ impl Config {
                     .into(),
             );
         }
-        let demo = &self.demo;
-        if demo.interval.0 < std::time::Duration::from_millis(50) {
-            return fail("demo.interval must be at least 50ms".into());
-        }
-        let dash = &self.dashboard;
-        if !dash.path.starts_with('/') || dash.path.contains('?') {
-            return fail(format!(
-                "dashboard.path = {:?} must be a path starting with /",
-                dash.path
-            ));
-        }
-        if dash.interval.0 < std::time::Duration::from_millis(100) {
-            return fail("dashboard.interval must be at least 100ms".into());
-        }
-        let sse = &self.sse;
-        if !sse.path.starts_with('/') || sse.path.contains('?') {
-            return fail(format!(
-                "sse.path = {:?} must be a path starting with /",
-                sse.path
-            ));
-        }
-        if sse.keepalive.0.is_zero() {
-            return fail("sse.keepalive must be more than 0".into());
-        }
-        if sse.max_rooms_per_connection == 0 || sse.max_rooms_per_connection > 256 {
-            return fail(format!(
-                "sse.max_rooms_per_connection = {} must be from 1 to 256",
-                sse.max_rooms_per_connection
-            ));
-        }
-        let ws = &self.ws;
-        if ws.max_frame_size.0 == 0 || ws.max_message_size.0 == 0 || ws.max_message_size.0 > 1 << 30
-        {
-            return fail(
-                "ws.max_frame_size and ws.max_message_size must be from 1 byte to 1GiB".into(),
-            );
-        }
-        for (key, v) in [
-            ("ws.ping_interval", ws.ping_interval),
-            ("ws.pong_timeout", ws.pong_timeout),
-            ("ws.close_timeout", ws.close_timeout),
-        ] {
-            if v.0.is_zero() {
-                return fail(format!("{key} must be more than 0"));
-            }
-        }
-        if !(9..=15).contains(&ws.deflate.server_max_window_bits) {
-            return fail(format!(
-                "ws.deflate.server_max_window_bits = {} must be from 9 to 15",
-                ws.deflate.server_max_window_bits
-            ));
-        }
-        if !(8..=15).contains(&ws.deflate.client_max_window_bits) {
-            return fail(format!(
-                "ws.deflate.client_max_window_bits = {} must be from 8 to 15",
-                ws.deflate.client_max_window_bits
-            ));
-        }
+        Ok(())
+    }
+
+    /// The optional endpoints' paths (`/echo`, `/ws`, `/metrics`): each one
+    /// empty or a path, and none taken by the SSE endpoint or `/healthz`.
+    fn check_endpoint_paths(&self) -> Result<(), ConfigError> {
         let paths = [
-            ("ws.echo.path", &ws.echo.path),
-            ("ws.rooms.path", &ws.rooms.path),
+            ("ws.echo.path", &self.ws.echo.path),
+            ("ws.rooms.path", &self.ws.rooms.path),
             ("http.metrics_path", &self.http.metrics_path),
         ];
         for (key, path) in paths {
@@ -821,33 +706,13 @@ impl Config {
                 ));
             }
         }
-        for (key, list) in [
-            ("ws.echo.subprotocols", &ws.echo.subprotocols),
-            ("ws.rooms.subprotocols", &ws.rooms.subprotocols),
-        ] {
-            if let Some(bad) = list.iter().find(|p| {
-                p.is_empty()
-                    || !p
-                        .bytes()
-                        .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
-            }) {
-                return fail(format!("{key}: {bad:?} is not a valid token"));
-            }
-        }
-        if ws.rooms.max_rooms_per_connection == 0 || ws.rooms.max_rooms_per_connection > 256 {
-            return fail(format!(
-                "ws.rooms.max_rooms_per_connection = {} must be from 1 to 256",
-                ws.rooms.max_rooms_per_connection
-            ));
-        }
-        if self.log.level.parse::<log::LevelFilter>().is_err() {
-            return fail(format!(
-                "log.level = {:?} must be one of {}",
-                self.log.level, LOG_LEVELS
-            ));
-        }
         Ok(())
     }
+}
+
+/// A validation failure: `msg` as the error.
+fn fail<T>(msg: String) -> Result<T, ConfigError> {
+    Err(ConfigError(msg))
 }
 
 /// The level names `log.level` accepts (any case), for error messages.

@@ -11,18 +11,18 @@ use serde::{Deserialize, Serialize, Serializer};
 
 /// A duration written as `"10s"`, `"250ms"`, `"2m"`, `"1h"` or a bare integer of seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Secs(pub Duration);
+pub struct Period(pub Duration);
 
 /// A byte count written as `"64KiB"`, `"1MB"`, `"1.5MiB"`, `"512B"` or a bare integer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
-impl Secs {
+impl Period {
     pub const fn from_secs(s: u64) -> Self {
-        Secs(Duration::from_secs(s))
+        Period(Duration::from_secs(s))
     }
     pub const fn from_millis(ms: u64) -> Self {
-        Secs(Duration::from_millis(ms))
+        Period(Duration::from_millis(ms))
     }
 }
 
@@ -181,15 +181,15 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
-struct SecsVisitor;
-impl Visitor<'_> for SecsVisitor {
-    type Value = Secs;
+struct PeriodVisitor;
+impl Visitor<'_> for PeriodVisitor {
+    type Value = Period;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str(
             "a duration such as \"10s\", \"250ms\", \"2m\", \"1h\" or a whole number of seconds",
         )
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Secs, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Period, E> {
         let v = u64::try_from(v).map_err(|_| {
             E::custom(format!(
                 "{v} is not a duration: a duration is not negative (a bare number is seconds)"
@@ -197,16 +197,16 @@ impl Visitor<'_> for SecsVisitor {
         })?;
         self.visit_u64(v)
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Secs, E> {
-        duration_from_secs(v).map(Secs).map_err(E::custom)
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Period, E> {
+        duration_from_secs(v).map(Period).map_err(E::custom)
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Secs, E> {
-        parse_duration(v).map(Secs).map_err(E::custom)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Period, E> {
+        parse_duration(v).map(Period).map_err(E::custom)
     }
 }
-impl<'de> Deserialize<'de> for Secs {
+impl<'de> Deserialize<'de> for Period {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SecsVisitor)
+        d.deserialize_any(PeriodVisitor)
     }
 }
 
@@ -234,7 +234,7 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-impl Serialize for Secs {
+impl Serialize for Period {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{}ms", self.0.as_millis()))
     }

@@ -719,15 +719,23 @@ mod tests {
         let s = sub(&[("r", 0)], 64 << 20);
         let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
         a.set_nonblocking(true).unwrap();
-        assert!(s.send_cork(|b| crate::io::sock::send(a.as_raw_fd(), b)).is_none(), "nothing corked");
+        assert!(
+            s.send_cork(|b| crate::io::sock::send(a.as_raw_fd(), b))
+                .is_none(),
+            "nothing corked"
+        );
         let big: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
         assert!(s.cork(|out| out.extend_from_slice(&big)));
-        let first = s.send_cork(|b| crate::io::sock::send(a.as_raw_fd(), b)).unwrap().unwrap();
+        let first = s
+            .send_cork(|b| crate::io::sock::send(a.as_raw_fd(), b))
+            .unwrap()
+            .unwrap();
         assert!(first > 0 && first < big.len(), "a partial send: {first}");
         s.written(first);
         assert!(s.push(Bytes::from_static(b"room")));
         assert!(
-            s.send_cork(|b| crate::io::sock::send(a.as_raw_fd(), b)).is_none(),
+            s.send_cork(|b| crate::io::sock::send(a.as_raw_fd(), b))
+                .is_none(),
             "a room frame is queued"
         );
         let reader = std::thread::spawn(move || {

@@ -736,7 +736,9 @@ impl Session {
             // (boxed: the wait's state is not reserved in the connection's future)
             let timeout = self.guard.worker.shared.cfg.http.send_timeout.0;
             let sub = &self.shared.sub;
-            let wait = self.io.wait_writable_or(timeout, &sub.signal, || sub.dropped());
+            let wait = self
+                .io
+                .wait_writable_or(timeout, &sub.signal, || sub.dropped());
             if !Box::pin(wait).await? {
                 return Ok(()); // dropped by the hub: the run loop ends it
             }
