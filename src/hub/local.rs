@@ -17,12 +17,12 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use slab::Slab;
 
 use super::bus::{HistoryReply, Inbox, JoinReply, ReplayReply, SubRef};
-use super::home::HomeRooms;
+use super::engine::{Deliveries, Engine, Reply, WorkerEngine};
 use super::shard::LocalRooms;
 use super::subscriber::{Closing, LocalKey, ReplayLimits, Subscriber};
 use super::{Bus, BusMsg, HubError, Message, PublishRules, Published, RoomInfo, RoomName};
@@ -35,7 +35,8 @@ pub struct HubLocal {
     pub worker: usize,
     pub bus: Arc<Bus>,
     rules: PublishRules,
-    home: RefCell<HomeRooms>,
+    /// Where the rooms are ordered and kept.
+    pub engine: WorkerEngine,
     shard: RefCell<LocalRooms>,
     subs: RefCell<Slab<Rc<Subscriber>>>,
     generation: Cell<u32>,
@@ -44,8 +45,6 @@ pub struct HubLocal {
     to_wake: RefCell<VecDeque<Rc<Subscriber>>>,
     /// Set when `to_wake` becomes non-empty.
     wake_more: LocalEvent,
-    /// Drain barrier: workers that told this home they publish nothing more.
-    quiesce_heard: Cell<usize>,
     /// Drain barrier: homes whose `Quiesced` arrived here.
     quiesced_homes: Cell<usize>,
     /// Set when every home's `Quiesced` has arrived: every message published
@@ -68,13 +67,14 @@ impl HubLocal {
         HubLocal {
             worker,
             rules,
-            home: RefCell::new(HomeRooms::new(
-                bus.workers(),
-                cfg.hub.history_size,
-                cfg.hub.history_ttl.0,
-                max_rooms,
+            engine: WorkerEngine::new(
+                worker,
+                bus.clone(),
+                cfg,
                 room_count,
-            )),
+                max_rooms,
+                stats.clone(),
+            ),
             bus,
             shard: RefCell::new(LocalRooms::default()),
             subs: RefCell::new(Slab::new()),
@@ -82,15 +82,10 @@ impl HubLocal {
             stats,
             to_wake: RefCell::new(VecDeque::new()),
             wake_more: LocalEvent::new(),
-            quiesce_heard: Cell::new(0),
             quiesced_homes: Cell::new(0),
             quiesced: LocalEvent::new(),
             max_queued: cfg.hub.max_queued_bytes.get(),
         }
-    }
-
-    fn is_home(&self, room: &str) -> bool {
-        self.bus.home_of(room) == self.worker
     }
 
     // ---------------------------------------------------------------- publish
@@ -98,32 +93,7 @@ impl HubLocal {
     /// Publishes a message to a room; returns its id in the room.
     pub async fn publish(&self, room: RoomName, msg: Message) -> Result<u64, HubError> {
         self.rules.check_message(&room, &msg)?;
-        if self.is_home(&room) {
-            return self.publish_at_home(room, msg, 0).await;
-        }
-        self.bus.publish_and_wait(room, msg).await
-    }
-
-    async fn publish_at_home(
-        &self,
-        room: RoomName,
-        msg: Message,
-        group: u64,
-    ) -> Result<u64, HubError> {
-        let (p, targets) = self
-            .home
-            .borrow_mut()
-            .publish(&room, msg, group, Instant::now())
-            .inspect_err(|e| self.count_refusal(e))?;
-        self.stats.messages_published.inc();
-        for w in targets {
-            if w == self.worker {
-                self.deliver_here(&p);
-            } else {
-                self.bus.deliver(w, BusMsg::Deliver(p.clone())).await?;
-            }
-        }
-        Ok(p.seq)
+        self.engine.publish(room, msg, self).await
     }
 
     fn deliver_here(&self, p: &Arc<Published>) {
@@ -192,35 +162,15 @@ impl HubLocal {
 
     // ------------------------------------------------------------ drain barrier
 
-    /// Tells every home that this worker publishes nothing more; `quiesced`
-    /// is set once every home has answered through the delivery inboxes.
+    /// Tells the engine that this worker publishes nothing more; `quiesced`
+    /// is set once every message published before has been delivered here.
     pub async fn quiesce(&self) {
-        for home in 0..self.bus.workers() {
-            if home == self.worker {
-                self.heard_quiesce().await;
-            } else if self.bus.quiesce(home, self.worker).await.is_err() {
-                return;
-            }
-        }
-    }
-
-    async fn heard_quiesce(&self) {
-        self.quiesce_heard.set(self.quiesce_heard.get() + 1);
-        if self.quiesce_heard.get() != self.bus.workers() {
-            return;
-        }
-        for w in 0..self.bus.workers() {
-            if w == self.worker {
-                self.home_quiesced();
-            } else if self.bus.deliver(w, BusMsg::Quiesced).await.is_err() {
-                return;
-            }
-        }
+        self.engine.quiesce(self).await;
     }
 
     fn home_quiesced(&self) {
         self.quiesced_homes.set(self.quiesced_homes.get() + 1);
-        if self.quiesced_homes.get() == self.bus.workers() {
+        if self.quiesced_homes.get() == self.engine.quiesce_parts() {
             self.quiesced.set();
         }
     }
@@ -254,68 +204,16 @@ impl HubLocal {
         };
         let sref = sub_ref(sub, idx);
         let budget = self.replay_limits(sub).budget;
-        if self.is_home(&room) {
-            let reply = self.join_at_home(room, self.worker, sref, since, budget);
-            self.apply_joined(reply);
-            Ok(())
-        } else {
-            let sent = self
-                .bus
-                .request(BusMsg::Join {
-                    room,
-                    from: self.worker,
-                    sub: sref,
-                    since,
-                    budget,
-                })
-                .await;
-            if sent.is_err() {
-                sub.rooms_mut()[idx].counted = false;
+        match self.engine.join(room, sref, since, budget).await {
+            Ok(Reply::Now(reply)) => {
+                self.apply_joined(reply);
+                Ok(())
             }
-            sent
-        }
-    }
-
-    fn join_at_home(
-        &self,
-        room: RoomName,
-        from: usize,
-        sub: SubRef,
-        since: Option<u64>,
-        budget: usize,
-    ) -> JoinReply {
-        match self
-            .home
-            .borrow_mut()
-            .join(&room, from, since, budget, Instant::now())
-        {
-            Ok(j) => JoinReply {
-                room,
-                sub,
-                head: j.head,
-                replay: j.replay,
-                more: j.more,
-                gap: j.gap,
-                refused: false,
-            },
+            Ok(Reply::Later) => Ok(()),
             Err(e) => {
-                self.count_refusal(&e);
-                JoinReply {
-                    room,
-                    sub,
-                    head: 0,
-                    replay: Vec::new(),
-                    more: false,
-                    gap: None,
-                    refused: true,
-                }
+                sub.rooms_mut()[idx].counted = false;
+                Err(e)
             }
-        }
-    }
-
-    fn count_refusal(&self, e: &HubError) {
-        if matches!(e, HubError::TooManyRooms) {
-            self.stats.rejected_max_rooms.inc();
         }
     }
 
@@ -370,7 +268,7 @@ impl HubLocal {
     fn replay_limits(&self, sub: &Subscriber) -> ReplayLimits {
         ReplayLimits {
             budget: (self.max_queued.min(sub.max_queued()) / 2).max(1),
-            history_size: self.home.borrow().history_size(),
+            history_size: self.engine.history_size(),
         }
     }
 
@@ -425,26 +323,9 @@ impl HubLocal {
                 let room = sub.rooms()[idx].name.clone();
                 let sref = sub_ref(sub, idx);
                 let budget = self.replay_limits(sub).budget;
-                if self.is_home(&room) {
-                    let piece =
-                        (self.home.borrow_mut()).replay(&room, after, budget, Instant::now());
-                    if !self.give_piece(sub, idx, piece) {
+                if let Reply::Now(r) = self.engine.replay(room, sref, after, budget) {
+                    if !self.give_piece(sub, idx, r.piece) {
                         return;
-                    }
-                } else {
-                    let ask = || BusMsg::Replay {
-                        room: room.clone(),
-                        from: self.worker,
-                        sub: sref,
-                        after,
-                        budget,
-                    };
-                    if let Err(HubError::Busy) = self.bus.try_request(ask()) {
-                        // The home's inbox is full: wait for space in a task.
-                        let (bus, ask) = (self.bus.clone(), ask());
-                        monoio::spawn(async move {
-                            let _ = bus.request(ask).await;
-                        });
                     }
                 }
             }
@@ -469,7 +350,7 @@ impl HubLocal {
                 self.shard.borrow_mut().remove(&room, k);
             }
             if counted {
-                self.leave_home(room);
+                self.engine.leave(room);
             }
         }
         let key = sub.key();
@@ -479,40 +360,16 @@ impl HubLocal {
         }
     }
 
-    fn leave_home(&self, room: RoomName) {
-        if self.is_home(&room) {
-            self.home.borrow_mut().leave(&room, self.worker);
-        } else {
-            let bus = self.bus.clone();
-            let from = self.worker;
-            monoio::spawn(async move {
-                let _ = bus.request(BusMsg::Leave { room, from }).await;
-            });
-        }
-    }
-
     // --------------------------------------------------------------- queries
 
+    /// How a room is.
     pub async fn info(&self, room: RoomName) -> Result<RoomInfo, HubError> {
-        if self.is_home(&room) {
-            return Ok(self.home.borrow_mut().info(&room, Instant::now()));
-        }
-        self.bus.room_info(room).await
+        self.engine.info(room).await
     }
 
+    /// A room's history after `since`.
     pub async fn history(&self, room: RoomName, since: u64) -> Result<HistoryReply, HubError> {
-        if self.is_home(&room) {
-            return Ok(self.home.borrow_mut().history(&room, since, Instant::now()));
-        }
-        let (tx, rx) = flume::bounded(1);
-        self.bus
-            .request(BusMsg::History {
-                room,
-                since,
-                reply: tx,
-            })
-            .await?;
-        rx.recv_async().await.map_err(|_| HubError::Closed)
+        self.engine.history(room, since).await
     }
 
     /// Subscribers of this worker (for the keep-alive tick and drain).
@@ -521,75 +378,6 @@ impl HubLocal {
     }
 
     // ----------------------------------------------------------------- tasks
-
-    /// Serves requests addressed to this worker as a home.
-    pub async fn serve_requests(self: Rc<Self>, rx: flume::Receiver<BusMsg>) {
-        while let Ok(msg) = rx.recv_async().await {
-            match msg {
-                BusMsg::Publish {
-                    room,
-                    msg,
-                    group,
-                    reply,
-                } => {
-                    let r = self.publish_at_home(room, msg, group).await;
-                    if let Some(tx) = reply {
-                        let _ = tx.try_send(r);
-                    }
-                }
-                BusMsg::Join {
-                    room,
-                    from,
-                    sub,
-                    since,
-                    budget,
-                } => {
-                    let reply = self.join_at_home(room, from, sub, since, budget);
-                    if from == self.worker {
-                        self.apply_joined(reply);
-                    } else if self.bus.deliver(from, BusMsg::Joined(reply)).await.is_err() {
-                        return;
-                    }
-                }
-                BusMsg::Replay {
-                    room,
-                    from,
-                    sub,
-                    after,
-                    budget,
-                } => {
-                    let piece =
-                        (self.home.borrow_mut()).replay(&room, after, budget, Instant::now());
-                    let reply = ReplayReply { sub, piece };
-                    if from == self.worker {
-                        self.apply_replayed(reply);
-                    } else if (self.bus)
-                        .deliver(from, BusMsg::Replayed(reply))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                BusMsg::Leave { room, from } => self.home.borrow_mut().leave(&room, from),
-                BusMsg::Quiesce { .. } => self.heard_quiesce().await,
-                BusMsg::Info { room, reply } => {
-                    let _ = reply.try_send(self.home.borrow_mut().info(&room, Instant::now()));
-                }
-                BusMsg::History { room, since, reply } => {
-                    let _ = reply.try_send(self.home.borrow_mut().history(
-                        &room,
-                        since,
-                        Instant::now(),
-                    ));
-                }
-                _ => log::error!(
-                    "worker {}: a delivery arrived on the request inbox",
-                    self.worker
-                ),
-            }
-        }
-    }
 
     /// Serves deliveries to this worker's subscribers. Never waits on anything
     /// but its inbox, so homes that wait for delivery space always progress.
@@ -643,22 +431,8 @@ impl HubLocal {
                 }
             };
             let sref = sub_ref(sub, idx);
-            if self.is_home(&room) {
-                let reply = self.join_at_home(room, self.worker, sref, None, 0);
+            if let Reply::Now(reply) = self.engine.join_from_now(room, sref) {
                 self.apply_joined(reply);
-            } else {
-                // The home is elsewhere: ask from a task so this loop never waits.
-                let (bus, from) = (self.bus.clone(), self.worker);
-                monoio::spawn(async move {
-                    let req = BusMsg::Join {
-                        room,
-                        from,
-                        sub: sref,
-                        since: None,
-                        budget: 0,
-                    };
-                    let _ = bus.request(req).await;
-                });
             }
         } else if let Some(idx) = existing {
             sub.cancel_replay(idx);
@@ -673,7 +447,7 @@ impl HubLocal {
                 self.shard.borrow_mut().remove(&room, k);
             }
             if counted {
-                self.leave_home(room);
+                self.engine.leave(room);
             }
         }
     }
@@ -682,13 +456,26 @@ impl HubLocal {
     pub async fn sweep_rooms(self: Rc<Self>, every: Duration) {
         loop {
             monoio::time::sleep(every).await;
-            let mut home = self.home.borrow_mut();
-            home.sweep(Instant::now());
-            self.stats
-                .history_messages
-                .set(home.history_messages() as u64);
-            self.stats.home_rooms.set(home.len() as u64);
+            self.engine.sweep();
         }
+    }
+}
+
+impl Deliveries for HubLocal {
+    fn deliver(&self, p: &Arc<Published>) {
+        self.deliver_here(p);
+    }
+
+    fn joined(&self, r: JoinReply) {
+        self.apply_joined(r);
+    }
+
+    fn replayed(&self, r: ReplayReply) {
+        self.apply_replayed(r);
+    }
+
+    fn quiesced(&self) {
+        self.home_quiesced();
     }
 }
 
@@ -705,7 +492,10 @@ pub fn spawn_tasks(
     let sweep =
         (cfg.hub.history_ttl.0 / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
     vec![
-        spawn_until(stop, hub.clone().serve_requests(inbox.requests)),
+        spawn_until(stop, {
+            let hub = hub.clone();
+            async move { hub.engine.serve_requests(inbox.requests, &*hub).await }
+        }),
         spawn_until(stop, hub.clone().serve_deliveries(inbox.deliveries)),
         spawn_until(stop, hub.clone().wake_subscribers()),
         spawn_until(stop, hub.clone().sweep_rooms(sweep)),

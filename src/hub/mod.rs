@@ -1,18 +1,23 @@
 //! Rooms: a message published once reaches every subscriber of its room, in
 //! the same order for all of them, on every worker.
 //!
-//! - [`home`]: each room has a home worker (`hash(room) % workers`) that
-//!   numbers its messages, keeps its history and knows which workers have
-//!   subscribers.
-//! - [`shard`]: each worker keeps its own connections' membership
-//!   (`room -> local subscribers`) and delivers to them.
+//! - [`engine`]: where each room's order, ids and history live, behind one
+//!   interface ([`engine::Engine`]). Today's engine gives each room a home
+//!   worker (`hash(room) % workers`) that numbers its messages, keeps its
+//!   history and knows which workers have subscribers.
+//! - [`local`]: a worker's hub: its subscribers, their membership
+//!   ([`shard`]: `room -> local subscribers`), delivery to them in chunks,
+//!   resume pacing, the drain barrier.
 //! - [`bus`]: one pair of bounded inboxes per worker carries publishes, joins
 //!   and deliveries across cores as `Arc`s (nothing is copied per subscriber).
 //! - [`subscriber`]: a connection's bounded write queue and resume positions.
 //! - [`Hub`]: the handle to publish and query from anywhere, any thread.
+//!
+//! The hub makes no system calls and knows one thing of wire formats: a
+//! message is encoded once per format its subscribers need ([`Published`]).
 
 pub mod bus;
-pub mod home;
+pub mod engine;
 pub mod local;
 pub mod shard;
 pub mod subscriber;

@@ -1,7 +1,7 @@
 //! The rooms a worker is home of: each room's sequence ids, its history
 //! ring (`hub.history_size`, `hub.history_ttl`), and how many subscribers
 //! every worker has in it. Plain data, no I/O: the worker's hub glue
-//! ([`super::local`]) calls it and does the sending.
+//! ([`super::home::HomeEngine`]) calls it and does the sending.
 //!
 //! Sequence ids: a room created now starts at "microseconds since the Unix
 //! epoch" and counts up by one per message, so ids grow across restarts and
@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::bus::HistoryReply;
-use super::{Gap, HubError, Message, Published, RoomInfo, RoomName};
+use crate::hub::bus::HistoryReply;
+use crate::hub::{Gap, HubError, Message, Published, RoomInfo, RoomName};
 
 struct HomeRoom {
     /// The id before the room's first message.
@@ -158,7 +158,7 @@ impl HomeRooms {
                 return Err(HubError::TooManyRooms);
             }
             // A new room's ids start above anything this process gave out before.
-            let base = super::room_base_now().max(self.last_base + 1);
+            let base = crate::hub::room_base_now().max(self.last_base + 1);
             self.last_base = base;
             self.rooms
                 .insert(room.clone(), HomeRoom::new(self.workers, base));

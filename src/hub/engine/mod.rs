@@ -1,0 +1,104 @@
+//! The engine: where each room's order, ids and history live.
+//!
+//! A worker's hub ([`super::local::HubLocal`]) keeps its own connections'
+//! membership and delivers to them; everything that must be the same for
+//! every subscriber of a room (the order of its messages, their ids, the
+//! history a resuming client replays from) is the engine's. The hub talks
+//! to it through [`Engine`] alone, and the engine answers through the
+//! hub's [`Deliveries`], so another engine (one shared by several nodes)
+//! fits under the hub without the connection drivers changing.
+//!
+//! The engine today is [`HomeEngine`]: every room has a home worker in this
+//! process (`hash(room) % workers`) that numbers its messages and keeps its
+//! history ([`rooms`]); the workers reach it over the cross-core
+//! [`Bus`](super::Bus).
+
+pub mod home;
+pub mod rooms;
+
+use std::sync::Arc;
+
+use super::bus::{HistoryReply, JoinReply, ReplayReply, SubRef};
+use super::{HubError, Message, Published, RoomInfo, RoomName};
+
+pub use home::HomeEngine;
+
+/// The engine every worker runs.
+pub type WorkerEngine = HomeEngine;
+
+/// An engine's answer to a join or a replay request: here now, or later
+/// through the worker's [`Deliveries`].
+pub enum Reply<T> {
+    Now(T),
+    Later,
+}
+
+/// What an engine hands a worker's hub: the room's messages, in order, and
+/// the answers it owes.
+pub trait Deliveries {
+    /// A numbered message for this worker's subscribers of its room.
+    fn deliver(&self, p: &Arc<Published>);
+    /// The answer to a join that came back as [`Reply::Later`].
+    fn joined(&self, r: JoinReply);
+    /// The answer to a replay request that came back as [`Reply::Later`].
+    fn replayed(&self, r: ReplayReply);
+    /// One part of the drain barrier (see [`Engine::quiesce`]) has completed.
+    fn quiesced(&self);
+}
+
+/// Where rooms are ordered and kept (see the module documentation). One
+/// instance per worker; `local` is that worker's hub.
+#[allow(async_fn_in_trait)] // one worker's engine: its futures never leave the thread
+pub trait Engine {
+    /// Numbers `msg` in `room`, keeps it in the room's history and sends it
+    /// to every worker with subscribers of the room (this one through
+    /// `local`); returns its id.
+    async fn publish(
+        &self,
+        room: RoomName,
+        msg: Message,
+        local: &dyn Deliveries,
+    ) -> Result<u64, HubError>;
+
+    /// A subscriber of this worker joins `room`, resuming after `since`; the
+    /// answer's replay is at most `budget` bytes. From the answer on, the
+    /// room's messages reach this worker.
+    async fn join(
+        &self,
+        room: RoomName,
+        sub: SubRef,
+        since: Option<u64>,
+        budget: usize,
+    ) -> Result<Reply<JoinReply>, HubError>;
+
+    /// Joins like [`Engine::join`], from the room's head (no replay),
+    /// without waiting: the library's join for a connection.
+    fn join_from_now(&self, room: RoomName, sub: SubRef) -> Reply<JoinReply>;
+
+    /// The next piece (at most `budget` bytes) of a replay of `room` that has reached `after`.
+    fn replay(&self, room: RoomName, sub: SubRef, after: u64, budget: usize) -> Reply<ReplayReply>;
+
+    /// One subscriber of this worker left `room`.
+    fn leave(&self, room: RoomName);
+
+    /// How a room is.
+    async fn info(&self, room: RoomName) -> Result<RoomInfo, HubError>;
+
+    /// A room's history after `since`.
+    async fn history(&self, room: RoomName, since: u64) -> Result<HistoryReply, HubError>;
+
+    /// The drain barrier: this worker publishes nothing more. Once every
+    /// message published before has been delivered here, `local` hears
+    /// [`Deliveries::quiesced`] (once per part of the engine: see
+    /// [`Engine::quiesce_parts`]).
+    async fn quiesce(&self, local: &dyn Deliveries);
+
+    /// How many [`Deliveries::quiesced`] calls complete the drain barrier.
+    fn quiesce_parts(&self) -> usize;
+
+    /// Messages a room's history holds at most (`hub.history_size`).
+    fn history_size(&self) -> usize;
+
+    /// Expires history and forgets empty rooms (every slice of `hub.history_ttl`).
+    fn sweep(&self);
+}
