@@ -146,7 +146,7 @@
 //! let server = Server::new(cfg)?.start()?;
 //!
 //! let hub = server.hub();
-//! let feed = std::thread::spawn(move || -> Result<(), ringcast::hub::HubError> {
+//! let feed = std::thread::spawn(move || -> Result<(), ringcast::HubError> {
 //!     for price in [101, 102, 103] {
 //!         hub.publish("prices", Message::with_event("price", price.to_string()))?;
 //!     }
@@ -166,14 +166,22 @@
 //! ## Running until a signal
 //!
 //! ```no_run
-//! use ringcast::{config::Config, Server};
+//! use ringcast::{config::Config, Server, WsConn};
+//!
+//! async fn echo(conn: WsConn) {
+//!     while let Some(msg) = conn.recv().await {
+//!         if conn.send(&msg).is_err() {
+//!             break;
+//!         }
+//!     }
+//! }
 //!
 //! # fn main() -> Result<(), ringcast::Error> {
 //! let mut cfg = Config::bare();
 //! cfg.server.listen = "0.0.0.0:8080".parse().unwrap();
 //! ringcast::logging::init(&cfg.log.level, cfg.log.format); // or any `log` logger
 //! let server = Server::new(cfg)?
-//!     .ws_handler("/echo", Default::default(), ringcast::conn::ws::handler::echo)
+//!     .ws_handler("/echo", Default::default(), echo)
 //!     .start()?;
 //! // SIGTERM or SIGINT: drain, at most server.shutdown_timeout
 //! let drained = server.run_until_signal()?;
@@ -181,23 +189,40 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 // Linked even where the process's allocator is another: the workers ask
 // mimalloc to return freed pages (see `io::release_free_memory`).
 extern crate mimalloc as _;
 
-pub mod app;
-pub mod auth;
-pub mod cli;
+// The library's API: what an embedder names (documented, kept stable).
 pub mod client;
 pub mod config;
-pub mod conn;
-pub mod error;
-pub mod hub;
-pub mod io;
 pub mod logging;
-pub mod proto;
-pub mod server;
 
+pub use conn::sse::SseConnect;
+pub use conn::ws::handler::{WsConn, WsMessage};
 pub use error::Error;
-pub use hub::{Hub, Message};
-pub use server::{Server, ServerHandle};
+pub use hub::{ConnId, Gap, Hub, HubError, Message, PublishManyError, RoomInfo, Subscription};
+pub use server::{Server, ServerHandle, ShutdownSignals};
+
+// The layers below (see the module documentation), public for the
+// binary, the benchmarks, the load generator and the tests: not API.
+#[doc(hidden)]
+pub mod app;
+#[doc(hidden)]
+pub mod auth;
+#[doc(hidden)]
+pub mod cli;
+#[doc(hidden)]
+pub mod conn;
+#[doc(hidden)]
+pub mod error;
+#[doc(hidden)]
+pub mod hub;
+#[doc(hidden)]
+pub mod io;
+#[doc(hidden)]
+pub mod proto;
+#[doc(hidden)]
+pub mod server;

@@ -247,9 +247,11 @@ pub struct ConnectOptions {
     /// Compress outgoing text and binary messages when permessage-deflate
     /// is negotiated. Default: true.
     pub compress: bool,
+    /// How long the TCP connect may take.
     pub connect_timeout: Duration,
     /// `None`: block for ever.
     pub read_timeout: Option<Duration>,
+    /// `None`: block for ever.
     pub write_timeout: Option<Duration>,
     /// Answer pings with pongs. Default: true.
     pub auto_pong: bool,
@@ -280,6 +282,7 @@ impl Default for ConnectOptions {
 }
 
 impl ConnectOptions {
+    /// The defaults (see each field).
     pub fn new() -> ConnectOptions {
         ConnectOptions::default()
     }
@@ -327,16 +330,19 @@ impl ConnectOptions {
         self
     }
 
+    /// Sets [`ConnectOptions::auto_pong`].
     pub fn auto_pong(mut self, on: bool) -> ConnectOptions {
         self.auto_pong = on;
         self
     }
 
+    /// Sets [`ConnectOptions::return_pings`].
     pub fn return_pings(mut self, on: bool) -> ConnectOptions {
         self.return_pings = on;
         self
     }
 
+    /// Sets [`ConnectOptions::max_message_size`].
     pub fn max_message_size(mut self, n: usize) -> ConnectOptions {
         self.max_message_size = n;
         self
@@ -353,7 +359,9 @@ fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a st
 /// The server's answer to the upgrade request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The status code.
     pub status: u16,
+    /// The reason phrase.
     pub reason: String,
     /// In the order received, names as the server spelled them.
     pub headers: Vec<(String, String)>,
@@ -373,9 +381,13 @@ impl Response {
 /// upgrade (a 4xx, say) is a result to inspect, not an error.
 #[derive(Debug)]
 pub struct Handshake {
+    /// The status code.
     pub status: u16,
+    /// The reason phrase.
     pub reason: String,
+    /// In the order received, names as the server spelled them.
     pub headers: Vec<(String, String)>,
+    /// Empty for a 101; for other statuses, the body.
     pub body: Vec<u8>,
     /// The connection, when the status is 101 and the response is valid.
     pub client: Option<Client>,
@@ -393,6 +405,7 @@ impl Handshake {
 /// 101. Reach it with `err.get_ref().and_then(|e| e.downcast_ref())`.
 #[derive(Debug, Clone)]
 pub struct HandshakeRefused {
+    /// What the server answered.
     pub response: Response,
 }
 
@@ -418,7 +431,9 @@ impl std::error::Error for HandshakeRefused {}
 /// permessage-deflate parameters as the server accepted them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeflateParams {
+    /// The server compresses every message on its own.
     pub server_no_context_takeover: bool,
+    /// This client compresses every message on its own.
     pub client_no_context_takeover: bool,
     /// 15 when the server named none.
     pub server_max_window_bits: u8,
@@ -517,7 +532,9 @@ pub enum Message {
     Text(String),
     /// A whole binary message (reassembled, inflated).
     Binary(Vec<u8>),
+    /// A ping and its payload.
     Ping(Vec<u8>),
+    /// A pong and its payload.
     Pong(Vec<u8>),
     /// The server's close frame: its code (`None` for an empty payload) and
     /// reason.
@@ -1196,10 +1213,12 @@ impl Client {
         self.deflate_params.as_ref()
     }
 
+    /// This end's address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.stream.local_addr()
     }
 
+    /// The server's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.stream.peer_addr()
     }
@@ -1214,6 +1233,7 @@ impl Client {
         self.stream.set_read_timeout(t)
     }
 
+    /// `None`: block for ever.
     pub fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
         self.stream.set_write_timeout(t)
     }

@@ -27,16 +27,26 @@ pub type WsEchoEndpoint = WsEndpoint;
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// `[server]`: listening, workers, io driver, connection limits, drain.
     pub server: ServerConfig,
+    /// `[http]`: request limits and timeouts, metrics path.
     pub http: HttpConfig,
+    /// `[static]`: the directory served at `/`, or the built-in pages.
     #[serde(rename = "static")]
     pub static_files: StaticConfig,
+    /// `[log]`: level, format, access log.
     pub log: LogConfig,
+    /// `[hub]`: rooms, history, queues, publishing.
     pub hub: HubConfig,
+    /// `[sse]`: the SSE endpoint of the rooms.
     pub sse: SseConfig,
+    /// `[ws]`: WebSocket limits, deflate, the echo and rooms endpoints.
     pub ws: WsConfig,
+    /// `[auth]`: tokens for subscribing and publishing.
     pub auth: AuthConfig,
+    /// `[demo]`: the live demos of the built-in pages.
     pub demo: DemoConfig,
+    /// `[dashboard]`: the built-in dashboard and its feed.
     pub dashboard: DashboardConfig,
 }
 
@@ -56,11 +66,15 @@ pub enum IoDriver {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Taskrun {
+    /// Completion work runs on the worker's own `io_uring_enter` (kernel 6.1+).
     Defer,
+    /// No interrupt while the worker runs (kernel 5.19+).
     Coop,
+    /// The kernel's default.
     Plain,
 }
 
+/// `[server]`: the process around the workers.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -71,6 +85,7 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Pin worker i to the i-th CPU this process may run on.
     pub pin_workers: bool,
+    /// Which io driver the workers run.
     pub io_driver: IoDriver,
     /// io_uring submission queue entries per worker.
     pub io_uring_entries: u32,
@@ -152,6 +167,7 @@ impl ServerConfig {
     }
 }
 
+/// `[http]`: limits and deadlines of plain HTTP requests.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
@@ -260,6 +276,7 @@ impl HttpConfig {
     }
 }
 
+/// `[static]`: what is served at `/`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StaticConfig {
@@ -310,6 +327,7 @@ impl StaticConfig {
     }
 }
 
+/// `[hub]`: rooms, their history and the subscribers' queues.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HubConfig {
@@ -392,6 +410,7 @@ impl HubConfig {
     }
 }
 
+/// `[sse]`: the SSE endpoint of the rooms.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SseConfig {
@@ -562,18 +581,23 @@ impl Default for AuthConfig {
     }
 }
 
+/// How the server log is written (`log.format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
+    /// One line per record: RFC 3339 UTC time, level, target, message.
     Text,
+    /// One JSON object per line.
     Json,
 }
 
+/// `[log]`: the server log and the access log.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// error, warn, info, debug or trace.
     pub level: String,
+    /// "text" or "json".
     pub format: LogFormat,
     /// Access log: "off", "stderr", "stdout" or a file path (appended to).
     pub access: String,

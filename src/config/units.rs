@@ -18,15 +18,18 @@ pub struct Period(pub Duration);
 pub struct ByteSize(pub u64);
 
 impl Period {
+    /// `s` seconds.
     pub const fn from_secs(s: u64) -> Self {
         Period(Duration::from_secs(s))
     }
+    /// `ms` milliseconds.
     pub const fn from_millis(ms: u64) -> Self {
         Period(Duration::from_millis(ms))
     }
 }
 
 impl ByteSize {
+    /// The count as a `usize`.
     pub fn get(self) -> usize {
         self.0 as usize
     }

@@ -21,6 +21,7 @@ pub enum Envelope {
     Htmx,
 }
 
+/// `[ws]`: WebSocket limits and deadlines, permessage-deflate, and the two built-in endpoints.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WsConfig {
@@ -34,8 +35,11 @@ pub struct WsConfig {
     pub pong_timeout: Period,
     /// After our close frame, the client has this long to answer before the connection is cut.
     pub close_timeout: Period,
+    /// `[ws.deflate]`: permessage-deflate (RFC 7692).
     pub deflate: WsDeflateConfig,
+    /// `[ws.echo]`: the echo endpoint (a WebSocket handler of the binary).
     pub echo: WsEndpoint,
+    /// `[ws.rooms]`: the room subscriber endpoint.
     pub rooms: WsRoomsEndpoint,
 }
 
@@ -204,8 +208,11 @@ impl Default for WsEndpoint {
 pub struct WsRoomsEndpoint {
     /// "" turns the endpoint off.
     pub path: String,
+    /// Subprotocols offered, in order of preference (the first the client also offers is chosen).
     pub subprotocols: Vec<String>,
+    /// Allowed `Origin`s (`scheme://host[:port]`); empty = any. A mismatch: 403.
     pub allowed_origins: Vec<String>,
+    /// Negotiate permessage-deflate.
     pub deflate: bool,
     /// "raw" (the data) or "json" (with room, id and event, for resuming).
     pub envelope: Envelope,
@@ -217,7 +224,9 @@ pub struct WsRoomsEndpoint {
     pub template: String,
     /// Rooms one connection may ask for (the auto-join room not counted). Beyond it: 400.
     pub max_rooms_per_connection: usize,
+    /// Messages a client may send per second (0 = no limit); beyond it: close 1008.
     pub max_messages_per_sec: u32,
+    /// Messages a client may send at once above the rate.
     pub burst: u32,
 }
 

@@ -8,7 +8,7 @@
 //! (`ringcast_access_log_dropped_total`).
 //!
 //! A line holds the request target, never a header, and every target goes
-//! through [`AccessLog::put_target`], which redacts the token query
+//! through `AccessLog::put_target`, which redacts the token query
 //! parameter (`auth.query_param`, as reloaded): no token reaches the log.
 
 use std::cell::RefCell;

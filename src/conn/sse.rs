@@ -25,6 +25,7 @@ use crate::proto::sse::encode;
 pub struct SseConnect<'a> {
     /// The connection, for [`crate::Hub::join`] / [`crate::Hub::leave`].
     pub id: ConnId,
+    /// What the client asked for: its rooms and resume positions.
     pub request: &'a Subscription,
 }
 

@@ -121,11 +121,14 @@ pub struct Subscription {
 /// A message to publish: optional SSE event name and the data.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
+    /// The SSE `event:` name (WebSocket subscribers get it in the `json` envelope).
     pub event: Option<String>,
+    /// The data, as published.
     pub data: Bytes,
 }
 
 impl Message {
+    /// A message without an event name.
     pub fn new(data: impl Into<Bytes>) -> Message {
         Message {
             event: None,
@@ -133,6 +136,7 @@ impl Message {
         }
     }
 
+    /// A message with an SSE event name.
     pub fn with_event(event: impl Into<String>, data: impl Into<Bytes>) -> Message {
         Message {
             event: Some(event.into()),
@@ -301,6 +305,7 @@ impl std::error::Error for HubError {}
 /// What a room looks like right now, across all workers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomInfo {
+    /// Subscribers on every worker.
     pub subscribers: u64,
     /// The last message's id, if any message is in the history.
     pub last_id: Option<u64>,
@@ -311,6 +316,7 @@ pub struct RoomInfo {
 /// Tells a resuming client that part of what it missed is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
+    /// The room.
     pub room: RoomName,
     /// The client's position.
     pub since: u64,
@@ -348,6 +354,7 @@ pub struct PublishManyError {
     /// Rooms the message was handed to before the failure: it will be
     /// delivered there. Retry only the other rooms.
     pub published: Vec<RoomName>,
+    /// Why the next room failed.
     pub error: HubError,
 }
 
@@ -473,13 +480,16 @@ impl Hub {
 /// connection's life: fit for logs and as a map key's text.
 ///
 /// ```
-/// let id = ringcast::hub::ConnId { worker: 1, key: 42, generation: 3 };
+/// let id = ringcast::ConnId { worker: 1, key: 42, generation: 3 };
 /// assert_eq!(id.to_string(), "1.42.3");
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId {
+    /// The worker that owns the connection.
     pub worker: usize,
+    /// Its place in that worker's table.
     pub key: usize,
+    /// Tells it from an earlier connection in the same place.
     pub generation: u32,
 }
 

@@ -2,7 +2,7 @@
 //! and gets a [`WsConn`] per connection, on the connection's worker:
 //!
 //! ```no_run
-//! # use ringcast::conn::ws::handler::WsConn;
+//! # use ringcast::WsConn;
 //! async fn echo(conn: WsConn) {
 //!     while let Some(msg) = conn.recv().await {
 //!         if conn.send(&msg).is_err() {
@@ -39,6 +39,7 @@ const ZERO_COPY_MIN: usize = 4096;
 pub enum WsMessage {
     /// Valid UTF-8, checked as it arrived.
     Text(Bytes),
+    /// A binary message.
     Binary(Bytes),
 }
 
@@ -52,6 +53,7 @@ impl WsMessage {
         }
     }
 
+    /// The message's bytes, text or binary.
     pub fn bytes(&self) -> &Bytes {
         match self {
             WsMessage::Text(b) | WsMessage::Binary(b) => b,
@@ -249,6 +251,7 @@ impl WsConn {
         self.shared.handler_side().tag.borrow().clone()
     }
 
+    /// Sets the tag (see [`WsConn::tag`]).
     pub fn set_tag(&self, tag: impl Into<String>) {
         *self.shared.handler_side().tag.borrow_mut() = tag.into();
     }
@@ -258,6 +261,7 @@ impl WsConn {
         &self.shared.handler_side().path
     }
 
+    /// The query string the connection was opened with (without `?`).
     pub fn query(&self) -> &str {
         &self.shared.handler_side().query
     }

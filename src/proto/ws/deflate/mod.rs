@@ -1,5 +1,5 @@
 //! permessage-deflate (RFC 7692): agreeing the extension's parameters in the
-//! handshake ([`negotiate`], in `negotiate.rs`), then compressing server
+//! handshake (`negotiate`, in `negotiate.rs`), then compressing server
 //! messages and inflating client messages with them ([`Deflater`],
 //! [`Inflater`], in `codec.rs`).
 
