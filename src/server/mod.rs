@@ -195,6 +195,7 @@ impl Server {
             (None, None)
         };
         let publish_rules = PublishRules::new(&cfg, demos.then_some(crate::app::demo::CHAT_ROOM));
+        let app = crate::app::router::Router::new(&cfg, &ws_routes, demo_jobs);
         let shared = Arc::new(Shared {
             publish_rules,
             cfg: Arc::new(cfg),
@@ -212,7 +213,7 @@ impl Server {
             driver,
             access_tx: access.as_ref().map(|a| a.sender()),
             auth: Arc::new(ArcSwap::from_pointee(auth)),
-            app: Box::new(crate::app::router::Router { demo_jobs }),
+            app: Box::new(app),
         });
 
         let (done_tx, done) = std::sync::mpsc::channel();
