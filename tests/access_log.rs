@@ -72,6 +72,41 @@ fn text_lines_for_requests_and_streams() {
     assert!(close.ends_with(" closed"), "{close}");
 }
 
+/// Each answer's line carries the status the client got and the bytes it
+/// was sent, whatever wrote the answer: the endpoint table (405, 304, a
+/// refused upgrade, a refused token), the hub (503), or the driver (413).
+#[test]
+fn every_answer_is_logged_with_the_status_sent() {
+    let mut srv = TestServer::start(
+        "[log]\naccess = \"stderr\"\n[http]\nmax_body_size = \"16B\"\n[auth]\nsubscribe = true\njwt_secret = \"0123456789abcdef0123456789abcdef\"\n",
+    );
+    let cases: [(&str, &str); 5] = [
+        ("POST /healthz", "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"),
+        ("GET /sse?room=a", "GET /sse?room=a HTTP/1.1\r\nHost: x\r\n\r\n"),
+        (
+            "GET /echo",
+            "GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        ),
+        (
+            "GET /favicon.svg",
+            "GET /favicon.svg HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT\r\n\r\n",
+        ),
+        (
+            "POST /publish/r",
+            "POST /publish/r HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n01234567890123456",
+        ),
+    ];
+    for (request, raw) in cases {
+        let mut c = srv.connect();
+        c.send(raw);
+        let r = c.read_response();
+        let line = srv.wait_log(&format!("\"{request} HTTP/1.1\""));
+        let (_, _, status, bytes, _) = http_fields(&line);
+        assert_eq!(status, r.status, "{line}");
+        assert_eq!(bytes as usize, r.head.len() + r.body.len(), "{line}");
+    }
+}
+
 #[test]
 fn json_lines_and_refusals_are_logged() {
     let mut srv = TestServer::start("[log]\naccess = \"stderr\"\nformat = \"json\"\n");

@@ -239,7 +239,7 @@ impl App for Router {
             Lookup::Call(entry, rest) => (entry.handler, rest, entry.slot),
             Lookup::NotAllowed(allow) => {
                 method_not_allowed(out, allow, keep_alive, head_only);
-                return Action::Done;
+                return Action::Done(405);
             }
             Lookup::Fallback => (static_file as Handler, "", 0),
         };
@@ -260,7 +260,7 @@ impl App for Router {
 /// `GET /healthz`.
 fn healthz(r: &Request<'_, '_>, out: &mut BytesMut) -> Action {
     response::simple(out, 200, "ok", r.keep_alive, r.head_only);
-    Action::Done
+    Action::Done(200)
 }
 
 /// `GET` `http.metrics_path`: the counters in Prometheus' text format.
@@ -270,7 +270,7 @@ fn metrics(r: &Request<'_, '_>, out: &mut BytesMut) -> Action {
     response::header(out, "Content-Type", super::metrics::CONTENT_TYPE.as_bytes());
     response::header(out, "Cache-Control", b"no-store");
     response::finish(out, body.as_bytes(), r.keep_alive, r.head_only);
-    Action::Done
+    Action::Done(200)
 }
 
 /// A WebSocket handler's path: the upgrade, with the handler's endpoint settings.
@@ -372,13 +372,14 @@ fn demo_progress_start(r: &Request<'_, '_>, out: &mut BytesMut) -> Action {
             response::header(out, "Content-Type", b"text/html; charset=utf-8");
             response::header(out, "Cache-Control", b"no-store");
             response::finish(out, html.as_bytes(), r.keep_alive, false);
+            Action::Done(200)
         }
         Err(why) => {
             r.worker.stats.http_other_errors.inc();
-            response::error(out, 503, why, r.keep_alive, false)
+            response::error(out, 503, why, r.keep_alive, false);
+            Action::Done(503)
         }
     }
-    Action::Done
 }
 
 /// `GET` `dashboard.path`: the dashboard's page.
@@ -469,7 +470,7 @@ fn publish(r: &Request<'_, '_>, out: &mut BytesMut) -> Action {
             r.keep_alive,
             false,
         );
-        return Action::Done;
+        return Action::Done(403);
     }
     publish_request(worker, r.head, r.rest, r.body, out, r.keep_alive)
 }
@@ -535,7 +536,7 @@ fn static_file(r: &Request<'_, '_>, out: &mut BytesMut) -> Action {
             Some(p) if get_like => page(out, p, keep_alive, head_only),
             Some(_) => {
                 method_not_allowed(out, GET_HEAD, keep_alive, head_only);
-                Action::Done
+                Action::Done(405)
             }
             None => not_found(out, keep_alive, head_only),
         };
@@ -552,16 +553,16 @@ fn static_file(r: &Request<'_, '_>, out: &mut BytesMut) -> Action {
         },
         Err(Denied::Forbidden(why)) => {
             response::error(out, 403, why, keep_alive, head_only);
-            return Action::Done;
+            return Action::Done(403);
         }
         Err(Denied::BadPath(why)) => {
             response::error(out, 400, why, keep_alive, head_only);
-            return Action::Done;
+            return Action::Done(400);
         }
     };
     if !get_like {
         method_not_allowed(out, GET_HEAD, keep_alive, head_only);
-        return Action::Done;
+        return Action::Done(405);
     }
     if file.len > cfg.max_file_size.0 {
         response::error(
@@ -571,7 +572,7 @@ fn static_file(r: &Request<'_, '_>, out: &mut BytesMut) -> Action {
             keep_alive,
             head_only,
         );
-        return Action::Done;
+        return Action::Done(403);
     }
     let last_modified = file.modified.map(httpdate::fmt_http_date);
     if static_files::not_modified(file.modified, head.header("if-modified-since")) {
@@ -584,7 +585,7 @@ fn static_file(r: &Request<'_, '_>, out: &mut BytesMut) -> Action {
             response::header(out, "Connection", b"close");
         }
         out.extend_from_slice(b"\r\n");
-        return Action::Done;
+        return Action::Done(304);
     }
     response::start(out, 200);
     response::header(out, "Content-Type", file.content_type.as_bytes());
@@ -594,7 +595,7 @@ fn static_file(r: &Request<'_, '_>, out: &mut BytesMut) -> Action {
     response::header(out, "Cache-Control", cfg.cache_control.as_bytes());
     response::finish_len(out, file.len, keep_alive);
     if head_only || file.len == 0 {
-        Action::Done
+        Action::Done(200)
     } else {
         Action::File {
             path: file.path,
@@ -618,14 +619,14 @@ fn page(out: &mut BytesMut, page: &Embedded, keep_alive: bool, head_only: bool) 
     response::header(out, "Content-Type", page.content_type.as_bytes());
     response::header(out, "Cache-Control", page.cache_control.as_bytes());
     response::finish(out, page.body, keep_alive, head_only);
-    Action::Done
+    Action::Done(200)
 }
 
 /// A WebSocket upgrade's `400` (counted), closing the connection.
 fn refuse_upgrade(worker: &Worker, why: &str, out: &mut BytesMut) -> Action {
     worker.stats.hub_rejects.inc();
     response::error(out, 400, why, false, false);
-    Action::Close
+    Action::Close(400)
 }
 
 /// Counts an auth refusal and writes its 401 or 403. `keep_alive` false
@@ -642,11 +643,11 @@ fn refuse(
         Refusal::Unauthorized(_) => worker.stats.auth_unauthorized.inc(),
         Refusal::Forbidden { .. } => worker.stats.auth_forbidden.inc(),
     }
-    auth.write_refusal(refusal, out, keep_alive, head_only);
+    let status = auth.write_refusal(refusal, out, keep_alive, head_only);
     if keep_alive {
-        Action::Done
+        Action::Done(status)
     } else {
-        Action::Close
+        Action::Close(status)
     }
 }
 
@@ -675,7 +676,7 @@ fn ws_publish_rooms(
 fn bad_request(worker: &Worker, out: &mut BytesMut, why: &str, keep_alive: bool) -> Action {
     worker.stats.hub_rejects.inc();
     response::error(out, 400, why, keep_alive, false);
-    Action::Done
+    Action::Done(400)
 }
 
 /// A room name from a URL (percent-decoded), checked against the naming rule.
@@ -718,9 +719,9 @@ fn ws_upgrade(
             rate,
             publish_rooms,
         }),
-        Negotiated::Refused => {
+        Negotiated::Refused(status) => {
             worker.stats.ws_handshake_rejects.inc();
-            Action::Close
+            Action::Close(status)
         }
     }
 }
@@ -740,7 +741,7 @@ fn refuse_while_draining(worker: &Worker, out: &mut BytesMut) -> Option<Action> 
         false,
         false,
     );
-    Some(Action::Close)
+    Some(Action::Close(503))
 }
 
 /// Whether a new stream or WebSocket may start: while the server drains it
@@ -768,7 +769,7 @@ fn admit_handshake(worker: &Worker, head: &RequestHead<'_>, out: &mut BytesMut) 
     );
     response::header(out, "Content-Type", b"text/plain; charset=utf-8");
     response::finish(out, body.as_bytes(), false, head.method == "HEAD");
-    Some(Action::Close)
+    Some(Action::Close(429))
 }
 
 /// Checks a stream request (SSE or WebSocket rooms): its rooms, their
@@ -855,7 +856,7 @@ fn publish_request(
     if let Some(why) = crate::hub::reserved_room(&room) {
         worker.stats.hub_rejects.inc();
         response::error(out, 403, why, keep_alive, false);
-        return Action::Done;
+        return Action::Done(403);
     }
     if body.len() as u64 > hub.max_message_size.0 {
         worker.stats.hub_rejects.inc();
@@ -866,7 +867,7 @@ fn publish_request(
             keep_alive,
             false,
         );
-        return Action::Done;
+        return Action::Done(413);
     }
     let event = match head.query_params("event").next() {
         None => None,
@@ -893,7 +894,7 @@ fn publish_request(
 
 fn not_found(out: &mut BytesMut, keep_alive: bool, head_only: bool) -> Action {
     response::error(out, 404, "no such path", keep_alive, head_only);
-    Action::Done
+    Action::Done(404)
 }
 
 #[cfg(test)]

@@ -84,6 +84,16 @@ pub enum Refusal {
     Forbidden { room: RoomName, publish: bool },
 }
 
+impl Refusal {
+    /// The status it is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Refusal::Unauthorized(_) => 401,
+            Refusal::Forbidden { .. } => 403,
+        }
+    }
+}
+
 /// What a token query parameter's value reads as in a log line.
 pub const REDACTED: &str = "[redacted]";
 
@@ -360,14 +370,14 @@ impl Auth {
         }
     }
 
-    /// Writes the 401 or 403 for a refusal.
+    /// Writes the 401 or 403 for a refusal; returns its status.
     pub fn write_refusal(
         &self,
         refusal: &Refusal,
         out: &mut BytesMut,
         keep_alive: bool,
         head_only: bool,
-    ) {
+    ) -> u16 {
         match refusal {
             Refusal::Unauthorized(e) => {
                 response::start(out, 401);
@@ -413,6 +423,7 @@ impl Auth {
                 response::finish(out, body.as_bytes(), keep_alive, head_only);
             }
         }
+        refusal.status()
     }
 }
 

@@ -25,9 +25,9 @@ use crate::proto::http::response;
 
 /// What the connection still has to do after routing.
 pub enum Action {
-    /// The whole response is in the output buffer.
-    Done,
-    /// The head is in the output buffer; the body is this file's `len` bytes.
+    /// The whole response, of this status, is in the output buffer.
+    Done(u16),
+    /// The head of a `200` is in the output buffer; the body is this file's `len` bytes.
     File { path: PathBuf, len: u64 },
     /// The connection becomes an SSE stream.
     Sse(Subscription),
@@ -39,8 +39,8 @@ pub enum Action {
     RoomHistory { room: RoomName, since: u64 },
     /// The 101 is in the output buffer: the connection becomes a WebSocket.
     WebSocket(WsUpgrade),
-    /// The response is in the output buffer and says `Connection: close`.
-    Close,
+    /// The response, of this status, is in the output buffer and says `Connection: close`.
+    Close(u16),
 }
 
 /// Where the connection is between requests.
@@ -347,7 +347,7 @@ impl Conn {
                 let log = self.pending("-", "-", 1, now);
                 response::error(&mut self.out, rej.status, rej.reason, false, false);
                 if let Some(p) = log {
-                    self.log_request(&p, 0);
+                    self.log_request(&p, rej.status, 0);
                 }
                 return Step::Stop(Next::Close);
             }
@@ -374,7 +374,7 @@ impl Conn {
                 head_only,
             );
             if let Some(p) = log {
-                self.log_request(&p, 0);
+                self.log_request(&p, 413, 0);
             }
             return Step::Stop(Next::Close);
         }
@@ -439,17 +439,13 @@ impl Conn {
         }
     }
 
-    /// Writes the access-log line of a finished request; `extra` = body bytes sent apart.
-    fn log_request(&self, p: &Pending, extra: u64) {
+    /// Writes the access-log line of a finished request answered with
+    /// `status`; `extra` = body bytes sent apart from the output buffer.
+    fn log_request(&self, p: &Pending, status: u16, extra: u64) {
         let Some(log) = &self.worker.access else {
             return;
         };
-        let resp = &self.out[p.out_start.min(self.out.len())..];
-        let status = resp
-            .get(9..12)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0);
+        let written = self.out.len().saturating_sub(p.out_start) as u64;
         log.http(
             &self.worker.stats,
             self.guard.peer(),
@@ -457,7 +453,7 @@ impl Conn {
             &p.target,
             p.minor_version,
             status,
-            resp.len() as u64 + extra,
+            written + extra,
             p.start.elapsed(),
         );
     }
@@ -486,15 +482,15 @@ impl Conn {
                     mark_keep_alive,
                 } => (action, keep_alive, head_only, log, mark_keep_alive),
             };
-            match action {
-                Action::Done => {}
+            let status = match action {
+                Action::Done(status) => status,
                 Action::File { path, len } => {
                     if let Some(at) = mark {
                         response::mark_keep_alive(&mut self.out, at);
                     }
                     // The line is written first: sending a large file flushes the buffer.
                     if let Some(p) = &log {
-                        self.log_request(p, len);
+                        self.log_request(p, 200, len);
                     }
                     if self.send_file(&path, len).await.is_err() {
                         return Ok(Next::Close);
@@ -516,16 +512,19 @@ impl Conn {
                     }
                     return Ok(Next::Ws(up));
                 }
-                Action::Close => {
+                Action::Close(status) => {
                     if let Some(p) = &log {
-                        self.log_request(p, 0);
+                        self.log_request(p, status, 0);
                     }
                     return Ok(Next::Close);
                 }
                 Action::Publish { room, msg } => {
                     let r = self.worker.hub.publish(room.clone(), msg).await;
                     match r {
-                        Ok(id) => publish_accepted(&mut self.out, &room, id, keep_alive),
+                        Ok(id) => {
+                            publish_accepted(&mut self.out, &room, id, keep_alive);
+                            202
+                        }
                         Err(e) => {
                             if let HubError::BadMessage(_) = e {
                                 self.worker.stats.hub_rejects.inc();
@@ -543,6 +542,7 @@ impl Conn {
                             "history": info.history_len,
                         });
                         json(&mut self.out, 200, &body, keep_alive, head_only);
+                        200
                     }
                     Err(e) => hub_error(&mut self.out, &e, keep_alive),
                 },
@@ -570,16 +570,17 @@ impl Conn {
                                 "gap": gap,
                             });
                             json(&mut self.out, 200, &body, keep_alive, head_only);
+                            200
                         }
                         Err(e) => hub_error(&mut self.out, &e, keep_alive),
                     }
                 }
-            }
+            };
             if let Some(at) = mark {
                 response::mark_keep_alive(&mut self.out, at);
             }
             if let Some(p) = &log {
-                self.log_request(p, 0);
+                self.log_request(p, status, 0);
             }
             if !keep_alive {
                 return Ok(Next::Close);
@@ -638,8 +639,8 @@ fn publish_accepted(out: &mut BytesMut, room: &str, id: u64, keep_alive: bool) {
     out.extend_from_slice(b"}\n");
 }
 
-/// The status a hub failure gives a client.
-fn hub_error(out: &mut BytesMut, e: &HubError, keep_alive: bool) {
+/// Answers a hub failure with its status (returned).
+fn hub_error(out: &mut BytesMut, e: &HubError, keep_alive: bool) -> u16 {
     let status = match e {
         HubError::BadRoom(_) | HubError::BadMessage(_) => 400,
         HubError::TooManyRooms | HubError::Busy | HubError::Closed => 503,
@@ -647,6 +648,7 @@ fn hub_error(out: &mut BytesMut, e: &HubError, keep_alive: bool) {
         HubError::OnWorker(_) => 500,
     };
     response::error(out, status, &e.to_string(), keep_alive, false);
+    status
 }
 
 #[cfg(test)]

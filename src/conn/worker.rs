@@ -20,7 +20,6 @@ use slab::Slab;
 use super::access::AccessLog;
 use super::limits::{Limits, PerIp};
 use super::sse::OnConnect;
-use super::ws::WsRoute;
 use super::App;
 use crate::auth::Auth;
 use crate::config::Config;
@@ -53,8 +52,6 @@ pub struct Shared {
     pub room_count: Arc<AtomicUsize>,
     /// The embedding application's first events for every new SSE stream.
     pub sse_on_connect: Option<Arc<OnConnect>>,
-    /// WebSocket handlers by path (the echo endpoint is one of them).
-    pub ws_routes: Vec<WsRoute>,
     /// The io driver every worker runs.
     pub driver: Driver,
     /// The access-log writer's channel (`log.access`), if on.

@@ -209,7 +209,6 @@ impl Server {
             bus,
             room_count: Arc::new(AtomicUsize::new(0)),
             sse_on_connect,
-            ws_routes,
             driver,
             access_tx: access.as_ref().map(|a| a.sender()),
             auth: Arc::new(ArcSwap::from_pointee(auth)),

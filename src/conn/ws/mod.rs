@@ -89,8 +89,8 @@ pub enum Negotiated {
         deflate: Option<DeflateParams>,
         protocol: Option<String>,
     },
-    /// Refused: the error response (with `Connection: close`) is in the output buffer.
-    Refused,
+    /// Refused: the error response (with `Connection: close`) of this status is in the output buffer.
+    Refused(u16),
 }
 
 /// Checks an upgrade request against the endpoint's rules and writes the
@@ -108,7 +108,7 @@ pub fn negotiate(
         Ok(u) => u,
         Err(e) => {
             e.write_response(out);
-            return Negotiated::Refused;
+            return Negotiated::Refused(e.status());
         }
     };
     if !handshake::origin_allowed(up.origin, rules.allowed_origins) {
@@ -119,7 +119,7 @@ pub fn negotiate(
             false,
             false,
         );
-        return Negotiated::Refused;
+        return Negotiated::Refused(403);
     }
     if rules.same_origin && rules.allowed_origins.is_empty() {
         let host = head.header("host").unwrap_or_default();
@@ -134,7 +134,7 @@ pub fn negotiate(
                 false,
                 false,
             );
-            return Negotiated::Refused;
+            return Negotiated::Refused(403);
         }
     }
     let protocol =
