@@ -188,6 +188,31 @@
 //! std::process::exit(if drained { 0 } else { 1 });
 //! # }
 //! ```
+//!
+//! # Inside ringcast
+//!
+//! The crate is in layers, each using only those below it (the test suite
+//! checks this with `.ci/layers.py`). Only the API above is for
+//! embedders; the layers' modules are public for the binary, the
+//! benchmarks and the tests, and hidden from these docs.
+//!
+//! | layer (bottom up) | module | what is there |
+//! |---|---|---|
+//! | settings | `config` | keys, defaults, units; each section validates itself |
+//! | wire formats | `proto` | pure code, no I/O: HTTP heads and responses (`proto::http`), SSE events and cursors (`proto::sse`), WebSocket frames, codec, permessage-deflate, handshake (`proto::ws`), JWT (`proto::jwt`) |
+//! | runtime | `io` | the transport every driver reads and writes through (`io::transport`), readiness, syscalls, buffer pool, signals, clock, counters, panic containment |
+//! | rooms | `hub` | the engine that orders rooms and keeps their history (`hub::engine`: a home worker per room today), each worker's membership and delivery (`hub::local`, `hub::shard`), subscriber queues (`hub::subscriber`), the cross-core bus |
+//! | policy | `auth` | who may subscribe and publish |
+//! | drivers | `conn` | one connection from first byte to close: `conn::http`, `conn::sse`, `conn::ws` (session, handler API); what it sees of its worker (`conn::worker`); connection limits (`conn::limits`); the access log |
+//! | application | `app` | the endpoint table (`app::router`), static files, `/metrics`, demos, dashboard |
+//! | server | `server` | [`Server`], [`ServerHandle`]: listeners, worker threads (runtime, accept loop), drain, signals |
+//!
+//! Where frames are encoded: `proto::ws::codec` (once per room message:
+//! `hub::Published`). Where room membership lives: `hub::local` and
+//! `hub::shard`, per worker. Where the limits are: the keys in [`config`],
+//! enforced in `conn::limits` (connections), `proto::http::request` (request
+//! heads), `proto::ws::codec` (frames and messages) and `hub::subscriber`
+//! (queues); each hit is counted in `/metrics`.
 
 #![warn(missing_docs)]
 

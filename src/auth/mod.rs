@@ -10,8 +10,6 @@
 //! targets (never headers), and every target is logged through
 //! [`Auth::redact`].
 
-pub mod jwt;
-
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -22,7 +20,7 @@ use crate::hub::RoomName;
 use crate::proto::http::request::percent_decode;
 use crate::proto::http::request::RequestHead;
 use crate::proto::http::response;
-pub use jwt::{Claims, Patterns, TokenError};
+pub use crate::proto::jwt::{self, Claims, Patterns, TokenError};
 
 /// What publishing needs, with `auto` resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
