@@ -1,10 +1,12 @@
 //! Micro-benchmarks of the WebSocket hot paths: header parsing, frame
-//! encoding, unmasking, UTF-8 validation and room-frame compression.
+//! encoding, unmasking, UTF-8 validation, room-frame compression, and the
+//! server's receive state machine and frame encoder.
 
 use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ringcast::proto::ws::codec::{Decoder, DecoderConfig, Encoder};
 use ringcast::proto::ws::deflate::{deflate_frame_once, Deflater};
 use ringcast::proto::ws::frame::{
     encode_frame, encode_masked_frame, parse_header, text_frame, OpCode,
@@ -144,8 +146,66 @@ fn bench_deflate(c: &mut Criterion) {
     g.finish();
 }
 
+/// The server role of the codec: client frames through `Decoder::decode`
+/// (16 frames a batch, refilled from one read-sized buffer as a connection
+/// would be), and messages through `Encoder::text`.
+fn bench_codec(c: &mut Criterion) {
+    let mut g = c.benchmark_group("codec");
+    for len in [64usize, 16 * 1024] {
+        let msg = room_message(len);
+        let mut whole = BytesMut::new();
+        let mut fragmented = BytesMut::new();
+        for _ in 0..16 {
+            encode_masked_frame(
+                true,
+                false,
+                OpCode::Text,
+                msg.as_bytes(),
+                [1, 2, 3, 4],
+                &mut whole,
+            );
+            let (a, b) = msg.as_bytes().split_at(len / 2);
+            encode_masked_frame(false, false, OpCode::Text, a, [1, 2, 3, 4], &mut fragmented);
+            encode_masked_frame(
+                true,
+                false,
+                OpCode::Continuation,
+                b,
+                [5, 6, 7, 8],
+                &mut fragmented,
+            );
+        }
+        g.throughput(Throughput::Bytes(16 * len as u64));
+        for (name, wire) in [("whole", &whole), ("in_2_fragments", &fragmented)] {
+            g.bench_function(format!("decode_16x{len}B_text_{name}"), |b| {
+                let mut d = Decoder::new(DecoderConfig::default());
+                let mut buf = BytesMut::with_capacity(wire.len());
+                b.iter(|| {
+                    buf.extend_from_slice(wire);
+                    while let Some(event) = d.decode(&mut buf).unwrap() {
+                        black_box(event);
+                    }
+                })
+            });
+        }
+        g.bench_function(format!("encode_16x{len}B_text"), |b| {
+            let mut e = Encoder::new(None);
+            let mut out = BytesMut::with_capacity(16 * (len + 16));
+            b.iter(|| {
+                out.clear();
+                for _ in 0..16 {
+                    e.text(black_box(&msg), &mut out);
+                }
+                black_box(&out);
+            })
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    bench_codec,
     bench_parse,
     bench_encode,
     bench_mask,

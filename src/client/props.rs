@@ -20,8 +20,10 @@ fn frame(fin: bool, rsv1: bool, op: OpCode, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// `data` as one raw deflate stream ending in a final block (what a server
-/// may send instead of a sync-flushed message, RFC 7692 §7.2.3.4).
+/// `data` as one raw deflate stream ending in a final block, then the 0x00
+/// octet (an empty stored block's header) that lets the receiver append the
+/// usual `00 00 ff ff`: what a server may send instead of a sync-flushed
+/// message (RFC 7692 §7.2.3.4).
 fn deflate_final(data: &[u8]) -> Vec<u8> {
     let mut c = Compress::new(Compression::default(), false);
     let mut out = Vec::with_capacity(data.len() + 64);
@@ -33,6 +35,7 @@ fn deflate_final(data: &[u8]) -> Vec<u8> {
         )
         .unwrap();
         if out.len() < out.capacity() {
+            out.push(0x00);
             return out;
         }
         out.reserve(out.capacity());

@@ -11,6 +11,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use ringcast::proto::ws::frame::{encode_raw_frame, parse_header, MAX_HEADER_LEN};
+use ringcast::proto::ws::handshake::accept_key;
+
 /// Longest any single socket read may block before the test fails (a bound, not a synchronisation).
 pub const IO_LIMIT: Duration = Duration::from_secs(10);
 
@@ -581,20 +584,11 @@ impl Frame {
     }
 }
 
-/// A WebSocket client over a raw socket, building its frames by hand.
+/// A WebSocket client over a raw socket: its frames are built byte by byte
+/// with the library's frame helpers, so it can send any frame at all.
 pub struct WsClient {
     pub client: Client,
     pub handshake: Response,
-}
-
-/// The Sec-WebSocket-Accept for a key (RFC 6455 §4.2.2).
-pub fn accept_for(key: &str) -> String {
-    use base64::Engine;
-    use sha1::Digest;
-    let mut h = sha1::Sha1::new();
-    h.update(key.as_bytes());
-    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
 }
 
 pub const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
@@ -615,14 +609,18 @@ impl WsClient {
     pub fn connect(addr: SocketAddr, target: &str, extra: &str) -> WsClient {
         let (c, r) = Self::handshake(addr, target, extra);
         assert_eq!(r.status, 101, "{}", r.head);
-        assert_eq!(r.header("sec-websocket-accept"), Some(accept_for(WS_KEY)));
+        assert_eq!(
+            r.header("sec-websocket-accept"),
+            Some(accept_key(WS_KEY.as_bytes()))
+        );
         WsClient {
             client: c,
             handshake: r,
         }
     }
 
-    /// Raw frame bytes: FIN, RSV1, opcode, optional mask.
+    /// Raw frame bytes: FIN, the RSV bits (RSV1 = 4, RSV2 = 2, RSV3 = 1),
+    /// any opcode (reserved ones too), any length, masked or not.
     pub fn frame_bytes(
         fin: bool,
         rsv: u8,
@@ -630,26 +628,8 @@ impl WsClient {
         payload: &[u8],
         mask: Option<[u8; 4]>,
     ) -> Vec<u8> {
-        let mut f = vec![(if fin { 0x80 } else { 0 }) | (rsv << 4) | opcode];
-        let m = if mask.is_some() { 0x80 } else { 0 };
-        match payload.len() {
-            n if n < 126 => f.push(m | n as u8),
-            n if n < 65536 => {
-                f.push(m | 126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(m | 127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        match mask {
-            Some(k) => {
-                f.extend_from_slice(&k);
-                f.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
-            }
-            None => f.extend_from_slice(payload),
-        }
+        let mut f = Vec::with_capacity(MAX_HEADER_LEN + payload.len());
+        encode_raw_frame((fin as u8) << 7 | rsv << 4 | opcode, payload, mask, &mut f);
         f
     }
 
@@ -671,17 +651,19 @@ impl WsClient {
 
     /// Reads one frame; None at end of stream.
     pub fn read_frame(&mut self) -> Option<Frame> {
-        let h = self.client.read_exact_bytes(2);
-        if h.len() < 2 {
-            return None;
-        }
-        let (fin, rsv1, opcode) = (h[0] & 0x80 != 0, h[0] & 0x40 != 0, h[0] & 0x0f);
-        assert_eq!(h[1] & 0x80, 0, "server frames are never masked");
-        let len = match h[1] & 0x7f {
-            126 => u16::from_be_bytes(self.client.read_exact_bytes(2).try_into().unwrap()) as usize,
-            127 => u64::from_be_bytes(self.client.read_exact_bytes(8).try_into().unwrap()) as usize,
-            n => n as usize,
+        let (h, header_len) = loop {
+            match parse_header(&self.client.buf) {
+                Ok(Some(h)) => break h,
+                Ok(None) if self.client.fill() > 0 => {}
+                Ok(None) if self.client.buf.len() < 2 => return None,
+                Ok(None) => panic!("stream ended inside a frame header"),
+                Err(e) => panic!("bad frame header from the server: {e}"),
+            }
         };
+        assert_eq!(h.mask, None, "server frames are never masked");
+        self.client.buf.drain(..header_len);
+        let (fin, rsv1, opcode) = (h.fin, h.rsv1, h.opcode as u8);
+        let len = h.payload_len as usize;
         let payload = self.client.read_exact_bytes(len);
         assert_eq!(payload.len(), len, "frame cut short");
         Some(Frame {

@@ -91,7 +91,7 @@ pub struct Outbox<'a> {
 
 impl Outbox<'_> {
     /// Queues one masked WebSocket frame.
-    pub fn send(&mut self, opcode: u8, payload: &[u8]) {
+    pub fn send(&mut self, opcode: ws::OpCode, payload: &[u8]) {
         let mask = self.rng.mask();
         ws::encode_masked(self.out, opcode, payload, mask);
     }
@@ -128,8 +128,8 @@ impl Conn {
         let stream = sys::connect(url.addr, src)?;
         let (out, accept) = match proto {
             Proto::Ws => {
-                let key = ws::key_from(rng.bytes16());
-                let accept = ws::accept_for(&key);
+                let key = ws::client_key(rng.bytes16());
+                let accept = ws::accept_key(key.as_bytes());
                 (
                     ws::handshake_request(&url.authority, &url.path, &key),
                     accept,
@@ -350,7 +350,7 @@ impl Conn {
                     }
                     WsEvent::Ping(p) => {
                         let m = ob.rng.mask();
-                        ws::encode_masked(ob.out, ws::OP_PONG, p, m)
+                        ws::encode_masked(ob.out, ws::OpCode::Pong, p, m)
                     }
                     WsEvent::Pong(_) => {}
                     WsEvent::Close { code } => {

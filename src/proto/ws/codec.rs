@@ -1,7 +1,16 @@
-//! The server's view of a WebSocket stream: [`Decoder`] turns client bytes
-//! into events (RFC 6455 §5–§8: masking, fragmentation, control frames, UTF-8,
+//! One end of a WebSocket stream: [`Decoder`] turns the peer's bytes into
+//! events (RFC 6455 §5–§8: masking, fragmentation, control frames, UTF-8,
 //! close payloads, size limits, permessage-deflate), and [`Encoder`] appends
-//! server frames to an output buffer.
+//! our frames to an output buffer.
+//!
+//! Both serve either [`Role`]. The server role is the hot path and the
+//! default ([`Decoder::new`], [`Encoder::new`]): it requires masked frames
+//! from the peer and sends its own unmasked. The client role
+//! ([`Decoder::with_role`], [`Encoder::with_keys`]) is the mirror image: a
+//! masked frame from the server is a protocol error (§5.1), and every frame
+//! it sends is masked with a fresh key from a [`Masking`] source. The
+//! permessage-deflate parameters are the same agreed set on both ends; each
+//! role inflates with the peer's window and takes its own for compressing.
 //!
 //! The decoder takes whole frames out of the caller's read buffer and never
 //! copies a single-frame uncompressed message: its payload is unmasked in
@@ -21,10 +30,20 @@ use super::deflate::{
     encode_frame_no_context, DeflateParams, Deflater, InflateError, Inflater, MIN_COMPRESS_LEN,
 };
 use super::frame::{
-    encode_frame, encode_header, parse_header, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD,
+    encode_frame, encode_masked_frame, encode_raw_frame, first_byte, parse_header, raw_header,
+    FrameHeader, OpCode, MAX_CONTROL_PAYLOAD,
 };
 use super::mask::apply_mask;
 use super::utf8::Utf8Validator;
+
+/// Which end of the connection a codec speaks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Receives masked frames, sends unmasked ones.
+    Server,
+    /// Receives unmasked frames, sends masked ones.
+    Client,
+}
 
 /// Limits and extensions for one connection's receive side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +67,7 @@ impl Default for DecoderConfig {
     }
 }
 
-/// What the client sent: a whole message or a control frame.
+/// What the peer sent: a whole message or a control frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A whole text message, reassembled and decompressed; valid UTF-8.
@@ -57,7 +76,7 @@ pub enum Event {
     Binary(Bytes),
     Ping(Bytes),
     Pong(Bytes),
-    /// The client's close frame, validated. Nothing is decoded after it.
+    /// The peer's close frame, validated. Nothing is decoded after it.
     Close {
         code: Option<u16>,
         reason: String,
@@ -67,6 +86,7 @@ pub enum Event {
 /// The receive-side state of one connection.
 pub struct Decoder {
     cfg: DecoderConfig,
+    role: Role,
     /// Text or Binary while a message is being assembled.
     message: Option<OpCode>,
     /// The message being assembled is compressed (RSV1 on its first frame).
@@ -77,7 +97,7 @@ pub struct Decoder {
     wire_len: usize,
     utf8: Utf8Validator,
     /// Created on the first compressed message. Dropped after each message
-    /// when the client uses no context takeover, so idle connections hold no
+    /// when the peer uses no context takeover, so idle connections hold no
     /// inflate state.
     inflater: Option<Box<Inflater>>,
     closed: bool,
@@ -96,9 +116,17 @@ fn data_event(opcode: OpCode, data: Bytes) -> Event {
 }
 
 impl Decoder {
+    /// A decoder in the server role: it reads a client's frames.
     pub fn new(cfg: DecoderConfig) -> Decoder {
+        Decoder::with_role(cfg, Role::Server)
+    }
+
+    /// A decoder for `role`, the end this side speaks for: `Role::Client`
+    /// reads a server's frames.
+    pub fn with_role(cfg: DecoderConfig, role: Role) -> Decoder {
         Decoder {
             cfg,
+            role,
             message: None,
             compressed: false,
             assembled: BytesMut::new(),
@@ -113,6 +141,10 @@ impl Decoder {
         &self.cfg
     }
 
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
     /// Holds nothing a new decoder with the same settings would not (no
     /// message in progress, no inflate context, not closed): it can be
     /// dropped and made again.
@@ -125,14 +157,14 @@ impl Decoder {
         self.message.is_some()
     }
 
-    /// The client's close frame has been decoded.
+    /// The peer's close frame has been decoded.
     pub fn is_closed(&self) -> bool {
         self.closed
     }
 
     /// Takes complete frames from the front of `buf` until one completes an
     /// event. `Ok(None)`: more bytes are needed (an incomplete frame stays in
-    /// `buf` untouched), or the client has closed. `Err`: fail the
+    /// `buf` untouched), or the peer has closed. `Err`: fail the
     /// connection with that close code; the decoder must not be used again.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Event>, CloseError> {
         loop {
@@ -163,8 +195,15 @@ impl Decoder {
 
     /// Every rule that can be judged from the header alone.
     fn check_header(&self, h: &FrameHeader) -> Result<(), CloseError> {
-        if h.mask.is_none() {
-            return Err(fail(PROTOCOL_ERROR, "client frame is not masked"));
+        // Client frames are masked, server frames are not (RFC 6455 §5.1).
+        if h.mask.is_none() != (self.role == Role::Client) {
+            return Err(fail(
+                PROTOCOL_ERROR,
+                match self.role {
+                    Role::Server => "client frame is not masked",
+                    Role::Client => "server frame is masked",
+                },
+            ));
         }
         if h.rsv2 || h.rsv3 {
             return Err(fail(
@@ -267,12 +306,10 @@ impl Decoder {
                 unreachable!("check_header rejects RSV1 without deflate");
             };
             self.wire_len += payload.len();
-            let inflater = self.inflater.get_or_insert_with(|| {
-                Box::new(Inflater::new(
-                    params.client_max_window_bits,
-                    params.client_no_context_takeover,
-                ))
-            });
+            let (window_bits, no_context_takeover) = peer_compression(self.role, &params);
+            let inflater = self
+                .inflater
+                .get_or_insert_with(|| Box::new(Inflater::new(window_bits, no_context_takeover)));
             let start = self.assembled.len();
             inflater
                 .inflate(payload, fin, &mut self.assembled, self.cfg.max_message_size)
@@ -299,7 +336,7 @@ impl Decoder {
             && self
                 .cfg
                 .deflate
-                .is_some_and(|p| p.client_no_context_takeover)
+                .is_some_and(|p| peer_compression(self.role, &p).1)
         {
             self.inflater = None;
         }
@@ -311,19 +348,93 @@ impl Decoder {
     }
 }
 
-/// The send side of one connection: appends server frames to a buffer.
-pub struct Encoder {
+/// The window and the no-context-takeover promise of the end opposite
+/// `role`: what its messages are inflated with.
+fn peer_compression(role: Role, p: &DeflateParams) -> (u8, bool) {
+    match role {
+        Role::Server => (p.client_max_window_bits, p.client_no_context_takeover),
+        Role::Client => (p.server_max_window_bits, p.server_no_context_takeover),
+    }
+}
+
+/// Where the masking key of each frame an [`Encoder`] appends comes from;
+/// its type gives the encoder its role.
+///
+/// `next_key` takes `&self` so that the encoder's control-frame methods do
+/// too (the server shares its encoder behind a `RefCell`); a source with
+/// state keeps it in a `Cell`.
+pub trait Masking {
+    /// The role of an encoder with these keys: only `Role::Client` masks.
+    const ROLE: Role;
+    /// The key for the next frame; asked in the client role only.
+    fn next_key(&self) -> [u8; 4];
+}
+
+/// The server role: frames go out unmasked. Costs nothing: the encoder's
+/// role checks are constants, and its masking branches compile away.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unmasked;
+
+impl Masking for Unmasked {
+    const ROLE: Role = Role::Server;
+
+    fn next_key(&self) -> [u8; 4] {
+        unreachable!("a server's frames are not masked")
+    }
+}
+
+/// The client role: every frame masked with a fresh key from the closure
+/// (a random source for a real client, a fixed sequence for a test).
+pub struct Masked<F>(pub F);
+
+impl<F: Fn() -> [u8; 4]> Masking for Masked<F> {
+    const ROLE: Role = Role::Client;
+
+    #[inline]
+    fn next_key(&self) -> [u8; 4] {
+        (self.0)()
+    }
+}
+
+/// The send side of one connection: appends frames to a buffer. `M` gives
+/// the role: [`Unmasked`] (server, the default) or a key source (client).
+pub struct Encoder<M = Unmasked> {
     deflate: Option<DeflateParams>,
-    /// Only with server context takeover; without it, the worker's shared
-    /// compressor is used and the connection holds none.
+    /// A server's only with server context takeover; without it, the
+    /// worker's shared compressor is used and the connection holds none.
+    /// A client's from its first compressed message on.
     deflater: Option<Box<Deflater>>,
+    keys: M,
 }
 
 impl Encoder {
+    /// An encoder in the server role.
     pub fn new(deflate: Option<DeflateParams>) -> Encoder {
+        Encoder::with_keys(deflate, Unmasked)
+    }
+}
+
+impl<M: Masking> Encoder<M> {
+    /// An encoder in the role of `keys`: the client's for a [`Masked`]
+    /// source, which masks every frame with its next key.
+    pub fn with_keys(deflate: Option<DeflateParams>, keys: M) -> Encoder<M> {
         Encoder {
             deflate,
             deflater: None,
+            keys,
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        M::ROLE
+    }
+
+    /// The masking key for the next frame: none in the server role.
+    #[inline(always)]
+    fn key(&self) -> Option<[u8; 4]> {
+        match M::ROLE {
+            Role::Server => None,
+            Role::Client => Some(self.keys.next_key()),
         }
     }
 
@@ -332,9 +443,14 @@ impl Encoder {
         self.deflate
     }
 
-    /// Whether data messages may go out compressed (permessage-deflate was negotiated).
+    /// Whether data messages may go out compressed: permessage-deflate was
+    /// negotiated and, for a client, the server allows it a window of at
+    /// least 9 bits (zlib cannot produce an 8-bit one).
     pub fn compresses(&self) -> bool {
-        self.deflate.is_some()
+        match (M::ROLE, self.deflate) {
+            (Role::Client, Some(p)) => p.client_max_window_bits >= 9,
+            (_, deflate) => deflate.is_some(),
+        }
     }
 
     /// Appends a text message; returns whether it went out compressed.
@@ -348,9 +464,15 @@ impl Encoder {
     }
 
     /// Appends a data message (`Text` payloads must be UTF-8), compressed
-    /// when deflate was negotiated and the payload is worth compressing.
+    /// when deflate was negotiated and the payload is worth compressing: a
+    /// server compresses from [`MIN_COMPRESS_LEN`] bytes, a client every
+    /// non-empty message (its messages are few, and each one exercises the
+    /// server's inflater).
     pub fn data(&mut self, opcode: OpCode, payload: &[u8], out: &mut BytesMut) -> bool {
         debug_assert!(matches!(opcode, OpCode::Text | OpCode::Binary));
+        if let Some(key) = self.key() {
+            return self.client_data(opcode, payload, key, out);
+        }
         let params = match self.deflate {
             Some(p) if payload.len() >= MIN_COMPRESS_LEN => p,
             _ => {
@@ -366,10 +488,55 @@ impl Encoder {
             .encode_frame(opcode, payload, false, out)
     }
 
+    /// [`Encoder::data`] in the client role: compressed with the client's
+    /// window and context promise, masked with `key`.
+    fn client_data(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        key: [u8; 4],
+        out: &mut BytesMut,
+    ) -> bool {
+        let params = match self.deflate {
+            Some(p) if self.compresses() && !payload.is_empty() => p,
+            _ => {
+                encode_masked_frame(true, false, opcode, payload, key, out);
+                return false;
+            }
+        };
+        let deflater = self.deflater.get_or_insert_with(|| {
+            Box::new(Deflater::new(
+                params.client_max_window_bits,
+                params.client_no_context_takeover,
+            ))
+        });
+        let mut body = BytesMut::new();
+        deflater.compress_into(payload, &mut body);
+        encode_masked_frame(true, true, opcode, &body, key, out);
+        true
+    }
+
+    /// Appends one uncompressed frame exactly as given (FIN, RSV1, opcode;
+    /// nothing is checked, so a fragmented or long control frame goes out
+    /// too), masked in the client role: for fragmenting by hand and for
+    /// tests of a peer's error handling.
+    pub fn frame(&self, fin: bool, rsv1: bool, opcode: OpCode, payload: &[u8], out: &mut BytesMut) {
+        encode_raw_frame(first_byte(fin, rsv1, opcode), payload, self.key(), out);
+    }
+
+    /// Appends a whole uncompressed frame in this encoder's role.
+    #[inline]
+    fn whole(&self, opcode: OpCode, payload: &[u8], out: &mut BytesMut) {
+        match self.key() {
+            Some(key) => encode_masked_frame(true, false, opcode, payload, key, out),
+            None => encode_frame(opcode, payload, out),
+        }
+    }
+
     /// Appends a ping. Payloads over 125 bytes are cut to 125.
     pub fn ping(&self, payload: &[u8], out: &mut BytesMut) {
         debug_assert!(payload.len() <= MAX_CONTROL_PAYLOAD);
-        encode_frame(
+        self.whole(
             OpCode::Ping,
             &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)],
             out,
@@ -380,7 +547,7 @@ impl Encoder {
     /// cut to 125.
     pub fn pong(&self, payload: &[u8], out: &mut BytesMut) {
         debug_assert!(payload.len() <= MAX_CONTROL_PAYLOAD);
-        encode_frame(
+        self.whole(
             OpCode::Pong,
             &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)],
             out,
@@ -394,8 +561,14 @@ impl Encoder {
             None => 0,
             Some(_) => 2 + super::close::truncate_reason(reason).len(),
         };
-        encode_header(true, false, OpCode::Close, len as u64, out);
+        let key = self.key();
+        let (h, n) = raw_header(first_byte(true, false, OpCode::Close), len as u64, key);
+        out.extend_from_slice(&h[..n]);
+        let start = out.len();
         write_close_payload(code, reason, out);
+        if let Some(key) = key {
+            apply_mask(&mut out[start..], key);
+        }
     }
 
     /// Appends the close frame that fails the connection for `err`.
@@ -408,7 +581,6 @@ impl Encoder {
 mod tests {
     use super::*;
 
-    use crate::proto::ws::frame::encode_masked_frame;
     use crate::proto::ws::test_util::noise;
 
     const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -953,16 +1125,22 @@ mod tests {
         frames
     }
 
+    /// One frame of every kind, uncompressed: "hello", [1, 2, 3], ping "p",
+    /// pong "q", close 1000 "bye", empty close.
+    fn one_of_each<M: Masking>(e: &mut Encoder<M>, out: &mut BytesMut) {
+        assert!(!e.text("hello", out));
+        e.binary(&[1, 2, 3], out);
+        e.ping(b"p", out);
+        e.pong(b"q", out);
+        e.close(Some(1000), "bye", out);
+        e.close(None, "ignored", out);
+    }
+
     #[test]
     fn encoder_corks_frames_into_one_buffer() {
         let mut e = Encoder::new(None);
         let mut out = BytesMut::new();
-        assert!(!e.text("hello", &mut out));
-        e.binary(&[1, 2, 3], &mut out);
-        e.ping(b"p", &mut out);
-        e.pong(b"q", &mut out);
-        e.close(Some(1000), "bye", &mut out);
-        e.close(None, "ignored", &mut out);
+        one_of_each(&mut e, &mut out);
         e.close_error(&CloseError::new(1009, "too big"), &mut out);
         let frames = parse_frames(&out);
         let summary: Vec<(OpCode, Vec<u8>)> =
@@ -1038,5 +1216,294 @@ mod tests {
             client.inflate(payload, true, &mut plain, 1 << 20).unwrap();
             assert_eq!(&plain[..], msg.as_bytes());
         }
+    }
+
+    // --- the client role ----------------------------------------------------
+
+    /// A server (unmasked) frame, from the server role's encoder.
+    fn server_frame(fin: bool, rsv1: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        Encoder::new(None).frame(fin, rsv1, opcode, payload, &mut out);
+        out.to_vec()
+    }
+
+    fn client_decoder(deflate: Option<DeflateParams>) -> Decoder {
+        Decoder::with_role(
+            DecoderConfig {
+                deflate,
+                ..DecoderConfig::default()
+            },
+            Role::Client,
+        )
+    }
+
+    fn client_err(bytes: &[u8], deflate: Option<DeflateParams>) -> CloseError {
+        decode_all(&mut client_decoder(deflate), bytes).unwrap_err()
+    }
+
+    const NCT: DeflateParams = DeflateParams {
+        server_no_context_takeover: true,
+        client_no_context_takeover: true,
+        server_max_window_bits: 15,
+        client_max_window_bits: 15,
+        server_max_window_bits_offered: false,
+    };
+
+    #[test]
+    fn client_role_reads_unmasked_frames_and_refuses_masked_ones() {
+        let mut d = client_decoder(None);
+        assert_eq!(d.role(), Role::Client);
+        let bytes = cat(&[
+            server_frame(false, false, OpCode::Text, b"Hel"),
+            server_frame(true, false, OpCode::Ping, b"p"),
+            server_frame(true, false, OpCode::Continuation, b"lo"),
+            server_frame(true, false, OpCode::Binary, &[7u8; 70_000]),
+        ]);
+        assert_eq!(
+            decode_all(&mut d, &bytes).unwrap(),
+            vec![
+                Event::Ping(Bytes::from_static(b"p")),
+                text("Hello"),
+                Event::Binary(Bytes::from(vec![7u8; 70_000])),
+            ]
+        );
+        // RFC 6455 §5.1: a masked frame from a server is a protocol error,
+        // and an unmasked one from a client.
+        let e = client_err(&frame(true, OpCode::Text, b"Hello"), None);
+        assert_eq!((e.code, e.reason), (1002, "server frame is masked"));
+        let e = decode_all(
+            &mut decoder(),
+            &server_frame(true, false, OpCode::Text, b"x"),
+        );
+        assert_eq!(e.unwrap_err().reason, "client frame is not masked");
+    }
+
+    #[test]
+    fn client_role_protocol_errors() {
+        let f = |fin, op: u8, payload: &[u8]| {
+            let mut out = Vec::new();
+            crate::proto::ws::frame::encode_raw_frame(
+                (fin as u8) << 7 | op,
+                payload,
+                None,
+                &mut out,
+            );
+            out
+        };
+        let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+            (f(true, 0, b"x"), 1002, "continuation frame without"),
+            (
+                cat(&[f(false, 1, b"a"), f(true, 1, b"b")]),
+                1002,
+                "before the previous message finished",
+            ),
+            (f(true, 0x41, b"x"), 1002, "RSV1 set without"),
+            (vec![0xA1, 0], 1002, "RSV2/RSV3"),
+            (vec![0x91, 0], 1002, "RSV2/RSV3"),
+            (vec![0x83, 0], 1002, "reserved opcode"),
+            (vec![0x8B, 0], 1002, "reserved opcode"),
+            (vec![0x09, 0], 1002, "fragmented control"),
+            (vec![0x89, 126, 0, 126], 1002, "over 125"),
+            (f(true, 1, &[0xC3, 0x28]), 1007, "UTF-8"),
+            (
+                cat(&[f(false, 1, &[0xE2, 0x82]), f(true, 0, b"")]),
+                1007,
+                "UTF-8",
+            ),
+            (f(true, 8, &[3]), 1002, "1 byte"),
+            (f(true, 8, &[3, 232, 0xFF]), 1007, "UTF-8"),
+            (
+                f(true, 8, &1005u16.to_be_bytes()),
+                1002,
+                "invalid close code",
+            ),
+        ];
+        for (bytes, code, want) in cases {
+            let e = client_err(&bytes, None);
+            assert_eq!(e.code, code, "{bytes:?}: {e}");
+            assert!(
+                e.reason.contains(want),
+                "{bytes:?}: {e} should say {want:?}"
+            );
+        }
+        // RSV1 on a control frame or a continuation, even with deflate on.
+        let e = client_err(&server_frame(true, true, OpCode::Ping, b""), Some(NCT));
+        assert!(e.reason.contains("RSV1 set on"), "{e}");
+        let cont = cat(&[
+            server_frame(false, true, OpCode::Text, b""),
+            server_frame(true, true, OpCode::Continuation, b""),
+        ]);
+        assert!(client_err(&cont, Some(NCT)).reason.contains("RSV1 set on"));
+    }
+
+    #[test]
+    fn client_role_close_payloads() {
+        let mut with_reason = 1001u16.to_be_bytes().to_vec();
+        with_reason.extend_from_slice("bye ✓".as_bytes());
+        for (payload, code, reason) in [
+            (&b""[..], None, ""),
+            (&with_reason[..], Some(1001), "bye ✓"),
+            (&1002u16.to_be_bytes()[..], Some(1002), ""),
+        ] {
+            let mut d = client_decoder(None);
+            let f = server_frame(true, false, OpCode::Close, payload);
+            let reason = reason.to_string();
+            assert_eq!(
+                decode_all(&mut d, &f).unwrap(),
+                vec![Event::Close { code, reason }]
+            );
+            assert!(d.is_closed());
+        }
+    }
+
+    #[test]
+    fn client_role_inflate_errors_and_limit() {
+        let f = server_frame(true, true, OpCode::Binary, &[0xFF; 8]);
+        let e = client_err(&f, Some(NCT));
+        assert_eq!((e.code, e.reason), (1007, "invalid compressed data"));
+        let body = client_deflate(&vec![0u8; 100_000], None);
+        let mut d = Decoder::with_role(
+            DecoderConfig {
+                max_frame_size: 50_000,
+                max_message_size: 50_000,
+                deflate: Some(NCT),
+            },
+            Role::Client,
+        );
+        let f = server_frame(true, true, OpCode::Binary, &body);
+        assert_eq!(decode_all(&mut d, &f).unwrap_err().code, 1009);
+    }
+
+    #[test]
+    fn client_role_inflates_with_the_servers_window_and_promise() {
+        // A server with context takeover: the second message refers back
+        // to the first.
+        let takeover = DeflateParams {
+            server_no_context_takeover: false,
+            ..NCT
+        };
+        let msg = "the same text the same text the same text ".repeat(4);
+        let mut server = Encoder::new(Some(takeover));
+        let mut wire = BytesMut::new();
+        assert!(server.text(&msg, &mut wire));
+        assert!(server.text(&msg, &mut wire));
+        let mut d = client_decoder(Some(takeover));
+        assert_eq!(decode_all(&mut d, &wire).unwrap(), vec![text(&msg); 2]);
+        // A server that promised no context takeover and broke the promise:
+        // the second message cannot be inflated.
+        let r = decode_all(&mut client_decoder(Some(NCT)), &wire);
+        assert_eq!(r.unwrap_err().code, 1007);
+    }
+
+    /// Keys 1, 2, 3, … in every byte: deterministic, and each frame's own.
+    fn counting_keys() -> Masked<impl Fn() -> [u8; 4]> {
+        let n = std::cell::Cell::new(0u8);
+        Masked(move || {
+            n.set(n.get() + 1);
+            [n.get(); 4]
+        })
+    }
+
+    #[test]
+    fn client_encoder_masks_every_frame_with_a_fresh_key() {
+        let mut e = Encoder::with_keys(None, counting_keys());
+        assert_eq!(e.role(), Role::Client);
+        assert!(!e.compresses());
+        let mut out = BytesMut::new();
+        one_of_each(&mut e, &mut out);
+        e.frame(false, false, OpCode::Text, b"frag", &mut out);
+        e.frame(true, false, OpCode::Continuation, b"ment", &mut out);
+        // The RFC's masked "Hello" layout, with key 1 1 1 1.
+        assert_eq!(
+            &out[..11],
+            &[
+                0x81,
+                0x85,
+                1,
+                1,
+                1,
+                1,
+                b'h' ^ 1,
+                b'e' ^ 1,
+                b'l' ^ 1,
+                b'l' ^ 1,
+                b'o' ^ 1
+            ]
+        );
+        let mut wire = &out[..];
+        let mut keys = Vec::new();
+        while !wire.is_empty() {
+            let (h, n) = parse_header(wire).unwrap().unwrap();
+            keys.push(h.mask.expect("every client frame is masked")[0]);
+            wire = &wire[n + h.payload_len as usize..];
+        }
+        assert_eq!(keys, [1, 2, 3, 4, 5, 6, 7, 8]);
+        // The server role's decoder reads it all back.
+        let mut d = decoder();
+        let mut buf = out.clone();
+        let mut events = Vec::new();
+        while let Some(ev) = d.decode(&mut buf).unwrap() {
+            events.push(ev);
+        }
+        assert_eq!(
+            events,
+            vec![
+                text("hello"),
+                Event::Binary(Bytes::from_static(&[1, 2, 3])),
+                Event::Ping(Bytes::from_static(b"p")),
+                Event::Pong(Bytes::from_static(b"q")),
+                Event::Close {
+                    code: Some(1000),
+                    reason: "bye".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn client_encoder_compresses_for_the_server() {
+        let takeover = DeflateParams {
+            client_no_context_takeover: false,
+            ..NCT
+        };
+        for params in [NCT, takeover] {
+            let mut e = Encoder::with_keys(Some(params), counting_keys());
+            assert!(e.compresses());
+            let mut server = deflate_decoder(params.client_no_context_takeover);
+            for i in 0..4 {
+                let msg = format!("message {i}: {}", "xyz".repeat(200 + i));
+                let mut out = BytesMut::new();
+                assert!(e.text(&msg, &mut out));
+                let (h, n) = parse_header(&out).unwrap().unwrap();
+                assert!(h.rsv1 && h.mask.is_some());
+                assert!(out.len() - n < msg.len());
+                assert_eq!(decode_all(&mut server, &out).unwrap(), vec![text(&msg)]);
+            }
+            // Even a short message goes out compressed; an empty one plain.
+            let mut out = BytesMut::new();
+            assert!(e.text("hi", &mut out));
+            assert!(!e.text("", &mut out));
+            assert_eq!(
+                decode_all(&mut server, &out).unwrap(),
+                vec![text("hi"), text("")]
+            );
+        }
+        // Incompressible input larger than one output step.
+        let noisy = noise(200_000);
+        let mut out = BytesMut::new();
+        assert!(Encoder::with_keys(Some(NCT), counting_keys()).binary(&noisy, &mut out));
+        assert_eq!(
+            decode_all(&mut deflate_decoder(true), &out).unwrap(),
+            vec![Event::Binary(Bytes::from(noisy))]
+        );
+        // No compression for an 8-bit client window, which zlib cannot make.
+        let eight = DeflateParams {
+            client_max_window_bits: 8,
+            ..NCT
+        };
+        let mut e = Encoder::with_keys(Some(eight), counting_keys());
+        assert!(!e.compresses());
+        let mut out = BytesMut::new();
+        assert!(!e.text(&"xyz".repeat(100), &mut out));
     }
 }

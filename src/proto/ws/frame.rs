@@ -182,15 +182,21 @@ pub fn header_len(payload_len: u64) -> usize {
     }
 }
 
-/// An unmasked header in its minimal length form: the bytes at the front of
-/// the array, and how many there are. For callers that write the payload
-/// first and the header after (compressed frames).
+/// The first header byte: FIN, RSV1 and the opcode.
 #[inline]
-pub fn header(fin: bool, rsv1: bool, opcode: OpCode, len: u64) -> ([u8; MAX_HEADER_LEN], usize) {
-    debug_assert!(len >> 63 == 0, "payload length must fit in 63 bits");
-    debug_assert!(!opcode.is_control() || (fin && len as usize <= MAX_CONTROL_PAYLOAD));
+pub fn first_byte(fin: bool, rsv1: bool, opcode: OpCode) -> u8 {
+    ((fin as u8) << 7) | ((rsv1 as u8) << 6) | opcode as u8
+}
+
+/// A header with any first byte `b0` (FIN, RSV1–3 and the opcode as given,
+/// reserved values included) and the length in its minimal form, masked
+/// with `mask` when given: the bytes at the front of the array, and how many
+/// there are. Nothing is checked, so tests and tools can build the frames a
+/// peer must refuse; [`header`] is the checked form.
+#[inline]
+pub fn raw_header(b0: u8, len: u64, mask: Option<[u8; 4]>) -> ([u8; MAX_HEADER_LEN], usize) {
     let mut h = [0u8; MAX_HEADER_LEN];
-    h[0] = ((fin as u8) << 7) | ((rsv1 as u8) << 6) | opcode as u8;
+    h[0] = b0;
     let n = match len {
         0..=125 => {
             h[1] = len as u8;
@@ -207,7 +213,24 @@ pub fn header(fin: bool, rsv1: bool, opcode: OpCode, len: u64) -> ([u8; MAX_HEAD
             10
         }
     };
-    (h, n)
+    match mask {
+        None => (h, n),
+        Some(key) => {
+            h[1] |= 0x80;
+            h[n..n + 4].copy_from_slice(&key);
+            (h, n + 4)
+        }
+    }
+}
+
+/// An unmasked header in its minimal length form: the bytes at the front of
+/// the array, and how many there are. For callers that write the payload
+/// first and the header after (compressed frames).
+#[inline]
+pub fn header(fin: bool, rsv1: bool, opcode: OpCode, len: u64) -> ([u8; MAX_HEADER_LEN], usize) {
+    debug_assert!(len >> 63 == 0, "payload length must fit in 63 bits");
+    debug_assert!(!opcode.is_control() || (fin && len as usize <= MAX_CONTROL_PAYLOAD));
+    raw_header(first_byte(fin, rsv1, opcode), len, None)
 }
 
 /// Appends an unmasked (server-to-client) frame header to `out`.
@@ -243,24 +266,40 @@ pub fn binary_frame(payload: &[u8]) -> Bytes {
     frame_bytes(OpCode::Binary, payload)
 }
 
-/// Appends a masked (client-to-server) frame to `out`: the header with the
-/// mask bit and `key`, then `payload` masked with `key`.
-pub fn encode_masked_frame(
+/// Appends a masked (client-to-server) frame to `out` (a `BytesMut` or a
+/// `Vec<u8>`): the header with the mask bit and `key`, then `payload` masked
+/// with `key`.
+#[inline]
+pub fn encode_masked_frame<B: BufMut + AsMut<[u8]>>(
     fin: bool,
     rsv1: bool,
     opcode: OpCode,
     payload: &[u8],
     key: [u8; 4],
-    out: &mut BytesMut,
+    out: &mut B,
 ) {
-    let (mut h, n) = header(fin, rsv1, opcode, payload.len() as u64);
-    h[1] |= 0x80;
-    h[n..n + 4].copy_from_slice(&key);
-    out.reserve(n + 4 + payload.len());
-    out.extend_from_slice(&h[..n + 4]);
-    let start = out.len();
+    debug_assert!(!opcode.is_control() || (fin && payload.len() <= MAX_CONTROL_PAYLOAD));
+    encode_raw_frame(first_byte(fin, rsv1, opcode), payload, Some(key), out);
+}
+
+/// Appends a frame with any first byte `b0` (see [`raw_header`]), its
+/// payload masked with `mask` when given, to `out` (a `BytesMut` or a
+/// `Vec<u8>`). Nothing is checked: for frames that break the protocol on
+/// purpose, and as the body of [`encode_masked_frame`].
+#[inline]
+pub fn encode_raw_frame<B: BufMut + AsMut<[u8]>>(
+    b0: u8,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+    out: &mut B,
+) {
+    let (h, n) = raw_header(b0, payload.len() as u64, mask);
+    out.put_slice(&h[..n]);
+    let start = out.as_mut().len();
     out.put_slice(payload);
-    apply_mask(&mut out[start..], key);
+    if let Some(key) = mask {
+        apply_mask(&mut out.as_mut()[start..], key);
+    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,17 @@
 //! Input is what httparse produced for the request; nothing here reads or
 //! writes a socket. What is checked here is the HTTP version
 //! ([`require_http11`]), the method and the WebSocket-related headers.
+//!
+//! The client's side (RFC 6455 §4.1) is at the end: the key
+//! ([`client_key`]), the upgrade request ([`ClientRequest`]), and the checks
+//! of the server's 101 ([`validate_101`], [`parse_deflate_response`]).
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use bytes::{BufMut, BytesMut};
 use sha1::{Digest, Sha1};
+
+use super::deflate::{DeflateParams, EXTENSION_NAME};
 
 /// The GUID every server appends to the client's key (RFC 6455 §1.3).
 pub const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -379,6 +385,242 @@ pub fn write_101_response(
     out.put_slice(b"\r\n");
 }
 
+// ---------------------------------------------------------------------------
+// Client side (RFC 6455 §4.1)
+
+/// A `Sec-WebSocket-Key`: the base64 encoding of 16 random bytes.
+pub fn client_key(nonce: [u8; 16]) -> String {
+    BASE64.encode(nonce)
+}
+
+/// A client's upgrade request. [`ClientRequest::new`] makes the plain one;
+/// the other fields offer subprotocols and extensions, and add, replace or
+/// leave out headers (tests of a server's checks need all three).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientRequest<'a> {
+    /// Path and query, as sent in the request line.
+    pub resource: &'a str,
+    /// The `Host` value.
+    pub host: &'a str,
+    /// The `Sec-WebSocket-Key` value (see [`client_key`]).
+    pub key: &'a str,
+    /// Offered in one `Sec-WebSocket-Protocol` header, in this order.
+    pub subprotocols: &'a [String],
+    /// The `Sec-WebSocket-Extensions` offer, sent as given.
+    pub extensions: Option<&'a str>,
+    /// Sent after the others. One named like a header the request has
+    /// anyway (`Host`, `Upgrade`, `Connection`, `Sec-WebSocket-Key`,
+    /// `Sec-WebSocket-Version`, `Sec-WebSocket-Protocol`,
+    /// `Sec-WebSocket-Extensions`) replaces it; several with one name are
+    /// all sent.
+    pub headers: &'a [(String, String)],
+    /// Headers the request has anyway that are left out (names, any case).
+    pub omit: &'a [String],
+}
+
+impl<'a> ClientRequest<'a> {
+    /// `GET resource` with `Host`, `Upgrade`, `Connection`,
+    /// `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13`, nothing offered.
+    pub fn new(resource: &'a str, host: &'a str, key: &'a str) -> ClientRequest<'a> {
+        ClientRequest {
+            resource,
+            host,
+            key,
+            subprotocols: &[],
+            extensions: None,
+            headers: &[],
+            omit: &[],
+        }
+    }
+
+    /// The request head, through the empty line that ends it.
+    pub fn head(&self) -> String {
+        let protocols = self.subprotocols.join(", ");
+        let defaults = [
+            ("Host", Some(self.host)),
+            ("Upgrade", Some("websocket")),
+            ("Connection", Some("Upgrade")),
+            ("Sec-WebSocket-Key", Some(self.key)),
+            ("Sec-WebSocket-Version", Some("13")),
+            (
+                "Sec-WebSocket-Protocol",
+                (!self.subprotocols.is_empty()).then_some(protocols.as_str()),
+            ),
+            ("Sec-WebSocket-Extensions", self.extensions),
+        ];
+        let mut req = format!("GET {} HTTP/1.1\r\n", self.resource);
+        for (name, value) in defaults {
+            let Some(value) = value else { continue };
+            let replaced = self
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name));
+            let omitted = self.omit.iter().any(|n| n.eq_ignore_ascii_case(name));
+            if !replaced && !omitted {
+                req.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        for (name, value) in self.headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        req.push_str("\r\n");
+        req
+    }
+}
+
+/// Why a client refuses the server's answer to its upgrade: a reason that
+/// names the header and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseError(String);
+
+impl ResponseError {
+    pub fn reason(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ResponseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ResponseError {}
+
+/// What the server's 101 agreed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The subprotocol it chose, one of those offered.
+    pub subprotocol: Option<String>,
+    /// permessage-deflate, when it accepted the offer.
+    pub deflate: Option<DeflateParams>,
+}
+
+/// Checks the server's answer to `request` (RFC 6455 §4.1): status 101,
+/// `Upgrade: websocket`, `Connection` naming `upgrade`, the
+/// `Sec-WebSocket-Accept` for the request's key, a subprotocol only among
+/// those offered, and an extension only when one was offered: it must be
+/// permessage-deflate (see [`parse_deflate_response`]). `header` looks up
+/// the response's first header of a name, in any case.
+pub fn validate_101<'h>(
+    request: &ClientRequest<'_>,
+    status: u16,
+    header: impl Fn(&str) -> Option<&'h str>,
+) -> Result<Accepted, ResponseError> {
+    let check = |ok: bool, what: &str| match ok {
+        true => Ok(()),
+        false => Err(ResponseError(what.to_string())),
+    };
+    check(status == 101, &format!("status {status}, not 101"))?;
+    check(
+        header("Upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket")),
+        "Upgrade is not websocket",
+    )?;
+    check(
+        header("Connection")
+            .is_some_and(|v| list_items(v.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"upgrade"))),
+        "Connection does not name upgrade",
+    )?;
+    check(
+        header("Sec-WebSocket-Accept").map(str::trim)
+            == Some(accept_key(request.key.as_bytes()).as_str()),
+        "wrong Sec-WebSocket-Accept",
+    )?;
+    let subprotocol = header("Sec-WebSocket-Protocol").map(|p| p.trim().to_string());
+    if let Some(p) = &subprotocol {
+        check(
+            request.subprotocols.iter().any(|o| o == p),
+            &format!("subprotocol {p:?} was not offered"),
+        )?;
+    }
+    let deflate = match header("Sec-WebSocket-Extensions") {
+        None => None,
+        Some(v) => {
+            let offered = request
+                .extensions
+                .is_some_and(|o| o.to_ascii_lowercase().contains(EXTENSION_NAME));
+            check(offered, &format!("extension {v:?} was not offered"))?;
+            Some(parse_deflate_response(v)?)
+        }
+    };
+    Ok(Accepted {
+        subprotocol,
+        deflate,
+    })
+}
+
+fn unquote(v: &str) -> &str {
+    let v = v.trim();
+    v.strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(v)
+}
+
+/// Parses the `Sec-WebSocket-Extensions` value of a 101 (RFC 7692 §7.1): it
+/// must name permessage-deflate once and nothing else, each parameter at
+/// most once, window sizes 8..=15 without leading zeros. A window the server
+/// names nowhere is 15; `server_max_window_bits_offered` tells whether it
+/// named its own.
+pub fn parse_deflate_response(value: &str) -> Result<DeflateParams, ResponseError> {
+    let bad = |msg: String| Err(ResponseError(msg));
+    let mut exts = value.split(',').map(str::trim).filter(|e| !e.is_empty());
+    let Some(ext) = exts.next() else {
+        return bad("empty Sec-WebSocket-Extensions in the response".into());
+    };
+    if exts.next().is_some() {
+        return bad(format!("the server accepted several extensions: {value:?}"));
+    }
+    let mut parts = ext.split(';').map(str::trim);
+    let name = parts.next().unwrap_or("");
+    if !name.eq_ignore_ascii_case(EXTENSION_NAME) {
+        return bad(format!(
+            "the server accepted an extension that was not offered: {name:?}"
+        ));
+    }
+    let mut p = DeflateParams::default();
+    let mut seen_client_bits = false;
+    for part in parts.filter(|p| !p.is_empty()) {
+        let (key, val) = match part.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(unquote(v))),
+            None => (part, None),
+        };
+        let dup = || ResponseError(format!("{key} twice in {value:?}"));
+        let bits = |seen: &mut bool| -> Result<u8, ResponseError> {
+            if std::mem::replace(seen, true) {
+                return Err(dup());
+            }
+            match val.and_then(|v| v.parse::<u8>().ok()) {
+                Some(b @ 8..=15) if !val.unwrap_or("").starts_with('0') => Ok(b),
+                _ => Err(ResponseError(format!("bad {key} in {value:?}"))),
+            }
+        };
+        let flag = |set: &mut bool| -> Result<(), ResponseError> {
+            if *set {
+                return Err(dup());
+            }
+            if val.is_some() {
+                return Err(ResponseError(format!("{key} takes no value in {value:?}")));
+            }
+            *set = true;
+            Ok(())
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "server_no_context_takeover" => flag(&mut p.server_no_context_takeover)?,
+            "client_no_context_takeover" => flag(&mut p.client_no_context_takeover)?,
+            "server_max_window_bits" => {
+                p.server_max_window_bits = bits(&mut p.server_max_window_bits_offered)?
+            }
+            "client_max_window_bits" => p.client_max_window_bits = bits(&mut seen_client_bits)?,
+            _ => {
+                return bad(format!(
+                    "unknown permessage-deflate parameter {key:?} in {value:?}"
+                ))
+            }
+        }
+    }
+    Ok(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -702,5 +944,152 @@ mod tests {
         assert!(!std::str::from_utf8(&out)
             .unwrap()
             .contains("Sec-WebSocket-Version"));
+    }
+
+    // --- client side ----------------------------------------------------------
+
+    #[test]
+    fn client_key_and_request() {
+        // RFC 6455 §1.3's sample nonce.
+        assert_eq!(client_key(*b"the sample nonce"), KEY);
+        let req = ClientRequest::new("/chat?room=a", "server.example.com", KEY).head();
+        assert_eq!(
+            req,
+            "GET /chat?room=a HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        // The server's own checks accept it.
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut parsed = httparse::Request::new(&mut headers);
+        assert!(parsed.parse(req.as_bytes()).unwrap().is_complete());
+        let up = validate_upgrade(parsed.method.unwrap(), parsed.headers).unwrap();
+        assert_eq!(up.key, KEY.as_bytes());
+    }
+
+    fn response_headers<'a>(extra: &'a [(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut h = vec![
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        ];
+        for (name, value) in extra {
+            h.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            h.push((name, value));
+        }
+        h
+    }
+
+    fn check_101(
+        request: &ClientRequest<'_>,
+        status: u16,
+        headers: &[(&str, &str)],
+    ) -> Result<Accepted, ResponseError> {
+        validate_101(request, status, |name| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+        })
+    }
+
+    #[test]
+    fn a_valid_101_and_what_it_agreed() {
+        let protocols = ["chat".to_string(), "v2".to_string()];
+        let request = ClientRequest {
+            subprotocols: &protocols,
+            extensions: Some("permessage-deflate; client_max_window_bits"),
+            ..ClientRequest::new("/", "h", KEY)
+        };
+        let plain = check_101(&request, 101, &response_headers(&[])).unwrap();
+        assert_eq!(
+            plain,
+            Accepted {
+                subprotocol: None,
+                deflate: None
+            }
+        );
+        let extra = [
+            ("sec-websocket-protocol", "v2"),
+            ("Connection", "keep-alive, Upgrade"),
+            ("Upgrade", "WebSocket"),
+            (
+                "Sec-WebSocket-Extensions",
+                "permessage-deflate; server_no_context_takeover; server_max_window_bits=10",
+            ),
+        ];
+        let agreed = check_101(&request, 101, &response_headers(&extra)).unwrap();
+        assert_eq!(agreed.subprotocol.as_deref(), Some("v2"));
+        let d = agreed.deflate.unwrap();
+        assert!(d.server_no_context_takeover && !d.client_no_context_takeover);
+        assert_eq!(
+            (d.server_max_window_bits, d.client_max_window_bits),
+            (10, 15)
+        );
+        assert!(d.server_max_window_bits_offered);
+    }
+
+    #[test]
+    fn a_bad_101_names_what_is_wrong() {
+        let request = ClientRequest::new("/", "h", KEY);
+        for (status, extra, want) in [
+            (200, &[][..], "status 200"),
+            (101, &[("Upgrade", "h2c")][..], "Upgrade"),
+            (101, &[("Connection", "keep-alive")][..], "Connection"),
+            (
+                101,
+                &[("Sec-WebSocket-Accept", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")][..],
+                "Sec-WebSocket-Accept",
+            ),
+            (
+                101,
+                &[("Sec-WebSocket-Protocol", "chat")][..],
+                "not offered",
+            ),
+            (
+                101,
+                &[("Sec-WebSocket-Extensions", "permessage-deflate")][..],
+                "not offered",
+            ),
+        ] {
+            let e = check_101(&request, status, &response_headers(extra)).unwrap_err();
+            assert!(e.reason().contains(want), "{e} should name {want:?}");
+        }
+        let headers = response_headers(&[]);
+        let missing: Vec<_> = headers[1..].to_vec();
+        assert!(check_101(&request, 101, &missing).is_err());
+    }
+
+    #[test]
+    fn deflate_response_round_trips_what_the_server_writes() {
+        use crate::proto::ws::deflate::{negotiate, DeflateConfig};
+        for offer in [
+            "permessage-deflate",
+            "permessage-deflate; client_max_window_bits",
+            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=9",
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+        ] {
+            let cfg = DeflateConfig {
+                enabled: true,
+                ..DeflateConfig::default()
+            };
+            let params = negotiate(&[offer.as_bytes()], &cfg).unwrap();
+            let back = parse_deflate_response(&params.response_header()).unwrap();
+            assert_eq!(back, params, "{offer}");
+        }
+        assert_eq!(
+            parse_deflate_response("permessage-deflate").unwrap(),
+            DeflateParams::default()
+        );
+        for bad in [
+            "",
+            "x-webkit-deflate-frame",
+            "permessage-deflate, permessage-deflate",
+            "permessage-deflate; server_max_window_bits",
+            "permessage-deflate; client_max_window_bits=010",
+            "permessage-deflate; server_no_context_takeover=1",
+        ] {
+            assert!(parse_deflate_response(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -60,9 +60,9 @@ impl Echo {
     fn send_one(&mut self, idx: usize, out: &mut Outbox) {
         let seq = self.conns[idx].sent;
         let op = if self.binary {
-            ws::OP_BINARY
+            ws::OpCode::Binary
         } else {
-            ws::OP_TEXT
+            ws::OpCode::Text
         };
         let o = offset(idx, seq);
         out.send(op, &self.payloads[o..o + self.size]);

@@ -504,7 +504,7 @@ fn chat_subscriber(cfg: &Cfg, sh: &ChatShared) -> ChatSub {
 fn chat_subscriber_run(cfg: &Cfg, sh: &ChatShared, c: &mut ChatSub) -> Result<(), String> {
     let mut rng = Rng::from_entropy();
     let mut s = connect(&cfg.base)?;
-    let key = ws::key_from(rng.bytes16());
+    let key = ws::client_key(rng.bytes16());
     s.write_all(&ws::handshake_request(
         &cfg.base.authority,
         &cfg.chat_ws,
@@ -529,7 +529,7 @@ fn chat_subscriber_run(cfg: &Cfg, sh: &ChatShared, c: &mut ChatSub) -> Result<()
             cfg.chat_ws, head.status
         ));
     }
-    if head.header("sec-websocket-accept") != Some(ws::accept_for(&key).as_str()) {
+    if head.header("sec-websocket-accept") != Some(ws::accept_key(key.as_bytes()).as_str()) {
         return Err("wrong Sec-WebSocket-Accept".into());
     }
     s.set_read_timeout(Some(Duration::from_millis(100)))
@@ -592,7 +592,7 @@ fn chat_subscriber_run(cfg: &Cfg, sh: &ChatShared, c: &mut ChatSub) -> Result<()
             sh.received.store(c.received, Ordering::Release);
             for p in pongs.drain(..) {
                 let mut f = Vec::new();
-                ws::encode_masked(&mut f, ws::OP_PONG, &p, rng.mask());
+                ws::encode_masked(&mut f, ws::OpCode::Pong, &p, rng.mask());
                 s.write_all(&f).map_err(|e| format!("pong: {e}"))?;
             }
         }

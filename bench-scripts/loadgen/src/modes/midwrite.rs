@@ -80,7 +80,7 @@ fn subscribe(url: &Url, rng: &mut Rng) -> Result<TcpStream, String> {
     let mut s = connect_small(url, 4096).map_err(|e| format!("connect: {e}"))?;
     let (req, want) = match url.scheme {
         Scheme::Ws => {
-            let key = ws::key_from(rng.bytes16());
+            let key = ws::client_key(rng.bytes16());
             (ws::handshake_request(&url.authority, &url.path, &key), 101)
         }
         Scheme::Http => (http::sse_request(&url.authority, &url.path), 200),
