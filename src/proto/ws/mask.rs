@@ -3,9 +3,16 @@
 //! Masking is its own inverse, so the same functions mask (client side) and
 //! unmask (server side). Both work in place on any length and any alignment.
 
+/// Below this many bytes, [`apply_mask`] works in unaligned 8-byte chunks:
+/// an aligned middle is not worth its byte-by-byte head and tail.
+const SMALL: usize = 64;
+
 /// XORs `buf` with `key`, the first byte of `buf` taking `key[0]`.
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4]) {
+    if buf.len() < SMALL {
+        return mask_small(buf, key);
+    }
     // The bulk goes through aligned u64 words; the unaligned head and the
     // short tail go byte by byte. The word key is rotated by the head length
     // so that the byte at offset i of `buf` is always XORed with key[i % 4].
@@ -42,6 +49,24 @@ fn rotate(key: [u8; 4], shift: usize) -> [u8; 4] {
     u32::from_le_bytes(key)
         .rotate_right(8 * shift as u32)
         .to_le_bytes()
+}
+
+/// [`apply_mask`] for short buffers: 8 bytes at a time with unaligned
+/// loads and stores, then the tail (which starts at `key[0]` again, every
+/// chunk being a multiple of 4 bytes).
+#[inline]
+fn mask_small(buf: &mut [u8], key: [u8; 4]) {
+    let word = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut chunks = buf.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let Ok(bytes) = <[u8; 8]>::try_from(&*chunk) else {
+            unreachable!("chunks_exact_mut(8) yields 8 bytes");
+        };
+        chunk.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ word).to_ne_bytes());
+    }
+    mask_bytes(chunks.into_remainder(), key);
 }
 
 #[inline]
