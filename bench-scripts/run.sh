@@ -163,6 +163,11 @@ if [ "$build" = 1 ]; then
     fi
 fi
 [ -x "$loadgen_bin" ] || { log "no $loadgen_bin: build it (cargo build --release -p loadgen)"; exit 1; }
+if ! command -v wrk >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    log "installing wrk (Debian package) for the http scenarios"
+    { apt-get update -qq && apt-get install -y -qq wrk; } >"$out/install-wrk.log" 2>&1 \
+        || log "installing wrk failed: see $out/install-wrk.log"
+fi
 command -v wrk >/dev/null 2>&1 || log "wrk not found (apt-get install -y wrk): the http scenarios will be skipped"
 
 # ---------------------------------------------------------------- servers
