@@ -49,8 +49,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::BytesMut;
 
@@ -59,6 +58,7 @@ use crate::proto::ws::codec::{Decoder, DecoderConfig, Encoder, Event, Masking, R
 use crate::proto::ws::deflate;
 pub use crate::proto::ws::frame::OpCode;
 use crate::proto::ws::handshake::{self as hs, ClientRequest};
+use crate::proto::ws::mask::KeyRng;
 
 /// The permessage-deflate offer made by [`ConnectOptions::permessage_deflate`].
 pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
@@ -174,63 +174,22 @@ impl Url {
 }
 
 // ---------------------------------------------------------------------------
-// Randomness for keys and masks: xorshift64*, no cryptographic claims.
+// Randomness for keys and masks: proto::ws::KeyRng
 
-#[derive(Clone, Copy)]
-struct XorShift(u64);
-
-impl XorShift {
-    /// Seeded from the clock, the process id, a per-process counter and a
-    /// stack address, mixed with splitmix64.
-    fn seeded() -> XorShift {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        let local = 0u8;
-        let mut z = nanos
-            ^ ((std::process::id() as u64) << 32)
-            ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            ^ (&local as *const u8 as u64).rotate_left(17);
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        XorShift(if z == 0 { 0x2545_F491_4F6C_DD1D } else { z })
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn mask_key(&mut self) -> [u8; 4] {
-        (self.next_u64() as u32).to_ne_bytes()
-    }
-
-    /// A fresh `Sec-WebSocket-Key`: base64 of 16 random bytes.
-    fn ws_key(&mut self) -> String {
-        let mut raw = [0u8; 16];
-        raw[..8].copy_from_slice(&self.next_u64().to_ne_bytes());
-        raw[8..].copy_from_slice(&self.next_u64().to_ne_bytes());
-        hs::client_key(raw)
-    }
+/// A fresh `Sec-WebSocket-Key`: base64 of 16 random bytes.
+fn ws_key(rng: &mut KeyRng) -> String {
+    hs::client_key(rng.bytes16())
 }
 
 /// The masking keys of the client's frames (the codec's client role).
-struct MaskKeys(Cell<XorShift>);
+struct MaskKeys(Cell<KeyRng>);
 
 impl Masking for MaskKeys {
     const ROLE: Role = Role::Client;
 
     fn next_key(&self) -> [u8; 4] {
         let mut rng = self.0.get();
-        let key = rng.mask_key();
+        let key = rng.mask();
         self.0.set(rng);
         key
     }
@@ -815,10 +774,10 @@ impl Client {
         stream.set_read_timeout(opts.read_timeout)?;
         stream.set_write_timeout(opts.write_timeout)?;
 
-        let mut rng = XorShift::seeded();
+        let mut rng = KeyRng::from_entropy();
         let key = match find_header(&opts.headers, "Sec-WebSocket-Key") {
             Some(k) => k.trim().to_string(),
-            None => rng.ws_key(),
+            None => ws_key(&mut rng),
         };
         let host = url.host_header();
         let request = request(&url, &host, &key, opts);
@@ -1254,13 +1213,13 @@ mod tests {
 
     #[test]
     fn keys_are_16_random_bytes_and_differ() {
-        let mut a = XorShift::seeded();
-        let mut b = XorShift::seeded();
-        let (ka, kb) = (a.ws_key(), b.ws_key());
+        let mut a = KeyRng::from_entropy();
+        let mut b = KeyRng::from_entropy();
+        let (ka, kb) = (ws_key(&mut a), ws_key(&mut b));
         assert_ne!(ka, kb, "two generators seeded apart");
-        assert_ne!(ka, a.ws_key(), "one generator twice");
+        assert_ne!(ka, ws_key(&mut a), "one generator twice");
         assert_eq!(BASE64.decode(&ka).unwrap().len(), 16);
-        assert_ne!(a.mask_key(), a.mask_key());
+        assert_ne!(a.mask(), a.mask());
     }
 
     #[test]

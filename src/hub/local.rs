@@ -1,14 +1,13 @@
-//! The hub inside one worker: the rooms it is home of, its share of room
-//! membership, its subscribers, and the tasks that serve its two inboxes.
-//!
-//! When a room's home is this worker, publishing and joining happen inline
-//! with no bus hop; otherwise they go over the bus and the answer comes back
-//! on this worker's delivery inbox, in order with the room's messages.
+//! The hub inside one worker: its share of room membership, its
+//! subscribers, delivery to them, and the tasks that serve its inboxes.
+//! Publishing, joining and the rooms' history go through the worker's
+//! [`engine`](super::engine): its answers come inline or on this worker's
+//! delivery inbox, in order with the room's messages.
 //!
 //! A resuming subscriber's replay comes the same way, a piece at a time:
 //! the join's answer brings the first piece, and [`HubLocal::pace_replay`]
 //! (called again as the connection's writes drain its queue) queues what
-//! fits and asks the home for the next piece. A piece that reaches the
+//! fits and asks the engine for the next piece. A piece that reaches the
 //! room's head arrives ahead of every later message of the room, so the
 //! replay hands over to live delivery with nothing lost or repeated.
 
@@ -33,7 +32,6 @@ use crate::io::stats::WorkerStats;
 /// The hub state of one worker.
 pub struct HubLocal {
     pub worker: usize,
-    pub bus: Arc<Bus>,
     rules: PublishRules,
     /// Where the rooms are ordered and kept.
     pub engine: WorkerEngine,
@@ -67,15 +65,7 @@ impl HubLocal {
         HubLocal {
             worker,
             rules,
-            engine: WorkerEngine::new(
-                worker,
-                bus.clone(),
-                cfg,
-                room_count,
-                max_rooms,
-                stats.clone(),
-            ),
-            bus,
+            engine: WorkerEngine::new(worker, bus, cfg, room_count, max_rooms, stats.clone()),
             shard: RefCell::new(LocalRooms::default()),
             subs: RefCell::new(Slab::new()),
             generation: Cell::new(0),

@@ -76,9 +76,81 @@ fn mask_bytes(buf: &mut [u8], key: [u8; 4]) {
     }
 }
 
+/// Masking keys and handshake nonces for a client: xorshift64*, fast and
+/// with no cryptographic claims (RFC 6455 asks masks to be unpredictable to
+/// scripts in a browser, not secret).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRng(u64);
+
+impl KeyRng {
+    /// A generator from `seed` (mixed with splitmix64, so that nearby seeds diverge).
+    pub fn new(seed: u64) -> KeyRng {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        KeyRng(if z == 0 { 0x2545_F491_4F6C_DD1D } else { z })
+    }
+
+    /// A generator seeded from the clock, the process id, a per-process
+    /// counter and a stack address: two made at once still differ.
+    pub fn from_entropy() -> KeyRng {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let local = 0u8;
+        KeyRng::new(
+            nanos
+                ^ ((std::process::id() as u64) << 32)
+                ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+                ^ (&local as *const u8 as u64).rotate_left(17),
+        )
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A frame's masking key.
+    pub fn mask(&mut self) -> [u8; 4] {
+        (self.next_u64() as u32).to_ne_bytes()
+    }
+
+    /// 16 random bytes (a `Sec-WebSocket-Key` nonce).
+    pub fn bytes16(&mut self) -> [u8; 16] {
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&self.next_u64().to_ne_bytes());
+        b[8..].copy_from_slice(&self.next_u64().to_ne_bytes());
+        b
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_rng_is_repeatable_per_seed_and_differs_between_seeds() {
+        let run = |seed| {
+            let mut r = KeyRng::new(seed);
+            [r.next_u64(), r.next_u64(), r.next_u64()]
+        };
+        assert_eq!(run(1), run(1));
+        assert_ne!(run(1)[0], run(2)[0]);
+        assert_ne!(KeyRng::new(0).next_u64(), 0);
+        let (mut a, mut b) = (KeyRng::from_entropy(), KeyRng::from_entropy());
+        assert_ne!(a.bytes16(), b.bytes16(), "two made at once");
+        assert_ne!(a.mask(), a.mask());
+    }
 
     fn naive(buf: &mut [u8], key: [u8; 4], offset: usize) {
         for (i, b) in buf.iter_mut().enumerate() {

@@ -40,7 +40,7 @@ pub use handshake::{
     accept_key, client_key, origin_allowed, select_subprotocol, validate_101, validate_upgrade,
     write_101_response, ClientRequest, HandshakeError, Upgrade,
 };
-pub use mask::{apply_mask, apply_mask_offset};
+pub use mask::{apply_mask, apply_mask_offset, KeyRng};
 pub use utf8::{Utf8Error, Utf8Validator};
 
 #[cfg(test)]
