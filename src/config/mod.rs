@@ -446,13 +446,10 @@ impl SseConfig {
         if self.keepalive.0.is_zero() {
             return fail("sse.keepalive must be more than 0".into());
         }
-        if self.max_rooms_per_connection == 0 || self.max_rooms_per_connection > 256 {
-            return fail(format!(
-                "sse.max_rooms_per_connection = {} must be from 1 to 256",
-                self.max_rooms_per_connection
-            ));
-        }
-        Ok(())
+        check_rooms_per_connection(
+            "sse.max_rooms_per_connection",
+            self.max_rooms_per_connection,
+        )
     }
 }
 
@@ -732,6 +729,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The rule of both `*.max_rooms_per_connection` keys: 1 to 256.
+fn check_rooms_per_connection(key: &str, n: usize) -> Result<(), ConfigError> {
+    if n == 0 || n > 256 {
+        return fail(format!("{key} = {n} must be from 1 to 256"));
+    }
+    Ok(())
 }
 
 /// A validation failure: `msg` as the error.
@@ -1043,6 +1048,19 @@ mod tests {
         assert!(e.0.contains("workers"), "{e}");
         let e = Config::from_toml("[log]\nlevel = \"loud\"\n", "t.toml").unwrap_err();
         assert!(e.0.contains("log.level"), "{e}");
+        for (toml, key) in [
+            (
+                "[sse]\nmax_rooms_per_connection = 0\n",
+                "sse.max_rooms_per_connection = 0",
+            ),
+            (
+                "[ws.rooms]\nmax_rooms_per_connection = 257\n",
+                "ws.rooms.max_rooms_per_connection = 257",
+            ),
+        ] {
+            let e = Config::from_toml(toml, "t.toml").unwrap_err();
+            assert!(e.0.contains(key) && e.0.contains("from 1 to 256"), "{e}");
+        }
     }
 
     /// The reason line of a refused config (toml's located message ends with it).

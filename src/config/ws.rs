@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{fail, ByteSize, ConfigError, Period};
+use super::{check_rooms_per_connection, fail, ByteSize, ConfigError, Period};
 
 /// How room messages reach WebSocket subscribers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -98,14 +98,10 @@ impl WsConfig {
                 return fail(format!("{key}: {bad:?} is not a valid token"));
             }
         }
-        let rooms = &self.rooms;
-        if rooms.max_rooms_per_connection == 0 || rooms.max_rooms_per_connection > 256 {
-            return fail(format!(
-                "ws.rooms.max_rooms_per_connection = {} must be from 1 to 256",
-                rooms.max_rooms_per_connection
-            ));
-        }
-        Ok(())
+        check_rooms_per_connection(
+            "ws.rooms.max_rooms_per_connection",
+            self.rooms.max_rooms_per_connection,
+        )
     }
 }
 
