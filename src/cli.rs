@@ -17,6 +17,13 @@ OPTIONS:
     -w, --workers <N>       worker threads, 0 = one per CPU (server.workers)
         --log-format <F>    text or json (log.format)
         --log-level <L>     error, warn, info, debug or trace (log.level)
+        --tls-listen <ADDR> TLS listener address, e.g. 0.0.0.0:8443 (tls.listen)
+        --tls-cert <FILE>   PEM certificate chain (tls.cert)
+        --tls-key <FILE>    PEM private key (tls.key)
+        --self-signed       for local development: serve TLS (on 127.0.0.1:8443
+                            unless tls.listen says otherwise) with a self-signed
+                            certificate for localhost, 127.0.0.1 and ::1, written
+                            to ./ringcast-dev-tls/ once and reused
         --check-config      validate the configuration and exit
     -h, --help              print this help
     -V, --version           print the version
@@ -30,6 +37,10 @@ pub struct Args {
     pub workers: Option<usize>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<String>,
+    pub tls_listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub self_signed: bool,
     pub check_config: bool,
     pub help: bool,
     pub version: bool,
@@ -84,6 +95,19 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Args
                         .map_err(|e| e.to_string())?,
                 )
             }
+            Long("tls-listen") => {
+                let v = p
+                    .value()
+                    .map_err(|e| e.to_string())?
+                    .string()
+                    .map_err(|e| e.to_string())?;
+                a.tls_listen = Some(
+                    crate::config::parse_listen(&v).map_err(|e| format!("--tls-listen {e}"))?,
+                );
+            }
+            Long("tls-cert") => a.tls_cert = Some(p.value().map_err(|e| e.to_string())?.into()),
+            Long("tls-key") => a.tls_key = Some(p.value().map_err(|e| e.to_string())?.into()),
+            Long("self-signed") => a.self_signed = true,
             Long("check-config") => a.check_config = true,
             Short('h') | Long("help") => a.help = true,
             Short('V') | Long("version") => a.version = true,
@@ -111,8 +135,44 @@ pub fn load_config(args: &Args) -> Result<Config, ConfigError> {
     if let Some(l) = &args.log_level {
         cfg.log.level = l.clone();
     }
+    if let Some(l) = args.tls_listen {
+        cfg.tls.listen = l.to_string();
+    }
+    if let Some(c) = &args.tls_cert {
+        cfg.tls.cert = c.display().to_string();
+    }
+    if let Some(k) = &args.tls_key {
+        cfg.tls.key = k.display().to_string();
+    }
+    if args.self_signed {
+        self_signed(&mut cfg)?;
+    }
     crate::server::check_config(&cfg)?;
     Ok(cfg)
+}
+
+/// Where `--self-signed` keeps its certificate.
+pub const DEV_TLS_DIR: &str = "ringcast-dev-tls";
+
+/// `--self-signed`: a TLS listener (127.0.0.1:8443 unless one is set) with
+/// the development certificate, made once in [`DEV_TLS_DIR`].
+fn self_signed(cfg: &mut Config) -> Result<(), ConfigError> {
+    if cfg.tls.listen.is_empty() {
+        cfg.tls.listen = "127.0.0.1:8443".into();
+    }
+    if !cfg.tls.cert.is_empty() {
+        return Ok(());
+    }
+    let dir = std::path::Path::new(DEV_TLS_DIR);
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if !(cert.exists() && key.exists()) {
+        let names = ["localhost", "127.0.0.1", "::1"].map(String::from);
+        crate::io::tls::certs::write_self_signed(dir, &names)
+            .map_err(|e| ConfigError(format!("--self-signed: {e}")))?;
+    }
+    cfg.tls.cert = cert.display().to_string();
+    cfg.tls.key = key.display().to_string();
+    Ok(())
 }
 
 #[cfg(test)]

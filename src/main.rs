@@ -78,13 +78,35 @@ fn reload(
     server: &ringcast::ServerHandle,
     running: &mut ringcast::config::Config,
 ) {
-    let new = match ringcast::cli::load_config(args) {
+    let mut new = match ringcast::cli::load_config(args) {
         Ok(c) => c,
         Err(e) => {
             log::error!("SIGHUP: configuration not reloaded, the running one stays: {e}");
             return;
         }
     };
+    // The certificate files are read again whether or not their names
+    // changed (a renewal rewrites the same files).
+    if server.tls_addr().is_some() {
+        match server.reload_tls(&new) {
+            Ok(()) => {
+                for c in server.tls_certificates() {
+                    log::info!(
+                        "SIGHUP: tls certificate {} loaded for {} (not after {} s since the epoch)",
+                        c.file,
+                        c.names.join(", "),
+                        c.not_after
+                    );
+                }
+            }
+            Err(e) => {
+                log::error!("SIGHUP: {e}; the running certificates stay");
+                new.tls.cert = running.tls.cert.clone();
+                new.tls.key = running.tls.key.clone();
+                new.tls.certificates = running.tls.certificates.clone();
+            }
+        }
+    }
     let changes = ringcast::config::diff(running, &new);
     if changes.is_empty() {
         log::info!("SIGHUP: configuration re-read; nothing changed");

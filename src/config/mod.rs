@@ -4,6 +4,7 @@
 //! `ringcast.example.toml`), then overridden by command-line flags. Unknown
 //! keys and bad values are start-up errors that name the key.
 
+mod tls;
 pub mod units;
 mod ws;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use units::{ByteSize, Period};
+pub use tls::{TlsCertificate, TlsConfig};
 pub use ws::{EndpointAuth, Envelope, WsConfig, WsDeflateConfig, WsEndpoint, WsRoomsEndpoint};
 
 /// The former name of [`WsEndpoint`], from when only the echo endpoint used it.
@@ -48,6 +50,8 @@ pub struct Config {
     pub demo: DemoConfig,
     /// `[dashboard]`: the built-in dashboard and its feed.
     pub dashboard: DashboardConfig,
+    /// `[tls]`: the TLS listener (HTTPS, WSS) and its certificates.
+    pub tls: TlsConfig,
 }
 
 /// Which io driver the workers run.
@@ -690,6 +694,7 @@ impl Config {
         self.ws.validate()?;
         self.check_endpoint_paths()?;
         self.ws.validate_endpoints()?;
+        self.tls.validate(self.server.listen)?;
         self.log.validate()
     }
 

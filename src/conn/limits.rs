@@ -56,10 +56,18 @@ pub const LIVE_KEYS: &[&str] = &[
 ];
 
 /// Keys a SIGHUP applies to the running server: the limits above, the log
-/// level, `[auth]` and `hub.publish_token` (tables as their name alone).
+/// level, `[auth]`, `hub.publish_token` and the TLS certificates (tables
+/// as their name alone).
 pub fn live_keys() -> Vec<&'static str> {
     let mut keys = LIVE_KEYS.to_vec();
-    keys.extend(["log.level", "auth", "hub.publish_token"]);
+    keys.extend([
+        "log.level",
+        "auth",
+        "hub.publish_token",
+        "tls.cert",
+        "tls.key",
+        "tls.certificates",
+    ]);
     keys
 }
 

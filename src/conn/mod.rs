@@ -15,6 +15,7 @@ pub mod http;
 pub mod limits;
 pub mod liveness;
 pub mod sse;
+pub mod tls;
 pub mod worker;
 pub mod ws;
 

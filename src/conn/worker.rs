@@ -64,6 +64,10 @@ pub struct Shared {
     pub publish_rules: PublishRules,
     /// What each request is answered with (the application's endpoint table).
     pub app: Box<dyn App>,
+    /// The TLS listener's certificates and configuration (`[tls]`), if on.
+    pub tls: Option<Arc<crate::io::tls::certs::TlsContext>>,
+    /// The TLS listener's port (for the plain listener's redirect), 0 if none.
+    pub tls_port: u16,
 }
 
 impl Shared {

@@ -11,6 +11,7 @@ pub mod ready;
 pub mod signal;
 pub mod sock;
 pub mod stats;
+pub mod tls;
 pub mod transport;
 pub mod writeq;
 

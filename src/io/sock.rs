@@ -44,6 +44,13 @@ pub fn recv_into(fd: RawFd, buf: &mut BytesMut, want: usize) -> io::Result<usize
     Ok(n)
 }
 
+/// Reads at most `buf.len()` bytes of what the socket has into `buf`
+/// (`Ok(0)` is end of stream, `WouldBlock` nothing there yet).
+pub fn recv_slice(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: recv writes at most buf.len() bytes into the borrowed slice.
+    unsafe { sys_recv(fd, buf.as_mut_ptr(), buf.len(), libc::MSG_DONTWAIT) }
+}
+
 /// Whether the peer has sent bytes we have not read yet (a non-blocking peek).
 pub fn has_pending(fd: RawFd) -> bool {
     let mut b = 0u8;

@@ -51,6 +51,23 @@ pub struct WorkerStats {
     /// `accept` failures for lack of file descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM).
     pub accept_resource_errors: Counter,
     pub http_requests: Counter,
+    /// TLS handshakes completed, by version, and how many of them resumed a session.
+    pub tls_handshakes_12: Counter,
+    pub tls_handshakes_13: Counter,
+    pub tls_resumed: Counter,
+    /// TLS handshakes failed, by reason (see `io::tls::HandshakeFailure`).
+    pub tls_fail_timeout: Counter,
+    pub tls_fail_eof: Counter,
+    pub tls_fail_not_tls: Counter,
+    pub tls_fail_plain_http: Counter,
+    pub tls_fail_peer_alert: Counter,
+    pub tls_fail_incompatible: Counter,
+    pub tls_fail_protocol: Counter,
+    pub tls_fail_io: Counter,
+    /// TLS connections closed at once because `tls.max_handshakes_per_worker` handshakes were running.
+    pub tls_rejected_handshake_limit: Counter,
+    /// TLS handshakes running right now.
+    pub tls_handshaking: Counter,
     /// Requests refused by a limit or a parse error, by status.
     pub http_400: Counter,
     pub http_413: Counter,

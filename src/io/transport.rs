@@ -1,14 +1,14 @@
 //! The transport: a connection's byte stream as every driver reads and
-//! writes it (HTTP, SSE, WebSocket). Today it is a plain TCP socket; an
-//! encrypted stream slots in here, underneath, without the drivers
-//! changing: they only ever read into a pooled buffer, send bytes or a
-//! queue of frames, wait for room to write, close gracefully, and park.
+//! writes it (HTTP, SSE, WebSocket): a plain TCP socket, or TLS over one
+//! ([`super::tls`]). The drivers do not tell them apart: they only ever
+//! read into a pooled buffer, send bytes or a queue of frames, wait for
+//! room to write, close gracefully, and park.
 //!
-//! A parked connection keeps a [`ParkedTransport`]: for a plain socket its
-//! bare descriptor (4 bytes), so an idle connection costs no more than its
-//! socket whichever transport it uses (another transport keeps its own
-//! session state there, boxed).
+//! A parked connection keeps a [`ParkedTransport`]: its bare descriptor
+//! and, for TLS, its boxed session (keys and sequence numbers), so an idle
+//! connection costs no more than that whichever transport it uses.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -18,23 +18,44 @@ use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 
 use super::signal::Signal;
+use super::tls::TlsSession;
 use super::{sock, writeq};
 
 /// A connection's byte stream (see the module documentation).
 pub struct Transport {
     stream: TcpStream,
+    tls: Option<Box<RefCell<TlsSession>>>,
 }
 
 /// A parked connection's transport: what it needs to carry on, and nothing
 /// the runtime would have to keep for it.
 pub struct ParkedTransport {
     fd: OwnedFd,
+    tls: Option<Box<RefCell<TlsSession>>>,
 }
 
 impl Transport {
     /// A plain TCP connection.
     pub fn tcp(stream: TcpStream) -> Transport {
-        Transport { stream }
+        Transport { stream, tls: None }
+    }
+
+    /// A TLS connection (its handshake still to run: [`Transport::tls_session`]).
+    pub fn tls(stream: TcpStream, session: TlsSession) -> Transport {
+        Transport {
+            stream,
+            tls: Some(Box::new(RefCell::new(session))),
+        }
+    }
+
+    /// Whether the connection is TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The socket and the TLS session, for the handshake.
+    pub fn tls_session(&self) -> Option<(&TcpStream, &RefCell<TlsSession>)> {
+        self.tls.as_deref().map(|s| (&self.stream, s))
     }
 
     /// The socket's descriptor, for the worker's readiness registration (no I/O goes through it).
@@ -47,30 +68,58 @@ impl Transport {
     /// `want` bytes means there was no more.
     #[inline]
     pub fn recv_into(&self, buf: &mut BytesMut, want: usize) -> io::Result<usize> {
-        sock::recv_into(self.stream.as_raw_fd(), buf, want)
+        let fd = self.stream.as_raw_fd();
+        match &self.tls {
+            None => sock::recv_into(fd, buf, want),
+            Some(t) => t.borrow_mut().recv_into(fd, buf, want),
+        }
     }
 
     /// Whether the peer has sent bytes not read yet.
     pub fn has_pending(&self) -> bool {
-        sock::has_pending(self.stream.as_raw_fd())
+        let fd = self.stream.as_raw_fd();
+        match &self.tls {
+            None => sock::has_pending(fd),
+            Some(t) => t.borrow().has_pending(fd),
+        }
     }
 
     /// Sends what it can of `data` now, without waiting.
     #[inline]
     pub fn send(&self, data: &[u8]) -> io::Result<usize> {
-        sock::send(self.stream.as_raw_fd(), data)
+        let fd = self.stream.as_raw_fd();
+        match &self.tls {
+            None => sock::send(fd, data),
+            Some(t) => t.borrow_mut().send(fd, data),
+        }
     }
 
-    /// Sends what it can of a queue of frames now (one vectored write),
-    /// popping what was written and trimming a frame written in part.
+    /// Sends what it can of a queue of frames now (one write), popping what
+    /// was written and trimming a frame written in part.
     #[inline]
     pub fn send_queue(&self, queue: &mut VecDeque<Bytes>) -> io::Result<usize> {
-        writeq::write_queue(self.stream.as_raw_fd(), queue)
+        let fd = self.stream.as_raw_fd();
+        match &self.tls {
+            None => writeq::write_queue(fd, queue),
+            Some(t) => t.borrow_mut().send_queue(fd, queue),
+        }
     }
 
     /// Writes all of `data`, waiting for room as needed (each wait bounded by `timeout`).
-    pub async fn write_all(&self, data: &[u8], timeout: Duration) -> io::Result<()> {
-        sock::write_all(&self.stream, data, timeout).await
+    pub async fn write_all(&self, mut data: &[u8], timeout: Duration) -> io::Result<()> {
+        if self.tls.is_none() {
+            return sock::write_all(&self.stream, data, timeout).await;
+        }
+        while !data.is_empty() {
+            match self.send(data) {
+                Ok(n) => data = &data[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    sock::wait_writable(&self.stream, timeout).await?
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Waits until the peer can take more bytes, at most `timeout`
@@ -85,17 +134,22 @@ impl Transport {
         sock::wait_writable_or(&self.stream, timeout, signal, give_up).await
     }
 
-    /// Closes gracefully: ends the write side, then reads and discards what
-    /// the peer still sends (at most `max`), so the close does not reset the
-    /// connection before the peer has read the last bytes.
+    /// Closes gracefully: ends the write side (after a TLS close_notify),
+    /// then reads and discards what the peer still sends (at most `max`),
+    /// so the close does not reset the connection before the peer has read
+    /// the last bytes.
     pub async fn linger_close(&self, max: Duration) {
-        sock::linger_close(&self.stream, max).await
+        match &self.tls {
+            None => sock::linger_close(&self.stream, max).await,
+            Some(t) => super::tls::close(&self.stream, t, max).await,
+        }
     }
 
     /// The transport of a connection that parks (see the module documentation).
     pub fn park(self) -> ParkedTransport {
         ParkedTransport {
             fd: sock::detach_stream(self.stream),
+            tls: self.tls,
         }
     }
 }
@@ -104,6 +158,7 @@ impl ParkedTransport {
     /// The transport again, for a connection that resumes (on an error the
     /// connection is closed).
     pub fn resume(self) -> io::Result<Transport> {
-        sock::attach_stream(self.fd).map(Transport::tcp)
+        let tls = self.tls;
+        sock::attach_stream(self.fd).map(|stream| Transport { stream, tls })
     }
 }

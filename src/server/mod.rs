@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::hub::{Bus, Hub, PublishRules};
 use crate::io::cpu::{allowed_cpus, pin_to_cpu};
 use crate::io::stats::WorkerStats;
+use crate::io::tls::certs::TlsContext;
 use crate::io::Driver;
 pub use signals::ShutdownSignals;
 use worker::Control;
@@ -43,6 +44,7 @@ pub struct Server {
 /// wait for it ([`ServerHandle::stop`], [`ServerHandle::run_until_signal`]).
 pub struct ServerHandle {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     controls: Vec<flume::Sender<Control>>,
     threads: Vec<JoinHandle<()>>,
@@ -181,8 +183,25 @@ impl Server {
                 .into())
             }
         };
-        let listeners = bind_listeners(cfg.server.listen, workers, cfg.server.backlog)?;
+        let tls = match cfg.tls.listen_addr() {
+            Some(_) => Some(Arc::new(TlsContext::from_config(&cfg.tls).map_err(|e| {
+                Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e))
+            })?)),
+            None => None,
+        };
+        let listeners = bind_listeners(cfg.server.listen, workers, cfg.server.backlog, "server.listen")?;
         let addr = listeners[0].local_addr()?;
+        let mut tls_listeners: Vec<Option<std::net::TcpListener>> = match cfg.tls.listen_addr() {
+            Some(a) => bind_listeners(a, workers, cfg.server.backlog, "tls.listen")?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => (0..workers).map(|_| None).collect(),
+        };
+        let tls_addr = match &tls_listeners[0] {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let driver = choose_driver(cfg.server.io_driver, cfg.server.io_uring_entries)?;
 
         let auth = Auth::from_config(&cfg)?;
@@ -213,6 +232,8 @@ impl Server {
             access_tx: access.as_ref().map(|a| a.sender()),
             auth: Arc::new(ArcSwap::from_pointee(auth)),
             app: Box::new(app),
+            tls,
+            tls_port: tls_addr.map_or(0, |a| a.port()),
         });
 
         let (done_tx, done) = std::sync::mpsc::channel();
@@ -220,6 +241,7 @@ impl Server {
         let mut threads = Vec::with_capacity(workers);
         let pin = shared.cfg.server.pin_workers;
         for (id, (listener, inbox)) in listeners.into_iter().zip(inboxes).enumerate() {
+            let tls_listener = tls_listeners[id].take();
             let (tx, rx) = flume::unbounded();
             controls.push(tx);
             let shared = shared.clone();
@@ -242,6 +264,7 @@ impl Server {
                         id,
                         shared,
                         listener,
+                        tls_listener,
                         inbox,
                         control: rx,
                         driver,
@@ -264,8 +287,21 @@ impl Server {
             if workers == 1 { "" } else { "s" },
             driver.name()
         );
+        if let (Some(a), Some(ctx)) = (tls_addr, &shared.tls) {
+            for c in ctx.store.info() {
+                log::info!(
+                    "tls: listening on {a}; certificate {} for {} (valid until {})",
+                    c.file,
+                    c.names.join(", "),
+                    httpdate::fmt_http_date(
+                        std::time::UNIX_EPOCH + Duration::from_secs(c.not_after.max(0) as u64)
+                    )
+                );
+            }
+        }
         Ok(ServerHandle {
             addr,
+            tls_addr,
             shared,
             controls,
             threads,
@@ -280,6 +316,28 @@ impl ServerHandle {
     /// The address the workers listen on (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS listener's address (`tls.listen`), if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The certificates the TLS listener uses now (empty without one).
+    pub fn tls_certificates(&self) -> Vec<crate::io::tls::certs::CertInfo> {
+        self.shared.tls.as_ref().map_or(Vec::new(), |t| t.store.info())
+    }
+
+    /// Loads the certificates `cfg` names (its `[tls]` section) for new
+    /// handshakes; open connections keep theirs. On an error (naming the
+    /// file) the running certificates stay. Without a TLS listener, nothing to do.
+    pub fn reload_tls(&self, cfg: &Config) -> Result<(), Error> {
+        match &self.shared.tls {
+            Some(ctx) => ctx
+                .reload(&cfg.tls)
+                .map_err(|e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e))),
+            None => Ok(()),
+        }
     }
 
     /// The io driver the workers run.
@@ -395,6 +453,7 @@ fn bind_listeners(
     addr: SocketAddr,
     workers: usize,
     backlog: u32,
+    key: &str,
 ) -> io::Result<Vec<std::net::TcpListener>> {
     use socket2::{Domain, Socket, Type};
     let mut addr = addr;
@@ -408,7 +467,7 @@ fn bind_listeners(
         s.bind(&addr.into()).map_err(|e| {
             io::Error::new(
                 e.kind(),
-                format!("cannot listen on {addr} (server.listen): {e}"),
+                format!("cannot listen on {addr} ({key}): {e}"),
             )
         })?;
         s.listen(backlog.min(i32::MAX as u32) as i32)?;

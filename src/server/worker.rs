@@ -31,6 +31,8 @@ pub struct WorkerStart {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub listener: std::net::TcpListener,
+    /// This worker's TLS listener (`[tls]`), if on.
+    pub tls_listener: Option<std::net::TcpListener>,
     pub inbox: Inbox,
     pub control: flume::Receiver<Control>,
     pub driver: Driver,
@@ -104,6 +106,7 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
         id,
         shared,
         listener,
+        tls_listener,
         inbox,
         control,
         driver,
@@ -157,12 +160,19 @@ async fn worker_main(start: WorkerStart) -> io::Result<()> {
         }));
     }
     let listener = monoio::net::TcpListener::from_std(listener)?;
+    let tls_listener = tls_listener
+        .map(monoio::net::TcpListener::from_std)
+        .transpose()?;
     log::info!("worker {id} running on the {} driver", driver.name());
-    let acceptor = monoio::spawn(accept_loop(worker.clone(), listener));
+    let acceptor = monoio::spawn(accept_loop(worker.clone(), listener, false));
+    let tls_acceptor = tls_listener.map(|l| monoio::spawn(accept_loop(worker.clone(), l, true)));
     // Either a Drain message or the handle being dropped ends the worker.
     let _ = control.recv_async().await;
     worker.drain().await;
     acceptor.await;
+    if let Some(a) = tls_acceptor {
+        a.await;
+    }
     worker.drop_parked();
     if let Some(log) = &worker.access {
         log.flush(&worker.stats);
@@ -187,16 +197,21 @@ fn is_resource_error(e: &io::Error) -> bool {
 
 /// Accepts connections until the drain starts. Waits for readiness, then
 /// accepts with non-blocking `accept4` until the queue is empty.
-async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener) {
+async fn accept_loop(worker: Rc<Worker>, listener: monoio::net::TcpListener, tls: bool) {
     let lfd = listener.as_raw_fd();
-    accept_until_drain(&worker, &listener, lfd).await;
+    accept_until_drain(&worker, &listener, lfd, tls).await;
     // Stop listening now (new connections are refused at once); the runtime
     // closes the descriptor when the listener is dropped.
     // SAFETY: plain syscall on the listener's own descriptor, still open.
     unsafe { libc::shutdown(lfd, libc::SHUT_RDWR) };
 }
 
-async fn accept_until_drain(worker: &Rc<Worker>, listener: &monoio::net::TcpListener, lfd: RawFd) {
+async fn accept_until_drain(
+    worker: &Rc<Worker>,
+    listener: &monoio::net::TcpListener,
+    lfd: RawFd,
+    tls: bool,
+) {
     let backoff = worker.shared.cfg.server.accept_backoff.0;
     let mut last_resource_log: Option<Instant> = None;
     loop {
@@ -255,7 +270,7 @@ async fn accept_until_drain(worker: &Rc<Worker>, listener: &monoio::net::TcpList
             }
             // SAFETY: accept4 returned a fresh socket that nothing else owns.
             let std_stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
-            admit(worker, std_stream, peer_ip(&addr));
+            admit(worker, std_stream, peer_ip(&addr), tls);
         }
     }
 }
@@ -281,10 +296,30 @@ fn peer_ip(addr: &libc::sockaddr_storage) -> IpAddr {
 }
 
 /// Applies the connection limits, then starts the connection's task or
-/// refuses it (503 for the server's limits, 429 for the client's own).
-fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr) {
+/// refuses it (503 for the server's limits, 429 for the client's own; a
+/// TLS connection over `tls.max_handshakes_per_worker` is closed at once,
+/// since it cannot be answered before its handshake).
+fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr, tls: bool) {
     let shared = &worker.shared;
     let limits = &shared.limits;
+    let session = match (tls, &shared.tls) {
+        (false, _) => None,
+        (true, Some(ctx)) => {
+            if worker.stats.tls_handshaking.get() >= shared.cfg.tls.max_handshakes_per_worker as u64
+            {
+                worker.stats.tls_rejected_handshake_limit.inc();
+                return;
+            }
+            match crate::io::tls::TlsSession::new(ctx.config.clone()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    log::warn!("worker {}: cannot start a TLS session: {e}", worker.id);
+                    return;
+                }
+            }
+        }
+        (true, None) => return,
+    };
     let global = shared.conns.fetch_add(1, Ordering::Relaxed) + 1;
     let over_global = global > limits.max_connections.load(Ordering::Relaxed);
     let over_local = worker.live() >= limits.max_connections_per_worker.load(Ordering::Relaxed);
@@ -315,7 +350,10 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr) {
     let _ = socket2::SockRef::from(&std_stream)
         .set_tcp_user_timeout(Some(shared.cfg.http.send_timeout.0));
     let io = match monoio::net::TcpStream::from_std(std_stream) {
-        Ok(s) => Transport::tcp(s),
+        Ok(s) => match session {
+            None => Transport::tcp(s),
+            Some(session) => Transport::tls(s, session),
+        },
         Err(e) => {
             shared.conns.fetch_sub(1, Ordering::Relaxed);
             if ip_counted {
@@ -337,9 +375,15 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr) {
             return;
         }
     };
-    let fut = crate::conn::http::serve(io, guard);
-    log::trace!("connection future: {} bytes", std::mem::size_of_val(&fut));
-    crate::io::panic::spawn_guarded("connection", fut);
+    if tls {
+        // (counted here, not when the task first runs: an accept batch sees it)
+        worker.stats.tls_handshaking.inc();
+        crate::io::panic::spawn_guarded("tls connection", crate::conn::tls::serve(io, guard));
+    } else {
+        let fut = crate::conn::http::serve(io, guard);
+        log::trace!("connection future: {} bytes", std::mem::size_of_val(&fut));
+        crate::io::panic::spawn_guarded("connection", fut);
+    }
 }
 
 /// Answers a connection over a limit (503 or 429) and closes it gracefully.
