@@ -165,9 +165,59 @@ static FAMILIES: &[Family] = &[
 ];
 
 /// Renders every metric family.
-pub fn render(shared: &Shared) -> String {
-    let mut out = String::with_capacity(4096);
-    for f in FAMILIES {
+/// The TLS listener's series (only when there is one).
+static TLS_FAMILIES: &[Family] = &[
+    Family {
+        name: "ringcast_tls_handshakes_total",
+        kind: "counter",
+        help: "TLS handshakes completed, by protocol version.",
+        series: &[
+            ("version=\"1.2\"", get!(tls_handshakes_12)),
+            ("version=\"1.3\"", get!(tls_handshakes_13)),
+        ],
+    },
+    Family {
+        name: "ringcast_tls_sessions_resumed_total",
+        kind: "counter",
+        help: "TLS handshakes that resumed a session from a ticket.",
+        series: &[("", get!(tls_resumed))],
+    },
+    Family {
+        name: "ringcast_tls_handshake_failures_total",
+        kind: "counter",
+        help: "TLS handshakes that failed, by reason: timeout (tls.handshake_timeout), eof (client left), not_tls (first bytes not a TLS record), plain_http (an HTTP request, answered 400), peer_alert (the client refused, e.g. our certificate), incompatible (no version, suite or group in common), protocol (malformed), io; handshake_limit: closed at accept, tls.max_handshakes_per_worker running.",
+        series: &[
+            ("reason=\"timeout\"", get!(tls_fail_timeout)),
+            ("reason=\"eof\"", get!(tls_fail_eof)),
+            ("reason=\"not_tls\"", get!(tls_fail_not_tls)),
+            ("reason=\"plain_http\"", get!(tls_fail_plain_http)),
+            ("reason=\"peer_alert\"", get!(tls_fail_peer_alert)),
+            ("reason=\"incompatible\"", get!(tls_fail_incompatible)),
+            ("reason=\"protocol\"", get!(tls_fail_protocol)),
+            ("reason=\"io\"", get!(tls_fail_io)),
+            (
+                "reason=\"handshake_limit\"",
+                get!(tls_rejected_handshake_limit),
+            ),
+        ],
+    },
+    Family {
+        name: "ringcast_tls_handshakes_in_progress",
+        kind: "gauge",
+        help: "TLS handshakes running now (bounded by tls.max_handshakes_per_worker).",
+        series: &[("", get!(tls_handshaking))],
+    },
+];
+
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn render_families(out: &mut String, shared: &Shared, families: &[Family]) {
+    for f in families {
         let _ = writeln!(out, "# HELP {} {}", f.name, f.help);
         let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
         for (labels, read) in f.series {
@@ -180,6 +230,28 @@ pub fn render(shared: &Shared) -> String {
                     read(stats)
                 );
             }
+        }
+    }
+}
+
+pub fn render(shared: &Shared) -> String {
+    let mut out = String::with_capacity(4096);
+    render_families(&mut out, shared, FAMILIES);
+    if let Some(tls) = &shared.tls {
+        render_families(&mut out, shared, TLS_FAMILIES);
+        let _ = writeln!(
+            out,
+            "# HELP ringcast_tls_certificate_not_after_seconds When each loaded certificate expires (its notAfter, Unix seconds)."
+        );
+        let _ = writeln!(out, "# TYPE ringcast_tls_certificate_not_after_seconds gauge");
+        for c in tls.store.info() {
+            let _ = writeln!(
+                out,
+                "ringcast_tls_certificate_not_after_seconds{{file=\"{}\",names=\"{}\"}} {}",
+                label_value(&c.file),
+                label_value(&c.names.join(",")),
+                c.not_after
+            );
         }
     }
     let _ = writeln!(

@@ -398,11 +398,28 @@ impl Conn {
         let body = &buf[head.head_len..total];
         let log = self.pending(head.method, head.target, head.minor_version, now);
         let mark_keep_alive = (keep_alive && head.minor_version == 0).then_some(self.out.len());
-        let action =
-            self.worker
-                .shared
+        let out_start = self.out.len();
+        let shared = &self.worker.shared;
+        let tls = &shared.cfg.tls;
+        let action = if tls.redirect_http
+            && !self.io.is_tls()
+            && !tls.redirect_exempt.iter().any(|p| p == head.path)
+        {
+            redirect_to_https(&mut self.out, &head, shared.tls_port, keep_alive, head_only);
+            Action::Done(301)
+        } else {
+            shared
                 .app
-                .route(&self.worker, &head, body, &mut self.out, keep_alive);
+                .route(&self.worker, &head, body, &mut self.out, keep_alive)
+        };
+        if !tls.hsts.is_empty() && self.io.is_tls() && self.out.len() > out_start {
+            response::insert_header(
+                &mut self.out,
+                out_start,
+                "Strict-Transport-Security",
+                tls.hsts.as_bytes(),
+            );
+        }
         buf.advance(total);
         self.sent_continue = false;
         self.phase = Phase::Idle {
@@ -606,6 +623,51 @@ impl Conn {
         let _ = file.close().await;
         Ok(())
     }
+}
+
+/// `301` to the same target on the TLS listener (`tls.redirect_http`).
+/// The host comes from the request's `Host` (its port replaced by the TLS
+/// listener's, left out when that is 443); a `Host` with anything but
+/// name, address and port characters is not echoed (the listener's own
+/// address is not known here, so the answer is a 400 instead).
+fn redirect_to_https(
+    out: &mut BytesMut,
+    head: &request::RequestHead<'_>,
+    tls_port: u16,
+    keep_alive: bool,
+    head_only: bool,
+) {
+    let host = head.header("host").and_then(|h| std::str::from_utf8(h).ok());
+    let host = host.filter(|h| {
+        !h.is_empty()
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+    });
+    let Some(host) = host else {
+        response::error(
+            out,
+            400,
+            "this server answers over https; the request's Host header is missing or malformed",
+            keep_alive,
+            head_only,
+        );
+        return;
+    };
+    // strip a port: "[v6]:p", "name:p"
+    let name = match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    };
+    let location = if tls_port == 443 {
+        format!("https://{name}{}", head.target)
+    } else {
+        format!("https://{name}:{tls_port}{}", head.target)
+    };
+    response::start(out, 301);
+    response::header(out, "Location", location.as_bytes());
+    response::header(out, "Content-Type", b"text/plain; charset=utf-8");
+    let body = format!("301 Moved Permanently: {location}\n");
+    response::finish(out, body.as_bytes(), keep_alive, head_only);
 }
 
 /// A JSON response.

@@ -11,7 +11,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -28,12 +28,21 @@ pub struct Transport {
 }
 
 /// A parked connection's transport: what it needs to carry on, and nothing
-/// the runtime would have to keep for it.
+/// the runtime would have to keep for it. One word: a plain socket's
+/// descriptor (tagged in the low bit), or the boxed TLS session holding
+/// its descriptor, so the parked state of every idle connection stays
+/// within one small allocation.
 pub struct ParkedTransport {
-    fd: OwnedFd,
-    tls: Option<Box<RefCell<TlsSession>>>,
+    /// `fd << 1 | 1`, or a `Box<RefCell<TlsSession>>` pointer (aligned, low bit 0).
+    bits: std::num::NonZeroUsize,
 }
 
+impl Drop for ParkedTransport {
+    fn drop(&mut self) {
+        // (the descriptor closes, or the session and its descriptor go)
+        drop(self.take());
+    }
+}
 impl Transport {
     /// A plain TCP connection.
     pub fn tcp(stream: TcpStream) -> Transport {
@@ -147,18 +156,59 @@ impl Transport {
 
     /// The transport of a connection that parks (see the module documentation).
     pub fn park(self) -> ParkedTransport {
+        let fd = sock::detach_stream(self.stream);
+        let bits = match self.tls {
+            None => (fd.into_raw_fd() as usize) << 1 | 1,
+            Some(session) => {
+                session.borrow_mut().parked_fd = Some(fd);
+                Box::into_raw(session) as usize
+            }
+        };
         ParkedTransport {
-            fd: sock::detach_stream(self.stream),
-            tls: self.tls,
+            bits: std::num::NonZeroUsize::new(bits).expect("tagged or a box: never 0"),
         }
     }
 }
 
+/// What a [`ParkedTransport`] holds, owned again.
+enum Unparked {
+    Tcp(OwnedFd),
+    Tls(OwnedFd, Box<RefCell<TlsSession>>),
+    Gone,
+}
+
 impl ParkedTransport {
+    /// Takes what the word holds (once: the word then holds nothing).
+    fn take(&mut self) -> Unparked {
+        let bits = self.bits.get();
+        if bits == usize::MAX {
+            return Unparked::Gone;
+        }
+        self.bits = std::num::NonZeroUsize::MAX;
+        if bits & 1 == 1 {
+            // SAFETY: `park` stored a descriptor it owned, and nothing else has it.
+            Unparked::Tcp(unsafe { OwnedFd::from_raw_fd((bits >> 1) as RawFd) })
+        } else {
+            // SAFETY: `park` stored this box's pointer; it is taken back once.
+            let session = unsafe { Box::from_raw(bits as *mut RefCell<TlsSession>) };
+            let fd = session.borrow_mut().parked_fd.take();
+            match fd {
+                Some(fd) => Unparked::Tls(fd, session),
+                None => Unparked::Gone,
+            }
+        }
+    }
+
     /// The transport again, for a connection that resumes (on an error the
     /// connection is closed).
-    pub fn resume(self) -> io::Result<Transport> {
-        let tls = self.tls;
-        sock::attach_stream(self.fd).map(|stream| Transport { stream, tls })
+    pub fn resume(mut self) -> io::Result<Transport> {
+        match self.take() {
+            Unparked::Tcp(fd) => sock::attach_stream(fd).map(Transport::tcp),
+            Unparked::Tls(fd, session) => sock::attach_stream(fd).map(|stream| Transport {
+                stream,
+                tls: Some(session),
+            }),
+            Unparked::Gone => Err(io::ErrorKind::NotConnected.into()),
+        }
     }
 }

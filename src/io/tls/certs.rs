@@ -419,7 +419,7 @@ mod tests {
         let info = store.info();
         assert_eq!(info[0].names, names);
         // rcgen's default validity runs to 4096-01-01
-        assert_eq!(info[0].not_after, 67_076_409_600);
+        assert_eq!(info[0].not_after, 67_090_118_400);
         let mode = std::fs::metadata(&files.key).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(mode.permissions().mode() & 0o777, 0o600);

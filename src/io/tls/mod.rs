@@ -145,6 +145,8 @@ pub struct TlsSession {
     saw_hello: bool,
     /// The peer sent close_notify.
     peer_closed: bool,
+    /// The socket, while the connection is parked (see `transport::ParkedTransport`).
+    pub(crate) parked_fd: Option<std::os::fd::OwnedFd>,
 }
 
 /// Received bytes: `buf[head..filled]` not processed yet; `buf` is empty
@@ -268,6 +270,7 @@ impl TlsSession {
             held: 0,
             saw_hello: false,
             peer_closed: false,
+            parked_fd: None,
         })
     }
 

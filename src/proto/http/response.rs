@@ -121,8 +121,17 @@ pub fn mark_keep_alive(out: &mut BytesMut, start: usize) {
     if has_connection {
         return;
     }
+    insert_header(out, start, "Connection", b"keep-alive");
+}
+
+/// Adds a header line right after the status line of the response that
+/// starts at `start` in `out` (nothing if there is no whole status line there).
+pub fn insert_header(out: &mut BytesMut, start: usize, name: &str, value: &[u8]) {
+    let Some(line_end) = out.get(start..).and_then(|r| find(r, b"\r\n")) else {
+        return;
+    };
     let tail = out.split_off(start + line_end + 2);
-    out.put_slice(b"Connection: keep-alive\r\n");
+    header(out, name, value);
     out.unsplit(tail);
 }
 
