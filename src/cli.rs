@@ -101,9 +101,8 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Args
                     .map_err(|e| e.to_string())?
                     .string()
                     .map_err(|e| e.to_string())?;
-                a.tls_listen = Some(
-                    crate::config::parse_listen(&v).map_err(|e| format!("--tls-listen {e}"))?,
-                );
+                a.tls_listen =
+                    Some(crate::config::parse_listen(&v).map_err(|e| format!("--tls-listen {e}"))?);
             }
             Long("tls-cert") => a.tls_cert = Some(p.value().map_err(|e| e.to_string())?.into()),
             Long("tls-key") => a.tls_key = Some(p.value().map_err(|e| e.to_string())?.into()),

@@ -243,7 +243,10 @@ pub fn render(shared: &Shared) -> String {
             out,
             "# HELP ringcast_tls_certificate_not_after_seconds When each loaded certificate expires (its notAfter, Unix seconds)."
         );
-        let _ = writeln!(out, "# TYPE ringcast_tls_certificate_not_after_seconds gauge");
+        let _ = writeln!(
+            out,
+            "# TYPE ringcast_tls_certificate_not_after_seconds gauge"
+        );
         for c in tls.store.info() {
             let _ = writeln!(
                 out,

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use units::{ByteSize, Period};
 pub use tls::{TlsCertificate, TlsConfig};
+pub use units::{ByteSize, Period};
 pub use ws::{EndpointAuth, Envelope, WsConfig, WsDeflateConfig, WsEndpoint, WsRoomsEndpoint};
 
 /// The former name of [`WsEndpoint`], from when only the echo endpoint used it.

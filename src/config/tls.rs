@@ -83,7 +83,8 @@ impl TlsConfig {
             }
             return Ok(());
         }
-        let addr = parse_listen(&self.listen).map_err(|e| ConfigError(format!("tls.listen = {e}")))?;
+        let addr =
+            parse_listen(&self.listen).map_err(|e| ConfigError(format!("tls.listen = {e}")))?;
         if addr == plain && addr.port() != 0 {
             return fail(format!(
                 "tls.listen = \"{addr}\" is server.listen too: the TLS listener needs its own port"
@@ -97,9 +98,7 @@ impl TlsConfig {
         }
         for (i, c) in self.certificates.iter().enumerate() {
             if c.cert.is_empty() || c.key.is_empty() {
-                return fail(format!(
-                    "tls.certificates[{i}] needs both cert and key"
-                ));
+                return fail(format!("tls.certificates[{i}] needs both cert and key"));
             }
         }
         if self.handshake_timeout.0.is_zero() {

@@ -637,7 +637,9 @@ fn redirect_to_https(
     keep_alive: bool,
     head_only: bool,
 ) {
-    let host = head.header("host").and_then(|h| std::str::from_utf8(h).ok());
+    let host = head
+        .header("host")
+        .and_then(|h| std::str::from_utf8(h).ok());
     let host = host.filter(|h| {
         !h.is_empty()
             && h.bytes()

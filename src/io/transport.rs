@@ -160,7 +160,10 @@ impl Transport {
         let bits = match self.tls {
             None => (fd.into_raw_fd() as usize) << 1 | 1,
             Some(session) => {
-                session.borrow_mut().parked_fd = Some(fd);
+                let mut s = session.borrow_mut();
+                s.parked_fd = Some(fd);
+                s.shrink();
+                drop(s);
                 Box::into_raw(session) as usize
             }
         };

@@ -184,12 +184,17 @@ impl Server {
             }
         };
         let tls = match cfg.tls.listen_addr() {
-            Some(_) => Some(Arc::new(TlsContext::from_config(&cfg.tls).map_err(|e| {
-                Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e))
-            })?)),
+            Some(_) => Some(Arc::new(TlsContext::from_config(&cfg.tls).map_err(
+                |e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e)),
+            )?)),
             None => None,
         };
-        let listeners = bind_listeners(cfg.server.listen, workers, cfg.server.backlog, "server.listen")?;
+        let listeners = bind_listeners(
+            cfg.server.listen,
+            workers,
+            cfg.server.backlog,
+            "server.listen",
+        )?;
         let addr = listeners[0].local_addr()?;
         let mut tls_listeners: Vec<Option<std::net::TcpListener>> = match cfg.tls.listen_addr() {
             Some(a) => bind_listeners(a, workers, cfg.server.backlog, "tls.listen")?
@@ -325,7 +330,10 @@ impl ServerHandle {
 
     /// The certificates the TLS listener uses now (empty without one).
     pub fn tls_certificates(&self) -> Vec<crate::io::tls::certs::CertInfo> {
-        self.shared.tls.as_ref().map_or(Vec::new(), |t| t.store.info())
+        self.shared
+            .tls
+            .as_ref()
+            .map_or(Vec::new(), |t| t.store.info())
     }
 
     /// Loads the certificates `cfg` names (its `[tls]` section) for new
@@ -465,10 +473,7 @@ fn bind_listeners(
         s.set_nonblocking(true)?;
         s.set_cloexec(true)?;
         s.bind(&addr.into()).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot listen on {addr} ({key}): {e}"),
-            )
+            io::Error::new(e.kind(), format!("cannot listen on {addr} ({key}): {e}"))
         })?;
         s.listen(backlog.min(i32::MAX as u32) as i32)?;
         let l: std::net::TcpListener = s.into();

@@ -907,6 +907,12 @@ mod tests {
             size_of::<crate::io::transport::Transport>()
         );
         assert!(size_of::<crate::io::transport::ParkedTransport>() <= 8);
+        // a parked TLS connection's session (boxed): buffers empty, keys raw
+        assert!(
+            size_of::<crate::io::tls::TlsSession>() <= 320,
+            "TlsSession {}",
+            size_of::<crate::io::tls::TlsSession>()
+        );
         assert!(size_of::<crate::proto::ws::codec::Decoder>() <= 96);
         assert!(
             size_of::<super::Shared>() <= 64,

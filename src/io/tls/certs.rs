@@ -120,6 +120,8 @@ pub fn server_config(
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(Resolver(store)));
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // the keys go to ringcast's record layer after the handshake (io::tls::records)
+    cfg.enable_secret_extraction = true;
     cfg.max_early_data_size = 0;
     if tickets {
         cfg.ticketer = provider::Ticketer::new().map_err(|e| e.to_string())?;
@@ -323,7 +325,8 @@ pub(crate) mod der {
                                 }
                             }
                             0x87 if name.len() == 4 => {
-                                let ip = std::net::Ipv4Addr::new(name[0], name[1], name[2], name[3]);
+                                let ip =
+                                    std::net::Ipv4Addr::new(name[0], name[1], name[2], name[3]);
                                 dns_names.push(ip.to_string());
                             }
                             0x87 if name.len() == 16 => {

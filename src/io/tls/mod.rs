@@ -23,6 +23,7 @@
 //! [`certs`].
 
 pub mod certs;
+mod records;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -34,8 +35,10 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
+use rustls::unbuffered::{ConnectionState, EncodeError};
 use rustls::{HandshakeKind, ProtocolVersion};
+
+use records::{Opened, RecordError, Records};
 
 use super::signal::Signal;
 use super::{sock, writeq};
@@ -113,7 +116,10 @@ impl HandshakeFailure {
         }
     }
 
-    fn of(e: &rustls::Error) -> HandshakeFailure {
+    fn of(e: &ProcessError) -> HandshakeFailure {
+        let ProcessError::Tls(e) = e else {
+            return HandshakeFailure::Protocol;
+        };
         match e {
             rustls::Error::AlertReceived(_) => HandshakeFailure::PeerAlert,
             rustls::Error::PeerIncompatible(_) | rustls::Error::NoApplicationProtocol => {
@@ -136,7 +142,9 @@ pub struct Negotiated {
 /// One connection's TLS state: the rustls session and the bytes in flight
 /// through it (see the module documentation).
 pub struct TlsSession {
-    conn: UnbufferedServerConnection,
+    mode: Mode,
+    /// What the handshake negotiated (set when it completes).
+    negotiated: Negotiated,
     rx: Rx,
     tx: Tx,
     /// Plaintext bytes sealed into `tx` but reported unsent (0 or 1).
@@ -147,6 +155,30 @@ pub struct TlsSession {
     peer_closed: bool,
     /// The socket, while the connection is parked (see `transport::ParkedTransport`).
     pub(crate) parked_fd: Option<std::os::fd::OwnedFd>,
+}
+
+/// rustls during the handshake, then the record layer (see [`records`]).
+enum Mode {
+    Rustls(Box<UnbufferedServerConnection>),
+    Records(Records),
+    /// The handover failed (the connection is closing).
+    Broken,
+}
+
+/// Why input could not be processed.
+enum ProcessError {
+    Tls(rustls::Error),
+    Record(RecordError),
+}
+
+impl ProcessError {
+    fn into_io(self) -> io::Error {
+        let msg = match self {
+            ProcessError::Tls(e) => e.to_string(),
+            ProcessError::Record(e) => e.to_string(),
+        };
+        io::Error::new(io::ErrorKind::InvalidData, msg)
+    }
 }
 
 /// Received bytes: `buf[head..filled]` not processed yet; `buf` is empty
@@ -264,7 +296,11 @@ impl TlsSession {
     pub fn new(config: Arc<rustls::ServerConfig>) -> io::Result<TlsSession> {
         let conn = UnbufferedServerConnection::new(config).map_err(io::Error::other)?;
         Ok(TlsSession {
-            conn,
+            mode: Mode::Rustls(Box::new(conn)),
+            negotiated: Negotiated {
+                tls13: false,
+                resumed: false,
+            },
             rx: Rx::default(),
             tx: Tx::default(),
             held: 0,
@@ -276,9 +312,120 @@ impl TlsSession {
 
     /// What the handshake negotiated (once it is done).
     pub fn negotiated(&self) -> Negotiated {
-        Negotiated {
-            tls13: self.conn.protocol_version() == Some(ProtocolVersion::TLSv1_3),
-            resumed: self.conn.handshake_kind() == Some(HandshakeKind::Resumed),
+        self.negotiated
+    }
+
+    /// Whether the handshake is still running.
+    fn handshaking(&self) -> bool {
+        match &self.mode {
+            Mode::Rustls(c) => c.is_handshaking(),
+            _ => false,
+        }
+    }
+
+    /// After the handshake: the keys go to the record layer and rustls's
+    /// session is dropped (see [`records`]).
+    fn hand_over(&mut self) -> Result<(), HandshakeFailure> {
+        if !matches!(self.mode, Mode::Rustls(_)) {
+            return Ok(());
+        }
+        self.drain_rustls();
+        let Mode::Rustls(conn) = std::mem::replace(&mut self.mode, Mode::Broken) else {
+            return Ok(());
+        };
+        self.negotiated = Negotiated {
+            tls13: conn.protocol_version() == Some(ProtocolVersion::TLSv1_3),
+            resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+        };
+        let records = conn
+            .dangerous_into_kernel_connection()
+            .map_err(|e| e.to_string())
+            .and_then(|(secrets, kernel)| Records::new(secrets, kernel));
+        match records {
+            Ok(r) => {
+                self.mode = Mode::Records(r);
+                Ok(())
+            }
+            Err(e) => {
+                log::warn!("tls: cannot hand the session to the record layer: {e}");
+                Err(HandshakeFailure::Io)
+            }
+        }
+    }
+
+    /// Takes what rustls still holds before it goes: handshake records to
+    /// send (into `tx`) and plaintext it kept itself (into the stash).
+    fn drain_rustls(&mut self) {
+        let Mode::Rustls(conn) = &mut self.mode else {
+            return;
+        };
+        for _ in 0..64 {
+            let status = conn.process_tls_records(&mut []);
+            match status.state {
+                Ok(ConnectionState::ReadTraffic(mut t)) => match t.next_record() {
+                    Some(Ok(rec)) => self.rx.stash.extend_from_slice(rec.payload),
+                    _ => return,
+                },
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    let room = self.tx.room(4096);
+                    match e.encode(room) {
+                        Ok(n) => self.tx.sealed += n,
+                        Err(_) => return,
+                    }
+                }
+                Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
+                _ => return,
+            }
+        }
+    }
+
+    /// A parked connection keeps no expanded keys.
+    pub fn shrink(&mut self) {
+        if let Mode::Records(r) = &mut self.mode {
+            r.shrink();
+        }
+    }
+
+    /// The record layer's part of [`TlsSession::process`].
+    fn process_records(&mut self, fd: RawFd) -> Result<Option<bool>, ProcessError> {
+        let Mode::Records(rec) = &mut self.mode else {
+            return Err(ProcessError::Record(RecordError::Unexpected));
+        };
+        loop {
+            if self.peer_closed {
+                return Ok(Some(false));
+            }
+            let head = self.rx.head;
+            let avail = &mut self.rx.buf[head..self.rx.filled];
+            let len = match rec.complete(avail).map_err(ProcessError::Record)? {
+                Some(len) => len,
+                None => {
+                    if self.rx.head == self.rx.filled {
+                        self.rx.settle();
+                    }
+                    return Ok(None);
+                }
+            };
+            match rec.open(&mut avail[..len]).map_err(ProcessError::Record)? {
+                Opened::Data(a, b) if a < b => {
+                    self.rx.plain = (head + a, head + b);
+                    self.rx.discard = len;
+                    return Ok(Some(true));
+                }
+                Opened::Data(..) | Opened::Nothing => self.rx.head += len,
+                Opened::Closed => {
+                    self.rx.head += len;
+                    self.peer_closed = true;
+                    return Ok(Some(false));
+                }
+                Opened::UpdateRequested => {
+                    self.rx.head += len;
+                    let room = self.tx.room(64);
+                    let n = rec.seal_key_update(room).map_err(ProcessError::Record)?;
+                    self.tx.sealed += n;
+                    let _ = self.tx.flush(fd);
+                }
+            }
         }
     }
 
@@ -286,21 +433,24 @@ impl TlsSession {
     /// (`Some(true)`), the peer closed (`Some(false)`), or more input is
     /// needed (`None`). Handshake and alert records on the way are sealed
     /// into `tx` and sent as far as the socket takes them.
-    fn process(&mut self, fd: RawFd) -> Result<Option<bool>, rustls::Error> {
+    fn process(&mut self, fd: RawFd) -> Result<Option<bool>, ProcessError> {
+        let conn = match &mut self.mode {
+            Mode::Rustls(c) => c,
+            Mode::Records(_) => return self.process_records(fd),
+            Mode::Broken => return Err(ProcessError::Record(RecordError::Unexpected)),
+        };
         loop {
             if self.peer_closed {
                 return Ok(Some(false));
             }
             let (base, span) = (self.rx.buf.as_ptr() as usize, self.rx.buf.len());
-            let status = self
-                .conn
-                .process_tls_records(&mut self.rx.buf[self.rx.head..self.rx.filled]);
+            let status = conn.process_tls_records(&mut self.rx.buf[self.rx.head..self.rx.filled]);
             let mut discard = status.discard;
             let state = match status.state {
                 Ok(s) => s,
                 Err(e) => {
                     self.rx.head += discard;
-                    return Err(e);
+                    return Err(ProcessError::Tls(e));
                 }
             };
             match state {
@@ -328,7 +478,7 @@ impl TlsSession {
                     }
                     Some(Err(e)) => {
                         self.rx.head += discard;
-                        return Err(e);
+                        return Err(ProcessError::Tls(e));
                     }
                     None => {}
                 },
@@ -365,7 +515,9 @@ impl TlsSession {
                 }
                 _ => {
                     self.rx.head += discard;
-                    return Err(rustls::Error::General("early data is not accepted".into()));
+                    return Err(ProcessError::Tls(rustls::Error::General(
+                        "early data is not accepted".into(),
+                    )));
                 }
             }
             self.rx.head += discard;
@@ -373,13 +525,30 @@ impl TlsSession {
     }
 
     /// Seals an alert the session queued after an error and sends what it can of it.
-    fn send_alert(&mut self, fd: RawFd) {
-        let status = self.conn.process_tls_records(&mut []);
-        if let Ok(ConnectionState::EncodeTlsData(mut e)) = status.state {
-            let room = self.tx.room(512);
-            if let Ok(n) = e.encode(room) {
-                self.tx.sealed += n;
+    fn send_alert(&mut self, fd: RawFd, err: &ProcessError) {
+        match (&mut self.mode, err) {
+            (Mode::Rustls(conn), _) => {
+                let status = conn.process_tls_records(&mut []);
+                if let Ok(ConnectionState::EncodeTlsData(mut e)) = status.state {
+                    let room = self.tx.room(512);
+                    if let Ok(n) = e.encode(room) {
+                        self.tx.sealed += n;
+                    }
+                }
             }
+            (Mode::Records(r), ProcessError::Record(e)) => {
+                let desc = match e {
+                    RecordError::Overflow => 22,  // record_overflow
+                    RecordError::BadRecord => 20, // bad_record_mac
+                    RecordError::Alert(_) => return,
+                    _ => 10, // unexpected_message
+                };
+                let room = self.tx.room(64);
+                if let Ok(n) = r.seal_alert(desc, room) {
+                    self.tx.sealed += n;
+                }
+            }
+            _ => {}
         }
         let _ = self.tx.flush(fd);
     }
@@ -422,8 +591,8 @@ impl TlsSession {
                 Ok(Some(false)) => break Ok(got),
                 Ok(None) => {}
                 Err(e) => {
-                    self.send_alert(fd);
-                    break Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    self.send_alert(fd, &e);
+                    break Err(e.into_io());
                 }
             }
             if drained {
@@ -449,7 +618,8 @@ impl TlsSession {
         if self.rx.plain.0 < self.rx.plain.1 || !self.rx.stash.is_empty() {
             return true;
         }
-        let rest = &self.rx.buf[self.rx.head.min(self.rx.buf.len())..self.rx.filled.min(self.rx.buf.len())];
+        let rest = &self.rx.buf
+            [self.rx.head.min(self.rx.buf.len())..self.rx.filled.min(self.rx.buf.len())];
         if rest.len() >= 5 && rest.len() >= 5 + u16::from_be_bytes([rest[3], rest[4]]) as usize {
             return true;
         }
@@ -473,37 +643,14 @@ impl TlsSession {
         if plain.is_empty() {
             return Ok(0);
         }
-        loop {
-            let status = self.conn.process_tls_records(&mut []);
-            match status.state.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))? {
-                ConnectionState::WriteTraffic(mut w) => {
-                    let mut need = plain.len() + 64;
-                    loop {
-                        let room = self.tx.room(need);
-                        match w.encrypt(plain, room) {
-                            Ok(n) => {
-                                self.tx.sealed += n;
-                                break;
-                            }
-                            Err(EncryptError::InsufficientSize(s)) => need = s.required_size,
-                            Err(e) => return Err(io::Error::other(e.to_string())),
-                        }
-                    }
-                    break;
-                }
-                ConnectionState::EncodeTlsData(mut e) => {
-                    let room = self.tx.room(4096);
-                    if let Ok(n) = e.encode(room) {
-                        self.tx.sealed += n;
-                    }
-                }
-                ConnectionState::TransmitTlsData(t) => t.done(),
-                ConnectionState::Closed | ConnectionState::PeerClosed => {
-                    return Err(io::ErrorKind::BrokenPipe.into())
-                }
-                _ => return Err(io::ErrorKind::WouldBlock.into()),
-            }
-        }
+        let Mode::Records(rec) = &mut self.mode else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let room = self.tx.room(plain.len() + rec.overhead());
+        let n = rec
+            .seal(0x17, plain, room)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        self.tx.sealed += n;
         if self.tx.flush(fd)? {
             return Ok(plain.len());
         }
@@ -552,10 +699,9 @@ impl TlsSession {
 
     /// Seals a close_notify alert (sent with what is still sealed).
     fn seal_close_notify(&mut self) {
-        let status = self.conn.process_tls_records(&mut []);
-        if let Ok(ConnectionState::WriteTraffic(mut w)) = status.state {
+        if let Mode::Records(rec) = &mut self.mode {
             let room = self.tx.room(64);
-            if let Ok(n) = w.queue_close_notify(room) {
+            if let Ok(n) = rec.seal_close_notify(room) {
                 self.tx.sealed += n;
             }
         }
@@ -578,7 +724,8 @@ impl TlsSession {
                     _ => return Err(HandshakeFailure::NotTls),
                 }
             }
-            if self.saw_hello && !self.conn.is_handshaking() {
+            if self.saw_hello && !self.handshaking() {
+                self.hand_over()?;
                 return Ok(if self.tx.pending() {
                     HsStep::WantWrite
                 } else {
@@ -589,15 +736,22 @@ impl TlsSession {
                 Ok(Some(false)) => return Err(HandshakeFailure::Eof),
                 // application data right behind the client's Finished: it
                 // waits (decrypted) for the driver's first read
-                Ok(Some(true)) if !self.conn.is_handshaking() => return Ok(HsStep::Done),
+                Ok(Some(true)) if !self.handshaking() => {
+                    self.hand_over()?;
+                    return Ok(if self.tx.pending() {
+                        HsStep::WantWrite
+                    } else {
+                        HsStep::Done
+                    });
+                }
                 Ok(Some(true)) => return Err(HandshakeFailure::Protocol),
                 Ok(None) => {}
                 Err(e) => {
-                    self.send_alert(fd);
+                    self.send_alert(fd, &e);
                     return Err(HandshakeFailure::of(&e));
                 }
             }
-            if !self.conn.is_handshaking() {
+            if !self.handshaking() {
                 continue;
             }
             if self.tx.pending() {
