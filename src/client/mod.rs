@@ -1,6 +1,7 @@
 //! A small blocking WebSocket client (RFC 6455, RFC 7692 permessage-deflate)
-//! on `std::net`: for integration tests, tools and applications that want to
-//! talk to a ringcast server, or any WebSocket server, without a runtime.
+//! on `std::net`, over plain TCP (`ws://`) or TLS (`wss://`, rustls): for
+//! integration tests, tools and applications that want to talk to a
+//! ringcast server, or any WebSocket server, without a runtime.
 //!
 //! ```no_run
 //! use ringcast::client::{Client, Message};
@@ -16,7 +17,8 @@
 //! - **Timeouts.** Connect, read and write time out after 10 s unless
 //!   [`ConnectOptions`] says otherwise; a timed-out [`Client::recv`] returns
 //!   the `WouldBlock`/`TimedOut` error and loses nothing (bytes of a frame
-//!   that has not fully arrived stay buffered), so it can be called again.
+//!   that has not fully arrived stay buffered, and so do the bytes of a TLS
+//!   record), so it can be called again.
 //! - **Pings.** Answered with a pong automatically (`auto_pong`, on by
 //!   default) and not returned by [`Client::recv`], unless `return_pings` is
 //!   set or `auto_pong` is off. Pongs are always returned.
@@ -43,12 +45,55 @@
 //!   compresses. Compressed messages from the server are inflated with the
 //!   window and context takeover it announced.
 //!
-//! `wss://` (TLS) is not supported.
+//! # TLS (`wss://`)
+//!
+//! A `wss://` URL (port 443 unless it names one) runs a TLS handshake
+//! (rustls with the *ring* provider, TLS 1.3 or 1.2, ALPN `http/1.1`)
+//! before the upgrade request; everything above then holds as for `ws://`.
+//! The handshake is bound by the read and write timeouts, as the upgrade is.
+//!
+//! - **Trust.** The system's root certificates (loaded once per process; a
+//!   store that yields none is an error naming it), or instead only the CA
+//!   certificates of the PEM file [`ConnectOptions::ca_file`] names. There
+//!   is no option to skip verification.
+//! - **Name.** The certificate is checked against the URL's host, which is
+//!   also sent as SNI when it is a name; [`ConnectOptions::tls_server_name`]
+//!   puts another name in its place (a server on `127.0.0.1` with a
+//!   certificate for `localhost`, say).
+//! - **Errors.** A handshake that fails for a TLS reason (an untrusted
+//!   certificate, a wrong name, an alert) is an `InvalidData` error whose
+//!   message names the server and rustls's reason; it carries a
+//!   [`TlsHandshakeError`].
+//! - **Sessions.** The configuration is built on the first `wss://`
+//!   connect with a [`ConnectOptions`] and kept by it and its clones, so a
+//!   later connect with them can resume the session ([`TlsInfo::resumed`]).
+//!   [`ConnectOptions::tls_config`] supplies a whole rustls configuration
+//!   instead. [`Client::tls_info`] tells what was negotiated.
+//! - **Close.** [`Client::close`] sends TLS `close_notify` once the closing
+//!   handshake is over. The end of the stream without `close_notify` from
+//!   the server reads as the end of the stream.
+//! - **Raw access.** [`Client::send_raw`] bytes go inside TLS records;
+//!   [`Client::get_ref`] is the TCP socket under the TLS session.
+//!
+//! ```no_run
+//! use ringcast::client::{Client, ConnectOptions, Message};
+//!
+//! let opts = ConnectOptions::new()
+//!     .ca_file("certs/ca.pem")
+//!     .tls_server_name("edge.example");
+//! let (mut ws, _) = Client::connect_with("wss://127.0.0.1:8443/echo", &opts).unwrap();
+//! ws.send_text("hello").unwrap();
+//! assert_eq!(ws.recv().unwrap(), Message::Text("hello".into()));
+//! println!("{:?}", ws.tls_info());
+//! ws.close(1000, "bye").unwrap();
+//! ```
 
 use std::cell::Cell;
 use std::fmt;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -59,6 +104,10 @@ use crate::proto::ws::deflate;
 pub use crate::proto::ws::frame::OpCode;
 use crate::proto::ws::handshake::{self as hs, ClientRequest};
 use crate::proto::ws::mask::KeyRng;
+
+mod tls;
+use tls::{Stream, TlsCache, TlsConnector};
+pub use tls::{TlsHandshakeError, TlsInfo};
 
 /// The permessage-deflate offer made by [`ConnectOptions::permessage_deflate`].
 pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
@@ -85,34 +134,36 @@ fn invalid_input(msg: impl Into<String>) -> io::Error {
 // ---------------------------------------------------------------------------
 // URL
 
-/// A parsed `ws://host[:port][/path][?query]` URL.
+/// A parsed `ws://host[:port][/path][?query]` or `wss://…` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// `wss://`: the connection runs over TLS.
+    pub tls: bool,
     /// Host name or address; an IPv6 address without its brackets.
     pub host: String,
-    /// 80 when the URL names none.
+    /// 80 (`ws://`) or 443 (`wss://`) when the URL names none.
     pub port: u16,
     /// Path and query, as sent in the request line; at least `/`.
     pub resource: String,
 }
 
 impl Url {
-    /// Parses a `ws://` URL. `wss://` is refused as unsupported; any other
-    /// scheme, a user-info part, a fragment (RFC 6455 §3) or a bad port is
-    /// invalid input.
+    /// Parses a `ws://` or `wss://` URL. Any other scheme, a user-info
+    /// part, a fragment (RFC 6455 §3) or a bad port is invalid input.
     pub fn parse(url: &str) -> io::Result<Url> {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| invalid_input(format!("{url:?}: not a ws:// URL")))?;
-        if scheme.eq_ignore_ascii_case("wss") {
-            return Err(io::Error::new(
-                ErrorKind::Unsupported,
-                format!("{url:?}: wss:// (TLS) is not supported"),
-            ));
-        }
-        if !scheme.eq_ignore_ascii_case("ws") {
-            return Err(invalid_input(format!("{url:?}: scheme must be ws://")));
-        }
+        let tls = if scheme.eq_ignore_ascii_case("wss") {
+            true
+        } else if scheme.eq_ignore_ascii_case("ws") {
+            false
+        } else {
+            return Err(invalid_input(format!(
+                "{url:?}: scheme must be ws:// or wss://"
+            )));
+        };
+        let default_port = if tls { 443 } else { 80 };
         if rest.contains('#') {
             return Err(invalid_input(format!("{url:?}: fragments are not allowed")));
         }
@@ -138,13 +189,13 @@ impl Url {
                 .split_once(']')
                 .ok_or_else(|| invalid_input(format!("{url:?}: unclosed '['")))?;
             let port = match after {
-                "" => 80,
+                "" => default_port,
                 p => parse_port(p.strip_prefix(':').ok_or_else(bad_port)?)?,
             };
             (host, port)
         } else {
             match authority.split_once(':') {
-                None => (authority, 80),
+                None => (authority, default_port),
                 Some((host, p)) => (host, parse_port(p)?),
             }
         };
@@ -152,20 +203,31 @@ impl Url {
             return Err(invalid_input(format!("{url:?}: no host")));
         }
         Ok(Url {
+            tls,
             host: host.to_string(),
             port,
             resource,
         })
     }
 
-    /// The `Host` header value: the port is left out when it is 80.
+    /// The scheme's port: 80 for `ws://`, 443 for `wss://`.
+    pub fn default_port(&self) -> u16 {
+        if self.tls {
+            443
+        } else {
+            80
+        }
+    }
+
+    /// The `Host` header value: the port is left out when it is the
+    /// scheme's default.
     pub fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == self.default_port() {
             host
         } else {
             format!("{host}:{}", self.port)
@@ -199,8 +261,13 @@ impl Masking for MaskKeys {
 // Options and handshake results
 
 /// How to connect: extra request headers, subprotocols, extensions,
-/// timeouts and receive policies. `ConnectOptions::default()` offers no
-/// subprotocol and no extension.
+/// timeouts, receive policies and, for `wss://`, TLS trust.
+/// `ConnectOptions::default()` offers no subprotocol and no extension, and
+/// trusts the system's root certificates.
+///
+/// Clones share the TLS configuration built on the first `wss://` connect,
+/// and so its session cache: connect again with the same options (or a
+/// clone) to resume a TLS session.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
     /// Extra request headers. One named like a header the client sends
@@ -234,6 +301,19 @@ pub struct ConnectOptions {
     /// Largest message accepted from the server, after reassembly and
     /// decompression; a larger one is an `InvalidData` error.
     pub max_message_size: usize,
+    /// `wss://`: a PEM file whose CA certificates are trusted instead of
+    /// the system's roots. Read on the first `wss://` connect.
+    pub ca_file: Option<PathBuf>,
+    /// `wss://`: the name sent as SNI and checked against the server's
+    /// certificate instead of the URL's host. The `Host` header is still
+    /// the URL's.
+    pub tls_server_name: Option<String>,
+    /// `wss://`: a rustls configuration used as it is, instead of one
+    /// built from [`ConnectOptions::ca_file`] or the system's roots (its
+    /// own ALPN protocols and session cache apply).
+    pub tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// The configuration built for `wss://`, shared by clones.
+    tls_cache: TlsCache,
 }
 
 impl Default for ConnectOptions {
@@ -250,6 +330,10 @@ impl Default for ConnectOptions {
             auto_pong: true,
             return_pings: false,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            ca_file: None,
+            tls_server_name: None,
+            tls_config: None,
+            tls_cache: TlsCache::default(),
         }
     }
 }
@@ -319,6 +403,41 @@ impl ConnectOptions {
     pub fn max_message_size(mut self, n: usize) -> ConnectOptions {
         self.max_message_size = n;
         self
+    }
+
+    /// Trusts the CA certificates of the PEM file at `path` instead of the
+    /// system's roots (`wss://`).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> ConnectOptions {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Sends `name` as SNI and checks the certificate against it instead of
+    /// the URL's host (`wss://`). A DNS name or an IP address.
+    pub fn tls_server_name(mut self, name: &str) -> ConnectOptions {
+        self.tls_server_name = Some(name.to_string());
+        self
+    }
+
+    /// Uses `config` for `wss://` as it is (see
+    /// [`ConnectOptions::tls_config`]).
+    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> ConnectOptions {
+        self.tls_config = Some(config);
+        self
+    }
+
+    /// The rustls configuration a `wss://` connect with these options uses:
+    /// [`ConnectOptions::tls_config`] when set; otherwise one that trusts
+    /// the CA file or the system's roots and offers ALPN `http/1.1`, built
+    /// on the first call and kept by these options and their clones (built
+    /// anew if `ca_file` changes). Errors: the CA file cannot be read or
+    /// holds no certificate; the system's store yields no root (the message
+    /// names the store).
+    pub fn tls_client_config(&self) -> io::Result<Arc<rustls::ClientConfig>> {
+        match &self.tls_config {
+            Some(config) => Ok(config.clone()),
+            None => self.tls_cache.get(self.ca_file.as_deref()),
+        }
     }
 }
 
@@ -575,8 +694,9 @@ fn build_request(url: &Url, key: &str, opts: &ConnectOptions) -> String {
     request(url, &url.host_header(), key, opts).head()
 }
 
-/// Reads the response head; returns it and the bytes read past it.
-fn read_response_head(stream: &mut TcpStream) -> io::Result<(Response, Vec<u8>)> {
+/// Reads the response head from `stream` (TCP or TLS); returns it and the
+/// bytes read past it.
+fn read_response_head(stream: &mut impl Read) -> io::Result<(Response, Vec<u8>)> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -632,8 +752,8 @@ fn parse_response_head(head: &[u8]) -> io::Result<Response> {
 
 /// Reads the body of a refused upgrade: by Content-Length, chunked, or to
 /// the end of the stream when the server says `Connection: close`. Keeps at
-/// most [`MAX_RESPONSE_BODY`] bytes.
-fn read_body(stream: &mut TcpStream, res: &Response, mut have: Vec<u8>) -> io::Result<Vec<u8>> {
+/// most [`MAX_RESPONSE_BODY`] bytes. `stream` is TCP or TLS.
+fn read_body(stream: &mut impl Read, res: &Response, mut have: Vec<u8>) -> io::Result<Vec<u8>> {
     let mut read_more = |have: &mut Vec<u8>| -> io::Result<bool> {
         let mut chunk = [0u8; 8192];
         let n = stream.read(&mut chunk)?;
@@ -707,7 +827,7 @@ fn read_body(stream: &mut TcpStream, res: &Response, mut have: Vec<u8>) -> io::R
 
 /// A WebSocket connection, client side. Blocking; one thread at a time.
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     rx: Receiver,
     tx: Encoder<MaskKeys>,
     deflate_params: Option<DeflateParams>,
@@ -723,7 +843,8 @@ pub struct Client {
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("peer", &self.stream.peer_addr().ok())
+            .field("peer", &self.stream.tcp().peer_addr().ok())
+            .field("tls", &self.tls_info())
             .field("subprotocol", &self.subprotocol)
             .field("deflate", &self.deflate_params)
             .field("close_sent", &self.close_sent)
@@ -766,13 +887,23 @@ impl Client {
     /// and the body for any other status. Errors: the URL, the connection,
     /// a malformed response, or a 101 that fails the checks (accept key,
     /// `Upgrade`/`Connection` headers, a subprotocol or extension that was
-    /// not offered).
+    /// not offered). For `wss://` also: the TLS configuration (see
+    /// [`ConnectOptions::tls_client_config`]), a server name that is not
+    /// one, and the TLS handshake (see [`TlsHandshakeError`]).
     pub fn handshake(url: &str, opts: &ConnectOptions) -> io::Result<Handshake> {
         let url = Url::parse(url)?;
-        let mut stream = connect_tcp(&url, opts.connect_timeout)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(opts.read_timeout)?;
-        stream.set_write_timeout(opts.write_timeout)?;
+        let tls = match url.tls {
+            true => Some(TlsConnector::new(&url, opts)?),
+            false => None,
+        };
+        let tcp = connect_tcp(&url, opts.connect_timeout)?;
+        tcp.set_nodelay(true)?;
+        tcp.set_read_timeout(opts.read_timeout)?;
+        tcp.set_write_timeout(opts.write_timeout)?;
+        let mut stream = match tls {
+            Some(tls) => tls.handshake(tcp)?,
+            None => Stream::Plain(tcp),
+        };
 
         let mut rng = KeyRng::from_entropy();
         let key = match find_header(&opts.headers, "Sec-WebSocket-Key") {
@@ -781,7 +912,7 @@ impl Client {
         };
         let host = url.host_header();
         let request = request(&url, &host, &key, opts);
-        stream.write_all(request.head().as_bytes())?;
+        stream.send(request.head().as_bytes())?;
 
         let (mut response, leftover) = read_response_head(&mut stream)?;
         if response.status != 101 {
@@ -832,29 +963,35 @@ impl Client {
         self.deflate_params.as_ref()
     }
 
+    /// What the TLS handshake negotiated; `None` for `ws://`.
+    pub fn tls_info(&self) -> Option<TlsInfo> {
+        self.stream.tls().and_then(TlsInfo::of)
+    }
+
     /// This end's address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.local_addr()
+        self.stream.tcp().local_addr()
     }
 
     /// The server's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.stream.peer_addr()
+        self.stream.tcp().peer_addr()
     }
 
-    /// The socket, for options this client does not wrap.
+    /// The socket (under the TLS session for `wss://`), for options this
+    /// client does not wrap. Reading or writing it directly bypasses TLS.
     pub fn get_ref(&self) -> &TcpStream {
-        &self.stream
+        self.stream.tcp()
     }
 
     /// `None`: block for ever.
     pub fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.stream.set_read_timeout(t)
+        self.stream.tcp().set_read_timeout(t)
     }
 
     /// `None`: block for ever.
     pub fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.stream.set_write_timeout(t)
+        self.stream.tcp().set_write_timeout(t)
     }
 
     /// The server's close frame, once received.
@@ -894,9 +1031,10 @@ impl Client {
         self.write_frame(fin, false, opcode, payload)
     }
 
-    /// Writes `bytes` to the socket as they are.
+    /// Writes `bytes` to the socket as they are (in TLS records for
+    /// `wss://`).
     pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
+        self.stream.send(bytes)
     }
 
     /// Sends a ping; `payload` must be at most 125 bytes.
@@ -936,7 +1074,7 @@ impl Client {
 
     /// Writes the frames encoded into `wbuf`.
     fn write_wbuf(&mut self) -> io::Result<()> {
-        let res = self.stream.write_all(&self.wbuf);
+        let res = self.stream.send(&self.wbuf);
         if self.wbuf.capacity() > 1 << 20 {
             self.wbuf = BytesMut::new();
         }
@@ -1013,21 +1151,25 @@ impl Client {
     /// (unless one was sent already), then reads until the server's close
     /// frame, discarding messages and answering nothing but that. Returns
     /// the server's code and reason, or `None` when the server closed the
-    /// TCP connection without a close frame.
+    /// TCP connection without a close frame. For `wss://`, then sends TLS
+    /// `close_notify` (not after an error: `close` may be called again).
     pub fn close(&mut self, code: u16, reason: &str) -> io::Result<Option<(Option<u16>, String)>> {
         // A failed write (the server has gone) shows in the reads below.
         let _ = self.send_close(Some(code), reason);
-        loop {
+        let closed = loop {
             if let Some(c) = &self.close_received {
-                return Ok(Some(c.clone()));
+                break Some(c.clone());
             }
             match self.read_message() {
                 Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(None),
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(None),
+                Err(e) if e.kind() == ErrorKind::UnexpectedEof => break None,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break None,
                 Err(e) => return Err(e),
             }
-        }
+        };
+        // Best effort: the server may have closed the connection already.
+        let _ = self.stream.close_notify();
+        Ok(closed)
     }
 
     /// Reads and discards until the server closes the TCP connection (after
@@ -1047,7 +1189,7 @@ impl Client {
     /// Shuts down both directions of the TCP connection, with no closing
     /// handshake.
     pub fn shutdown(&self) -> io::Result<()> {
-        self.stream.shutdown(Shutdown::Both)
+        self.stream.tcp().shutdown(Shutdown::Both)
     }
 }
 
@@ -1069,6 +1211,8 @@ fn connect_tcp(url: &Url, timeout: Duration) -> io::Result<TcpStream> {
 
 #[cfg(test)]
 mod props;
+#[cfg(test)]
+mod tls_tests;
 
 #[cfg(test)]
 mod tests {
@@ -1078,13 +1222,14 @@ mod tests {
     use base64::engine::general_purpose::STANDARD as BASE64;
     use base64::Engine as _;
     use flate2::{Compress, Compression, FlushCompress};
+    use std::io::Write;
     use std::net::TcpListener;
     use std::thread;
 
     // --- helpers -----------------------------------------------------------
 
     /// An unmasked (server) frame.
-    fn frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    pub(super) fn frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
         let mut f = vec![((fin as u8) << 7) | ((rsv1 as u8) << 6) | opcode];
         match payload.len() {
             n @ 0..=125 => f.push(n as u8),
@@ -1189,11 +1334,32 @@ mod tests {
     }
 
     #[test]
+    fn url_wss() {
+        let u = Url::parse("wss://example.com/live?x=1").unwrap();
+        assert!(u.tls);
+        assert_eq!(
+            (u.host.as_str(), u.port, u.resource.as_str()),
+            ("example.com", 443, "/live?x=1")
+        );
+        assert_eq!(u.host_header(), "example.com");
+        let u = Url::parse("WSS://[::1]:8443").unwrap();
+        assert!(u.tls);
+        assert_eq!((u.port, u.resource.as_str()), (8443, "/"));
+        assert_eq!(u.host_header(), "[::1]:8443");
+        // The default port is the scheme's.
+        assert_eq!(Url::parse("wss://h:80/").unwrap().host_header(), "h:80");
+        assert_eq!(Url::parse("ws://h:443/").unwrap().host_header(), "h:443");
+        assert!(!Url::parse("ws://h/").unwrap().tls);
+    }
+
+    #[test]
     fn url_errors() {
         let kind = |s| Url::parse(s).unwrap_err().kind();
-        assert_eq!(kind("wss://h/"), ErrorKind::Unsupported);
         for bad in [
             "http://h/",
+            "https://h/",
+            "wss://",
+            "wss://h/#f",
             "h:80/echo",
             "ws://",
             "ws://:80/",
@@ -1540,14 +1706,14 @@ mod tests {
         (url, handle)
     }
 
-    fn request_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    pub(super) fn request_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         head.lines().find_map(|l| {
             let (n, v) = l.split_once(':')?;
             n.eq_ignore_ascii_case(name).then(|| v.trim())
         })
     }
 
-    fn accept_101(head: &str, extra: &str) -> String {
+    pub(super) fn accept_101(head: &str, extra: &str) -> String {
         let key = request_header(head, "Sec-WebSocket-Key").unwrap();
         format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -1557,7 +1723,7 @@ mod tests {
     }
 
     /// Reads one masked client frame: (fin, rsv1, opcode, unmasked payload).
-    fn read_client_frame(s: &mut TcpStream) -> (bool, bool, u8, Vec<u8>) {
+    pub(super) fn read_client_frame(s: &mut impl Read) -> (bool, bool, u8, Vec<u8>) {
         let mut h = [0u8; 2];
         s.read_exact(&mut h).unwrap();
         assert!(h[1] & 0x80 != 0, "client frames are masked");
