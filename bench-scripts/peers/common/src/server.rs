@@ -66,10 +66,10 @@ where
         let addr = listener.local_addr().unwrap_or(args.listen);
         let rooms = Arc::new(Rooms::new(args.room_capacity));
         let router = Arc::new(router);
-        let tls_addr = match &args.tls {
-            None => None,
-            Some(tls) => Some(start_tls(tls, rooms.clone(), router.clone())),
-        };
+        let tls_addr = args
+            .tls
+            .as_ref()
+            .map(|tls| start_tls(tls, rooms.clone(), router.clone()));
         tokio::spawn(accept_loop(listener, rooms, router));
 
         let mut out = std::io::stdout().lock();
