@@ -273,3 +273,151 @@ pub fn version_name(v: rustls::ProtocolVersion) -> String {
 pub fn suite_name(s: rustls::CipherSuite) -> String {
     format!("{s:?}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    use mio::{Events, Interest, Poll, Token};
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+    /// A test CA (PEM, written to a file) and a leaf for 127.0.0.1 signed by it.
+    struct Pki {
+        ca_file: std::path::PathBuf,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    }
+
+    fn pki(tag: &str) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
+        let ca_file =
+            std::env::temp_dir().join(format!("loadgen-tls-{tag}-{}.pem", std::process::id()));
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        Pki {
+            ca_file,
+            chain: vec![leaf.der().clone(), ca.der().clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        }
+    }
+
+    /// A blocking one-connection TLS echo server; returns its address.
+    fn echo_server(p: &Pki) -> std::net::SocketAddr {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(p.chain.clone(), p.key.clone_key())
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (tcp, _) = listener.accept().unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let conn = ServerConnection::new(Arc::new(config)).unwrap();
+            let mut s = StreamOwned::new(conn, tcp);
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn echo_through_a_tls_stream() {
+        let p = pki("echo");
+        let addr = echo_server(&p);
+        let client = TlsClient::new(&p.ca_file, "127.0.0.1", false).unwrap();
+        let mut s = client
+            .wrap(mio::net::TcpStream::connect(addr).unwrap())
+            .unwrap();
+        assert!(!s.short_read_drains());
+        let mut poll = Poll::new().unwrap();
+        poll.registry()
+            .register(
+                s.tcp_mut(),
+                Token(0),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .unwrap();
+        let mut events = Events::with_capacity(8);
+        // More than rustls's 64 KiB buffer: writes must meet WouldBlock and
+        // go on at later edges.
+        let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (mut pos, mut got) = (0, Vec::new());
+        let mut buf = vec![0u8; 16384];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.len() < sent.len() {
+            assert!(
+                Instant::now() < deadline,
+                "echo timed out: {} bytes back",
+                got.len()
+            );
+            poll.poll(&mut events, Some(Duration::from_millis(50)))
+                .unwrap();
+            // Not connected yet: writes fail with NotConnected (or WouldBlock).
+            if s.tcp().peer_addr().is_err() {
+                continue;
+            }
+            s.flush_tls().unwrap();
+            while pos < sent.len() {
+                match s.write(&sent[pos..]) {
+                    Ok(n) => pos += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("write: {e}"),
+                }
+            }
+            loop {
+                match s.read(&mut buf) {
+                    Ok(0) => panic!("end of stream after {} bytes", got.len()),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+        }
+        assert!(got == sent, "echo differs");
+        let t = s.tls_open(0).expect("handshake done");
+        assert_eq!(t.kind, Some(HandshakeKind::Full));
+        assert_eq!(t.version, Some(rustls::ProtocolVersion::TLSv1_3));
+        assert!(t.handshake_ns > 0);
+        s.close_notify();
+        let _ = std::fs::remove_file(&p.ca_file);
+    }
+
+    #[test]
+    fn client_errors() {
+        let missing = std::path::Path::new("/nonexistent/ca.pem");
+        assert!(TlsClient::new(missing, "127.0.0.1", false).is_err());
+        let empty =
+            std::env::temp_dir().join(format!("loadgen-tls-empty-{}.pem", std::process::id()));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let e = TlsClient::new(&empty, "127.0.0.1", false).err().unwrap();
+        assert!(e.contains("no certificate"), "{e}");
+        let _ = std::fs::remove_file(&empty);
+        let p = pki("errors");
+        assert!(TlsClient::new(&p.ca_file, "[::1]", true).is_ok());
+        assert!(TlsClient::new(&p.ca_file, "localhost", false).is_ok());
+        assert!(TlsClient::new(&p.ca_file, "bad name!", false).is_err());
+        let _ = std::fs::remove_file(&p.ca_file);
+    }
+}
