@@ -8,6 +8,9 @@ system and round) and each row's raw output: the last line of a loadgen run
 (one JSON object), wrk's JSON line (printed by bench-scripts/wrk/report.lua)
 and the runner's own line (.runner: wall time, server and client CPU from
 /proc and `times`). Every figure in the report comes from those files.
+The TLS scenarios get their own sections like the others, then a summary
+table (each system's figure and ringcast's ratio to it) and ringcast's cost
+of TLS (its TLS figure over its plaintext one, from the same run).
 Standard library only.
 """
 
@@ -89,7 +92,59 @@ SCENARIOS = {
         "before and after (after waiting for it to settle).",
         key="server_cpu_s_per_million_conns", label="server CPU-s / million connections",
         better="lower", work="connections"),
+    # TLS: every system serves the same certificate (bench-scripts/tls-cert.sh,
+    # ECDSA P-256) on a TLS listener; loadgen trusts the test CA (rustls client).
+    "fanout-wss": dict(
+        title="TLS: fan-out to WebSocket subscribers over wss://, one room, 64 B messages",
+        what="As the WebSocket fan-out, over TLS: subscribers on wss://, the publisher "
+        "on https:// (one keep-alive connection). Every delivery is one TLS record "
+        "(or part of one) per subscriber.",
+        key="delivered_per_sec", label="deliveries/s", better="higher", work="messages", tls=True),
+    "echo-wss-32x8": dict(
+        title="TLS: WebSocket echo over wss://, 100 connections, 32 B text, 8 in flight each",
+        what="As echo-32x8, over TLS: rewards servers that put what one read produces "
+        "into one write, and so into few TLS records.",
+        key="msgs_per_sec", label="messages/s", better="higher", work="messages", tls=True),
+    "idle-wss": dict(
+        title="TLS: idle WebSocket connections over wss://, server memory per connection",
+        what="As idle-ws (same connection count), over TLS; the server's memory is "
+        "sampled from `--sample-after` (run.sh: 2 s) after the last connection opened, "
+        "past ringcast's parking delay (1 s), so the figure is the steady state of an "
+        "idle TLS connection.",
+        key="server_rss_per_conn", label="bytes RSS / connection", better="lower",
+        work="connections", tls=True),
+    "handshakes-tls": dict(
+        title="TLS: full handshakes per second per core (wss:// connect, upgrade, close)",
+        what="loadgen churn over TLS without session resumption: every connection is "
+        "a full handshake (TLS 1.3, ECDHE, ECDSA P-256 certificate), then the "
+        "WebSocket upgrade and a close. A handshake counts once its answer has "
+        "arrived. Opened flat out, at most 64 in progress. The figure is completed "
+        "handshakes per second of server CPU: the server runs on one core, so it is "
+        "handshakes per second per core whether or not the one-core client kept the "
+        "server busy (see loadgen CPU); handshakes/s is what the client reached.",
+        key="tls_handshakes_per_server_cpu_s", label="handshakes / server CPU-second",
+        better="higher", work="connections", tls=True),
+    "https": dict(
+        title="TLS: HTTPS keep-alive requests/s, GET /healthz",
+        what="As the http scenario over TLS: wrk, 1 thread, 100 keep-alive "
+        "connections (handshakes only at the start).",
+        key="req_per_sec", label="requests/s", better="higher", work="requests", tls=True),
 }
+
+# The plaintext scenario each TLS one is compared with, and the figure: the
+# cost of TLS for ringcast (TLS ÷ plaintext, lower is cheaper).
+TLS_VS_PLAIN = [
+    ("fanout-wss", "fanout-ws", "server_cpu_per_million",
+     "server CPU per delivered message (CPU-s / M deliveries)"),
+    ("echo-wss-32x8", "echo-32x8", "server_cpu_per_million",
+     "server CPU per echoed message (CPU-s / M messages)"),
+    ("idle-wss", "idle-ws", "server_rss_per_conn", "server memory per idle connection (bytes RSS)"),
+    ("https", "http", "server_cpu_per_million", "server CPU per request (CPU-s / M requests)"),
+    ("fanout-wss", "fanout-ws", "delivered_per_sec", "deliveries/s"),
+    ("echo-wss-32x8", "echo-32x8", "msgs_per_sec", "echoed messages/s"),
+    ("https", "http", "req_per_sec", "requests/s"),
+]
+HTTP_LIKE = ("http", "publish", "https")
 
 STATUS_TEXT = {
     "not-yet": "not yet",
@@ -98,6 +153,7 @@ STATUS_TEXT = {
     "no-server": "server did not start",
     "no-wrk": "wrk missing",
     "timeout": "timed out",
+    "no-tls": "n/a (no TLS mode)",
 }
 
 
@@ -146,7 +202,7 @@ def metrics(scenario, raw):
     if runner and runner.get("cores_busy_s") is not None and runner.get("wall_s"):
         ours = (runner.get("server_cpu_s") or 0) + (runner.get("client_cpu_s") or 0)
         m["other_load_pct"] = max(0.0, 100.0 * (runner["cores_busy_s"] - ours) / runner["wall_s"])
-    if scenario in ("http", "publish"):
+    if scenario in HTTP_LIKE:
         wall = m.get("duration_s") or (runner or {}).get("wall_s")
         if runner:
             srv = runner.get("server_cpu_s")
@@ -198,7 +254,15 @@ def size(v):
 
 
 def extra_columns(scenario):
-    if scenario in ("http", "publish"):
+    if scenario == "handshakes-tls":
+        return ["handshakes/s", "full, resumed", "version, suite", "TLS handshake p50 / p99",
+                "failed"], lambda m: [
+            num(m.get("tls_handshakes_per_sec")),
+            f"{num(m.get('tls_full'))}, {num(m.get('tls_resumed'))}",
+            f"{m.get('tls_version') or '?'}, {m.get('tls_suite') or '?'}",
+            f"{us(m.get('tls_handshake_p50_us'))} / {us(m.get('tls_handshake_p99_us'))}",
+            num(m.get("failed"))]
+    if scenario in HTTP_LIKE:
         return ["p50 / p99 latency", "errors"], lambda m: [
             f"{us(m.get('latency_p50_us'))} / {us(m.get('latency_p99_us'))}",
             num(m.get("errors"))]
@@ -238,6 +302,8 @@ def figure_text(scenario, v):
         return f"{v:,.0f} ({size(v)})"
     if scenario.startswith("churn"):
         return f"{v:,.1f}"
+    if scenario == "handshakes-tls":
+        return f"{v:,.0f}"
     return num(v)
 
 
@@ -269,6 +335,103 @@ def status_text(status, m):
         err = (m or {}).get("error")
         return f"error ({status})" + (f": {err}" if err else "")
     return STATUS_TEXT.get(status, status)
+
+
+def ok_metrics(chosen, system):
+    """A system's chosen row's figures, if the row passed its checks."""
+    c = (chosen or {}).get(system)
+    if not c or c["status"] != "ok" or c["m"] is None:
+        return None
+    return c["m"]
+
+
+def fig_cell(sc, chosen, system, key):
+    c = (chosen or {}).get(system)
+    if not c:
+        return "—"
+    m = ok_metrics(chosen, system)
+    if m is None:
+        return status_text(c["status"], c["m"])
+    return figure_text(sc, m.get(key))
+
+
+def tls_summary(w, chosen_by_sc):
+    """The TLS table (each system's figure, ringcast's ratio to it) and
+    ringcast's cost of TLS (TLS over plaintext, same run)."""
+    tls_scs = [sc for sc, spec in SCENARIOS.items() if spec.get("tls") and sc in chosen_by_sc]
+    if not tls_scs:
+        return
+    # Peers with a TLS mode (a system whose every TLS row says it has none
+    # is left out).
+    peers = [s for s in SYSTEMS if s != "ringcast"
+             and any(s in chosen_by_sc[sc] and chosen_by_sc[sc][s]["status"] != "no-tls"
+                     for sc in tls_scs)]
+    w("## TLS at the edge: summary")
+    w("")
+    w("Each TLS scenario's figure per system (the sections above have the details), "
+      "and *ringcast ÷ system* as in the other tables. The tokio-tungstenite peer "
+      "serves TLS through tokio-rustls (rustls 0.23, ring), nginx through OpenSSL; "
+      "fastwebsockets has no TLS mode; nginx + nchan has no WebSocket echo.")
+    w("")
+    cols = ["scenario", "figure", "ringcast"]
+    for p in peers:
+        cols += [p, f"ringcast ÷ {p}"]
+    w("| " + " | ".join(cols) + " |")
+    w("|" + "|".join(["---"] * len(cols)) + "|")
+    for sc in tls_scs:
+        spec = SCENARIOS[sc]
+        chosen = chosen_by_sc[sc]
+        key = spec["key"]
+        rc = ok_metrics(chosen, "ringcast")
+        rc_fig = rc.get(key) if rc else None
+        cells = [f"`{sc}`", f"{spec['label']} ({spec['better']} is better)",
+                 fig_cell(sc, chosen, "ringcast", key)]
+        for p in peers:
+            cells.append(fig_cell(sc, chosen, p, key))
+            pm = ok_metrics(chosen, p)
+            pf = pm.get(key) if pm else None
+            cells.append(f"{rc_fig / pf:.2f}×" if rc_fig and pf else "—")
+        w("| " + " | ".join(cells) + " |")
+    w("")
+
+    w("### What TLS costs ringcast: TLS ÷ plaintext")
+    w("")
+    w("ringcast's figure in each TLS scenario over its figure in the plaintext "
+      "scenario of the same run (same sizes, same client). For CPU and memory, "
+      "1.40× means TLS costs 40 % more per unit of work; for throughput, 0.70× "
+      "means TLS reaches 70 % of the plaintext rate.")
+    w("")
+    w("| measure | plaintext | TLS | TLS ÷ plaintext |")
+    w("|---|---|---|---|")
+    shown = 0
+    for tls_sc, plain_sc, key, label in TLS_VS_PLAIN:
+        if tls_sc not in chosen_by_sc:
+            continue
+        pm = ok_metrics(chosen_by_sc.get(plain_sc), "ringcast")
+        tm = ok_metrics(chosen_by_sc.get(tls_sc), "ringcast")
+        pv = pm.get(key) if pm else None
+        tv = tm.get(key) if tm else None
+        if key == "server_rss_per_conn":
+            fmt = lambda v: "—" if v is None else f"{v:,.0f} ({size(v)})"  # noqa: E731
+        elif key == "server_cpu_per_million":
+            fmt = lambda v: num(v, 3)  # noqa: E731
+        else:
+            fmt = num
+        if pm is None:
+            pcell = f"— (`{plain_sc}` not in this run, or not ok)"
+        else:
+            pcell = f"{fmt(pv)} (`{plain_sc}`)"
+        if tm is None:
+            c = (chosen_by_sc.get(tls_sc) or {}).get("ringcast")
+            tcell = f"— ({status_text(c['status'], c['m']) if c else 'not run'})"
+        else:
+            tcell = f"{fmt(tv)} (`{tls_sc}`)"
+        ratio = f"{tv / pv:.2f}×" if tv is not None and pv else "—"
+        w(f"| {label} | {pcell} | {tcell} | {ratio} |")
+        shown += 1
+    if not shown:
+        w("| — | — | — | — |")
+    w("")
 
 
 def main():
@@ -313,6 +476,10 @@ def main():
       f"(`taskset -c 1`); every server runs 1 worker thread |")
     w(f"| fd limit | {env.get('nofile', '?')} |")
     w(f"| tools | loadgen (bench-scripts/loadgen), {env.get('wrk', 'wrk')} |")
+    if env.get("tls_cert"):
+        w(f"| TLS | every system serves one certificate (bench-scripts/tls-cert.sh: "
+          f"{env.get('tls_cert')}, signed by a test CA); loadgen is a rustls 0.23 client "
+          f"(ring), wrk uses {env.get('openssl', 'OpenSSL')} |")
     w(f"| rounds | {env.get('rounds', '1')} per scenario, systems alternating; "
       f"the median round is shown |")
     w(f"| run time | {env.get('elapsed_s', '?')} s |")
@@ -331,10 +498,12 @@ def main():
       "depressed, and the CPU-s / M figures are the fairer comparison.")
     w("")
 
+    chosen_by_sc = {}
     for sc, spec in SCENARIOS.items():
         if sc not in rows:
             continue
         chosen = {system: choose(sc, spec, runs) for system, runs in rows[sc].items()}
+        chosen_by_sc[sc] = chosen
         # Ratios only against a ringcast row that passed its checks.
         rc_row = chosen.get("ringcast", {})
         rc = rc_row.get("m") if rc_row.get("status") == "ok" else None
@@ -377,6 +546,8 @@ def main():
                 pct("other_load_pct"), ratio, status, cmd]
             w("| " + " | ".join(cells) + " |")
         w("")
+
+    tls_summary(w, chosen_by_sc)
 
     text = "\n".join(lines).rstrip() + "\n"
     tmp = results + ".tmp"

@@ -9,9 +9,12 @@
 #                        [--systems SYSTEM[,SYSTEM...]] [--rounds N] [--no-build]
 #
 # Scenarios: http publish echo-32x1 echo-32x8 echo-16k fanout-ws fanout-sse
-# fanout-ws-paced fanout-sse-paced idle-ws idle-sse churn-ws (--only takes
-# names or prefixes: --only echo).
-# Systems: ringcast tokio-tungstenite fastwebsockets nginx-nchan.
+# fanout-ws-paced fanout-sse-paced idle-ws idle-sse churn-ws, and over TLS
+# fanout-wss echo-wss-32x8 idle-wss handshakes-tls https (--only takes
+# names or prefixes: --only echo; --only tls: the TLS scenarios).
+# Systems: ringcast tokio-tungstenite fastwebsockets nginx-nchan (TLS
+# scenarios: ringcast, tokio-tungstenite in its TLS mode, nginx-nchan; all
+# serve the certificate of tls-cert.sh, made in out/tls/).
 # --rounds N runs each scenario N times (systems alternating within each
 # round); the report shows the median round. A partial run (--only or
 # --systems) writes its report into its out/ directory instead.
@@ -48,8 +51,23 @@ while [ $# -gt 0 ]; do
 done
 case "$rounds" in ''|*[!0-9]*|0) echo "run.sh: --rounds must be a positive number" >&2; exit 2 ;; esac
 
-all_scenarios="http publish echo-32x1 echo-32x8 echo-16k fanout-ws fanout-sse fanout-ws-paced fanout-sse-paced idle-ws idle-sse churn-ws"
+tls_scenarios="fanout-wss echo-wss-32x8 idle-wss handshakes-tls https"
+all_scenarios="http publish echo-32x1 echo-32x8 echo-16k fanout-ws fanout-sse fanout-ws-paced fanout-sse-paced idle-ws idle-sse churn-ws $tls_scenarios"
 all_systems="ringcast tokio-tungstenite fastwebsockets nginx-nchan"
+is_tls() { case " $tls_scenarios " in *" $1 "*) return 0 ;; esac; return 1; }
+# The test CA and server certificate of every TLS scenario (tls-cert.sh).
+tls_dir=$here/out/tls
+# idle-wss samples the server's memory from this long after the last
+# connection opened: past ringcast's parking delay (PARK_AFTER, 1 s, in
+# src/io/signal.rs), so parked connections are measured in their steady state.
+tls_park_wait=${TLS_PARK_WAIT:-2s}
+# handshakes-tls: churn over TLS flat out (a target rate above what the
+# one-core client opens), at most hs_open handshakes in progress (under
+# ringcast's tls.max_handshakes_per_worker, 1024; enough to keep a
+# one-core server busy over loopback without queueing latency for nothing),
+# no session resumption.
+hs_rate=5000/s
+hs_open=64
 
 # Scenario sizes: full, or --quick (whole run well under two minutes).
 if [ "$quick" = 1 ]; then
@@ -59,7 +77,9 @@ if [ "$quick" = 1 ]; then
     fan_subs=2000; fan_dur=2s; fan_rate=10/s
     idle_conns=5000; idle_hold=1s
     churn_rate=500/s; churn_dur=4s
-    default_scenarios="http echo-32x1 echo-32x8 echo-16k fanout-ws fanout-sse idle-ws churn-ws"
+    idle_tls_hold=3s
+    hs_dur=4s
+    default_scenarios="http echo-32x1 echo-32x8 echo-16k fanout-ws fanout-sse idle-ws churn-ws $tls_scenarios"
     results=$here/RESULTS-quick.md
 else
     label=full
@@ -68,6 +88,8 @@ else
     fan_subs=10000; fan_dur=10s; fan_rate=10/s
     idle_conns=19000; idle_hold=10s
     churn_rate=500/s; churn_dur=120s
+    idle_tls_hold=12s
+    hs_dur=20s
     default_scenarios=$all_scenarios
     results=$here/RESULTS.md
 fi
@@ -75,6 +97,10 @@ fi
 scenarios=""
 if [ -n "$only" ]; then
     for want in ${only//,/ }; do
+        if [ "$want" = tls ]; then
+            scenarios="$scenarios $tls_scenarios"
+            continue
+        fi
         hit=0
         for s in $all_scenarios; do
             case "$s" in "$want"|"$want"-*) scenarios="$scenarios $s"; hit=1 ;; esac
@@ -105,6 +131,7 @@ log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" | tee -a "$out/run.log" >&2
 
 # ---------------------------------------------------------------- cleanup
 server_pid=""
+tls_port=""
 work_pid=""
 tool_pid=""
 cleanup() {
@@ -169,6 +196,12 @@ if ! command -v wrk >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
         || log "installing wrk failed: see $out/install-wrk.log"
 fi
 command -v wrk >/dev/null 2>&1 || log "wrk not found (apt-get install -y wrk): the http scenarios will be skipped"
+tls_run=0
+for sc in $scenarios; do is_tls "$sc" && tls_run=1; done
+if [ "$tls_run" = 1 ]; then
+    "$here/tls-cert.sh" "$tls_dir" >"$out/tls-cert.log" 2>&1 \
+        || { log "making the test certificates failed: see $out/tls-cert.log"; exit 1; }
+fi
 
 # ---------------------------------------------------------------- servers
 # Server ports come from below the ephemeral range (the load generator's
@@ -197,6 +230,17 @@ wait_http() {
     return 1
 }
 
+# Waits (bounded) until GET /healthz answers over TLS (the test CA trusted).
+wait_https() {
+    local p=$1 limit=$2 _i
+    for _i in $(seq "$limit"); do
+        [ "$(curl -s -o /dev/null -m 1 --cacert "$tls_dir/ca.pem" -w '%{http_code}' "https://127.0.0.1:$p/healthz")" = 200 ] && return 0
+        kill -0 "$server_pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
 # Waits (bounded) for a ready line in the server's log.
 wait_line() {
     local logf=$1 pattern=$2 limit=$3 _i
@@ -208,35 +252,69 @@ wait_line() {
     return 1
 }
 
-# start_server SYSTEM LOG: sets server_pid (to stop), work_pid (to
-# measure), server_cmd; returns non-zero if it is missing or not ready.
+# start_server SYSTEM LOG [tls]: sets server_pid (to stop), work_pid (to
+# measure), server_cmd, port (and tls_port with tls: the same endpoints
+# over TLS on a second listener, the certificate of tls-cert.sh); returns
+# non-zero if it is missing or not ready: 3 not built, 4 no TLS (a system
+# without a TLS mode), 5 ringcast without TLS support, 1 not ready.
 start_server() {
-    local sys=$1 logf=$2
+    local sys=$1 logf=$2 tls=${3:-}
     next_port
+    tls_port=""
+    if [ -n "$tls" ]; then
+        local plain_port=$port
+        next_port
+        tls_port=$port
+        port=$plain_port
+    fi
+    local cert=$tls_dir/cert.pem key=$tls_dir/key.pem
     case "$sys" in
         ringcast)
             [ "$ringcast_build" = ok ] && [ -x "$ringcast_bin" ] || return 3
-            server_cmd="taskset -c 0 ${ringcast_bin#"$root"/} --listen 127.0.0.1:$port --workers 1"
-            taskset -c 0 "$ringcast_bin" --listen "127.0.0.1:$port" --workers 1 >"$logf" 2>&1 &
+            if [ -n "$tls" ]; then
+                # The TLS listener is configured in the file only.
+                local conf=$out/ringcast-tls-$tls_port.toml
+                printf '%s\n' "[server]" "listen = \"127.0.0.1:$port\"" "workers = 1" "" \
+                    "[tls]" "listen = \"127.0.0.1:$tls_port\"" "cert = \"$cert\"" "key = \"$key\"" \
+                    "handshake_timeout = \"10s\"" "max_handshakes_per_worker = 1024" >"$conf"
+                server_cmd="taskset -c 0 ${ringcast_bin#"$root"/} --config ${conf#"$root"/}"
+                taskset -c 0 "$ringcast_bin" --config "$conf" >"$logf" 2>&1 &
+            else
+                server_cmd="taskset -c 0 ${ringcast_bin#"$root"/} --listen 127.0.0.1:$port --workers 1"
+                taskset -c 0 "$ringcast_bin" --listen "127.0.0.1:$port" --workers 1 >"$logf" 2>&1 &
+            fi
             server_pid=$!
             work_pid=$server_pid
-            wait_line "$logf" listening 150 || return 1
+            if ! wait_line "$logf" listening 150; then
+                # A build without TLS refuses the [tls] section.
+                [ -n "$tls" ] && grep -q 'unknown field `tls`' "$logf" 2>/dev/null && return 5
+                return 1
+            fi
             ;;
         tokio-tungstenite|fastwebsockets)
-            local bin=${peer_bin[$sys]}
+            local bin=${peer_bin[$sys]} tls_args=""
+            # fastwebsockets is built without the TLS listener.
+            [ -n "$tls" ] && [ "$sys" != tokio-tungstenite ] && return 4
             [ -x "$bin" ] || return 3
-            server_cmd="taskset -c 0 ${bin#"$root"/} --listen 127.0.0.1:$port --threads 1"
-            taskset -c 0 "$bin" --listen "127.0.0.1:$port" --threads 1 >"$logf" 2>&1 &
+            if [ -n "$tls" ]; then
+                tls_args="--tls-listen 127.0.0.1:$tls_port --tls-cert $cert --tls-key $key"
+            fi
+            server_cmd="taskset -c 0 ${bin#"$root"/} --listen 127.0.0.1:$port --threads 1${tls_args:+ ${tls_args//$root\//}}"
+            # shellcheck disable=SC2086 # $tls_args: words on purpose
+            taskset -c 0 "$bin" --listen "127.0.0.1:$port" --threads 1 $tls_args >"$logf" 2>&1 &
             server_pid=$!
             work_pid=$server_pid
-            wait_line "$logf" "listening on" 150 || return 1
+            wait_line "$logf" "listening on 127.0.0.1:$port" 150 || return 1
             ;;
         nginx-nchan)
             [ -x "$peers/nginx-nchan/run.sh" ] || return 3
             [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || return 3
             local prefix=$out/nginx-$port
-            server_cmd="taskset -c 0 bench-scripts/peers/nginx-nchan/run.sh ${prefix#"$root"/} $port"
-            taskset -c 0 "$peers/nginx-nchan/run.sh" "$prefix" "$port" >"$logf" 2>&1 &
+            local tls_args=""
+            [ -n "$tls" ] && tls_args="$tls_port $cert $key"
+            server_cmd="taskset -c 0 bench-scripts/peers/nginx-nchan/run.sh ${prefix#"$root"/} $port${tls_args:+ ${tls_args//$root\//}}"
+            # shellcheck disable=SC2086 # $tls_args: words on purpose
+            taskset -c 0 "$peers/nginx-nchan/run.sh" "$prefix" "$port" $tls_args >"$logf" 2>&1 &
             server_pid=$!
             wait_http "$port" 150 || return 1
             # The one worker process holds the connections and does the work.
@@ -245,24 +323,33 @@ start_server() {
             ;;
         *) return 3 ;;
     esac
+    if [ -n "$tls" ]; then
+        wait_https "$tls_port" 150 || return 1
+    fi
     return 0
 }
 
-# probe METHOD PATH: the HTTP status a plain request gets (000: none).
+# probe METHOD PATH: the HTTP status a request gets (000: none); over TLS
+# to the TLS listener when there is one.
 probe() {
     local method=$1 path=$2
-    curl -s -o /dev/null -m 1 -X "$method" -w '%{http_code}' "http://127.0.0.1:$port$path" 2>/dev/null || true
+    if [ -n "$tls_port" ]; then
+        curl -s -o /dev/null -m 1 --cacert "$tls_dir/ca.pem" -X "$method" -w '%{http_code}' \
+            "https://127.0.0.1:$tls_port$path" 2>/dev/null || true
+    else
+        curl -s -o /dev/null -m 1 -X "$method" -w '%{http_code}' "http://127.0.0.1:$port$path" 2>/dev/null || true
+    fi
 }
 
 # Endpoints a scenario needs; a 404 on any means the system lacks it.
 needs() {
     case "$1" in
-        http) echo "GET /healthz" ;;
+        http|https) echo "GET /healthz" ;;
         publish) echo "POST /publish/probe" ;;
         echo-*) echo "GET /echo" ;;
-        fanout-ws|fanout-ws-paced) echo "GET /ws?room=probe POST /publish/probe" ;;
+        fanout-ws|fanout-ws-paced|fanout-wss) echo "GET /ws?room=probe POST /publish/probe" ;;
         fanout-sse|fanout-sse-paced) echo "GET /sse?room=probe POST /publish/probe" ;;
-        idle-ws|churn-ws) echo "GET /ws?room=probe" ;;
+        idle-ws|churn-ws|idle-wss|handshakes-tls) echo "GET /ws?room=probe" ;;
         idle-sse) echo "GET /sse?room=probe" ;;
     esac
 }
@@ -287,6 +374,8 @@ run_tool() {
     local sc=$1 sys=$2 raw=$3 room="r$RANDOM$RANDOM"
     local lg="taskset -c 1 $loadgen_bin"
     local base="127.0.0.1:$port" pidopt="--pid $work_pid" cmd limit
+    # TLS scenarios: the TLS listener, the test CA trusted.
+    local tbase="127.0.0.1:$tls_port" ca="--ca $tls_dir/ca.pem"
     case "$sc" in
         http|publish)
             local script=healthz
@@ -304,6 +393,11 @@ run_tool() {
         idle-ws) cmd="$lg hold --url ws://$base/ws?room=$room --conns $idle_conns --hold $idle_hold --src-ips 8 $pidopt"; limit=240 ;;
         idle-sse) cmd="$lg hold --url http://$base/sse?room=$room --conns $idle_conns --hold $idle_hold --src-ips 8 $pidopt"; limit=240 ;;
         churn-ws) cmd="$lg churn --url ws://$base/ws?room=$room --rate $churn_rate --duration $churn_dur --src-ips 16 $pidopt"; limit=400 ;;
+        https) cmd="taskset -c 1 wrk -t1 -c100 -d$wrk_dur --latency -s $here/wrk/healthz.lua https://$tbase"; limit=120 ;;
+        fanout-wss) cmd="$lg fanout --sub-url wss://$tbase/ws?room=$room --publish-url https://$tbase/publish/$room --subs $fan_subs --size 64 --duration $fan_dur $ca $pidopt"; limit=300 ;;
+        echo-wss-32x8) cmd="$lg echo --url wss://$tbase/echo --conns 100 --inflight 8 --size 32 --duration $echo_dur --warmup $echo_warm $ca $pidopt"; limit=120 ;;
+        idle-wss) cmd="$lg hold --url wss://$tbase/ws?room=$room --conns $idle_conns --hold $idle_tls_hold --sample-after $tls_park_wait --src-ips 8 $ca $pidopt"; limit=300 ;;
+        handshakes-tls) cmd="$lg churn --url wss://$tbase/ws?room=$room --rate $hs_rate --max-open $hs_open --duration $hs_dur --src-ips 16 $ca $pidopt"; limit=400 ;;
     esac
     printf '%s\n' "${cmd//$root\//}" >"$raw.cmd"
     local t0 c0 b0 rc t1 c1 b1
@@ -346,15 +440,23 @@ run_row() {
     local sc=$1 sys=$2 r=$3
     local name=$sc.$sys.r$r
     local raw=$out/$name.out
-    if [ "$sc" = http ] || [ "$sc" = publish ]; then
+    if [ "$sc" = http ] || [ "$sc" = publish ] || [ "$sc" = https ]; then
         command -v wrk >/dev/null 2>&1 || { record "$sc" "$sys" "$r" "no-wrk" "" ""; return; }
     fi
-    start_server "$sys" "$out/$name.server.log"
+    local tls=""
+    is_tls "$sc" && tls=tls
+    start_server "$sys" "$out/$name.server.log" $tls
     local st=$?
     if [ $st -ne 0 ]; then
         if [ $st = 3 ]; then
             log "$sc / $sys: not built"
             record "$sc" "$sys" "$r" "not-built" "" ""
+        elif [ $st = 4 ]; then
+            log "$sc / $sys: no TLS mode"
+            record "$sc" "$sys" "$r" "no-tls" "" ""
+        elif [ $st = 5 ]; then
+            log "$sc / $sys: not yet (this build refuses the [tls] section: see $out/$name.server.log)"
+            record "$sc" "$sys" "$r" "not-yet" "" ""
         else
             log "$sc / $sys: server did not become ready (see $out/$name.server.log)"
             record "$sc" "$sys" "$r" "no-server" "" ""
@@ -406,6 +508,11 @@ log "mode $label; scenarios:$scenarios; systems: $systems; rounds $rounds; raw o
     echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
     echo "nofile=$(ulimit -n)"
     echo "wrk=$(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+    if [ "$tls_run" = 1 ]; then
+        echo "openssl=$(openssl version 2>/dev/null | cut -d' ' -f1-2)"
+        echo "tls_cert=$(openssl x509 -in "$tls_dir/cert.pem" -noout -text 2>/dev/null \
+            | awk '/Public Key Algorithm/ {a=$NF} /NIST CURVE/ {c=$NF} END {print a " " c}')"
+    fi
     echo "mode=$label"
     echo "rounds=$rounds"
 } >"$out/machine.env"

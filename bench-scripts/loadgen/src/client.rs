@@ -1,11 +1,13 @@
 //! Client connections on one mio event loop: a `Conn` is one WebSocket or
-//! SSE client (connect, handshake, read frames or events, write batched),
+//! SSE client (connect, TLS handshake for wss:// and https://, HTTP
+//! handshake, read frames or events, write batched),
 //! a `Pool` owns many of them and dispatches readiness to a mode's
 //! `Handler`. Sockets other than pool connections (a mode's publishers)
 //! share the poll under tokens from `FOREIGN_BASE` up.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::{Events, Interest, Poll, Token};
@@ -15,6 +17,7 @@ use crate::proto::sse::SseParser;
 use crate::proto::ws::{self, WsEvent, WsReader};
 use crate::rng::Rng;
 use crate::sys;
+use crate::tls::{Stream, TlsClient, TlsOpen};
 use crate::url::{Scheme, Url};
 
 /// Tokens at and above this belong to the mode, not the pool.
@@ -56,8 +59,13 @@ pub enum Phase {
 
 /// What a connection reports to its mode.
 pub enum Ev<'a> {
-    /// Handshake complete; `handshake_ns` since the connect started.
-    Open { handshake_ns: u64 },
+    /// Handshake complete; `handshake_ns` since the connect started (TCP
+    /// connect, TLS handshake if any, HTTP answer). `tls`: the TLS
+    /// handshake's outcome (None on plain connections).
+    Open {
+        handshake_ns: u64,
+        tls: Option<TlsOpen>,
+    },
     /// A WebSocket message, or the data of an SSE event; `at_ns`: when the
     /// read that brought it returned (one clock read per read, not per message).
     Msg {
@@ -109,7 +117,7 @@ struct SseBody {
 }
 
 pub struct Conn {
-    stream: mio::net::TcpStream,
+    stream: Stream,
     pub phase: Phase,
     proto: Proto,
     head: Vec<u8>,
@@ -124,8 +132,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn start(url: &Url, proto: Proto, rng: &mut Rng, src: Option<Ipv4Addr>) -> io::Result<Conn> {
-        let stream = sys::connect(url.addr, src)?;
+    fn start(target: &Target, rng: &mut Rng, src: Option<Ipv4Addr>) -> io::Result<Conn> {
+        let (url, proto) = (&target.url, target.proto);
+        let tcp = sys::connect(url.addr, src)?;
+        let stream = match &target.tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => tls.wrap(tcp)?,
+        };
         let (out, accept) = match proto {
             Proto::Ws => {
                 let key = ws::client_key(rng.bytes16());
@@ -155,6 +168,12 @@ impl Conn {
 
     /// Writes queued bytes until done or the socket is full.
     fn flush(&mut self) -> Result<(), Gone> {
+        // Encrypted bytes rustls kept when the socket was full (TLS only).
+        if let Stream::Tls(_) = self.stream {
+            self.stream
+                .flush_tls()
+                .map_err(|e| Gone::Error(format!("write: {e}")))?;
+        }
         while self.out_pos < self.out.len() {
             match self.stream.write(&self.out[self.out_pos..]) {
                 Ok(0) => return Err(Gone::Error("write returned 0".into())),
@@ -186,10 +205,10 @@ impl Conn {
         on: &mut dyn FnMut(Ev<'_>, &mut Outbox),
     ) -> Result<(), Gone> {
         if self.phase == Phase::Connecting {
-            if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
+            if let Ok(Some(e)) | Err(e) = self.stream.tcp().take_error() {
                 return Err(Gone::Error(format!("connect: {e}")));
             }
-            match self.stream.peer_addr() {
+            match self.stream.tcp().peer_addr() {
                 Ok(_) => self.phase = Phase::Head,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
                 Err(e) => return Err(Gone::Error(format!("connect: {e}"))),
@@ -222,16 +241,21 @@ impl Conn {
                                 }
                             }
                         }
-                        if n < scratch.len() && !read_closed {
+                        if n < scratch.len() && !read_closed && self.stream.short_read_drains() {
                             // A short read drained the socket; new data
                             // raises a new edge. Not so for a FIN that
                             // came with this data (read_closed): read on
-                            // to see the end of stream.
+                            // to see the end of stream. Nor under TLS,
+                            // where a read returns one record's worth:
+                            // read on until the socket would block.
                             break;
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        return Err(Gone::Error(e.to_string()))
+                    }
                     Err(e) => return Err(Gone::Error(format!("read: {e}"))),
                 }
             }
@@ -258,7 +282,10 @@ impl Conn {
             let handshake_ns = at.saturating_sub(self.t_start);
             let mut close = false;
             on(
-                Ev::Open { handshake_ns },
+                Ev::Open {
+                    handshake_ns,
+                    tls: self.stream.tls_open(self.t_start),
+                },
                 &mut Outbox {
                     out: &mut self.out,
                     rng,
@@ -414,6 +441,8 @@ impl Conn {
 pub struct Target {
     pub url: Url,
     pub proto: Proto,
+    /// Set for wss:// and https:// URLs.
+    pub tls: Option<Arc<TlsClient>>,
 }
 
 /// A mode's reaction to its connections.
@@ -473,7 +502,7 @@ impl Pool {
         } else {
             None
         };
-        let mut c = Conn::start(&self.target.url, self.target.proto, &mut self.rng, src)?;
+        let mut c = Conn::start(&self.target, &mut self.rng, src)?;
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -482,7 +511,7 @@ impl Pool {
             }
         };
         self.poll.registry().register(
-            &mut c.stream,
+            c.stream.tcp_mut(),
             Token(idx),
             Interest::READABLE | Interest::WRITABLE,
         )?;
@@ -494,7 +523,8 @@ impl Pool {
     /// Drops a connection (closes the socket) without telling the handler.
     pub fn drop_conn(&mut self, idx: usize) {
         if let Some(mut c) = self.conns.get_mut(idx).and_then(|c| c.take()) {
-            let _ = self.poll.registry().deregister(&mut c.stream);
+            c.stream.close_notify();
+            let _ = self.poll.registry().deregister(c.stream.tcp_mut());
             self.free.push(idx);
             self.live -= 1;
         }

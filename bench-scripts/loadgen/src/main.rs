@@ -3,8 +3,9 @@
 //! One thread, one mio event loop, raw non-blocking sockets and its own
 //! small HTTP, WebSocket and SSE client code (`proto/`), so that one core of
 //! it can keep one core of a server busy, and so that it shares no code
-//! with the server it measures. Each mode prints a human summary, then one
-//! JSON object on the last line of stdout.
+//! with the server it measures (except the WebSocket codec, ringcast's own).
+//! `wss://` and `https://` targets go through rustls (`tls`). Each mode
+//! prints a human summary, then one JSON object on the last line of stdout.
 
 mod args;
 mod client;
@@ -14,6 +15,7 @@ mod modes;
 mod proto;
 mod rng;
 mod sys;
+mod tls;
 mod url;
 
 const USAGE: &str = "\
@@ -31,10 +33,14 @@ modes:
           N subscribers, one keep-alive publisher; order, loss, duplicates,
           deliveries/s and publish-to-receive latency.
   hold    --url ws://...|http://.../sse?room=R [--conns 1000] [--hold 10s]
-          N idle connections; server RSS and fds per connection (needs --pid).
+          [--sample-after 500ms]
+          N idle connections; server RSS and fds per connection (needs --pid),
+          sampled once a second from --sample-after on.
   churn   --url ws://...|http://... [--rate 500/s] [--duration 120s]
           [--settle 10s] [--max-open 2000]
           connect, handshake, close, continuously; server fd and RSS drift.
+          Over TLS: completed handshakes/s and per server CPU-second, full
+          (the default: no session resumption) or resumed (--tls-resume).
   slowloris --url http://HOST:PORT/path [--conns 100] [--interval 1s]
           [--duration 30s] [--expect-cut-within D]
           N connections sending a never-ending request head one byte per
@@ -64,6 +70,15 @@ options of every mode:
   --connect-timeout 10s      limit for one connect + handshake
   --src-ips N                spread connects over 127.0.0.1..127.0.0.N
                              (default 1; churn 16)
+  --ca FILE                  PEM CA (or certificate) to trust for wss:// and
+                             https:// URLs (echo, fanout, hold, churn; the
+                             server name is the URL's host, IP or DNS name)
+  --tls-resume               keep TLS sessions and resume them (default: off,
+                             every connection makes a full handshake)
+
+Every ws:// URL may be wss:// and every http:// URL https:// in echo,
+fanout (subscribers and publisher), hold and churn (rustls, TLS 1.2/1.3,
+ALPN http/1.1); slowloris, midwrite and hostile speak plain TCP only.
 
 values: durations 10s, 500ms, 2m; rates 500/s, 30000/m; sizes 32, 16KiB;
 counts 19000, 10k. Exit status: 0 ok, 1 a check failed (mismatch, loss,

@@ -1,5 +1,5 @@
-//! Target URLs: `ws://host:port/path?query` and `http://host:port/path`.
-//! No TLS: the benchmarks run on loopback.
+//! Target URLs: `ws://host:port/path?query` and `http://host:port/path`,
+//! and their TLS forms `wss://` and `https://` (default ports 80 and 443).
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -12,6 +12,8 @@ pub enum Scheme {
 #[derive(Debug, Clone)]
 pub struct Url {
     pub scheme: Scheme,
+    /// `wss://` or `https://`.
+    pub tls: bool,
     /// `host:port` as sent in the Host header.
     pub authority: String,
     /// Path and query, always starting with `/`.
@@ -21,14 +23,16 @@ pub struct Url {
 
 impl Url {
     pub fn parse(s: &str) -> Result<Url, String> {
-        let (scheme, rest) = if let Some(r) = s.strip_prefix("ws://") {
-            (Scheme::Ws, r)
+        let (scheme, tls, rest) = if let Some(r) = s.strip_prefix("ws://") {
+            (Scheme::Ws, false, r)
         } else if let Some(r) = s.strip_prefix("http://") {
-            (Scheme::Http, r)
-        } else if s.starts_with("wss://") || s.starts_with("https://") {
-            return Err(format!("{s}: TLS is not supported"));
+            (Scheme::Http, false, r)
+        } else if let Some(r) = s.strip_prefix("wss://") {
+            (Scheme::Ws, true, r)
+        } else if let Some(r) = s.strip_prefix("https://") {
+            (Scheme::Http, true, r)
         } else {
-            return Err(format!("{s}: expected ws:// or http://"));
+            return Err(format!("{s}: expected ws://, wss://, http:// or https://"));
         };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -52,7 +56,7 @@ impl Url {
         {
             authority.to_string()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{}", if tls { 443 } else { 80 })
         };
         let addr = with_port
             .to_socket_addrs()
@@ -61,10 +65,29 @@ impl Url {
             .ok_or_else(|| format!("{s}: no address"))?;
         Ok(Url {
             scheme,
+            tls,
             authority: authority.to_string(),
             path,
             addr,
         })
+    }
+
+    /// The host as written (no port): the TLS server name.
+    pub fn host(&self) -> &str {
+        match self.authority.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() && !self.authority.ends_with(']') => h,
+            _ => &self.authority,
+        }
+    }
+
+    /// For modes that speak plain TCP only.
+    pub fn refuse_tls(&self, mode: &str) -> Result<(), String> {
+        if self.tls {
+            return Err(format!(
+                "{mode} speaks plain TCP only: use a ws:// or http:// URL"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -84,7 +107,23 @@ mod tests {
         let u = Url::parse("http://127.0.0.1?x=1").unwrap();
         assert_eq!(u.path, "/?x=1");
         assert_eq!(u.addr.port(), 80);
-        assert!(Url::parse("wss://x/").is_err());
+        assert!(!u.tls);
+        assert_eq!(u.host(), "127.0.0.1");
         assert!(Url::parse("ftp://x/").is_err());
+    }
+
+    #[test]
+    fn tls_forms() {
+        let u = Url::parse("wss://127.0.0.1:9443/ws?room=a").unwrap();
+        assert_eq!((u.scheme, u.tls), (Scheme::Ws, true));
+        assert_eq!(u.host(), "127.0.0.1");
+        assert_eq!(u.addr.port(), 9443);
+        let u = Url::parse("https://127.0.0.1/publish/r").unwrap();
+        assert_eq!((u.scheme, u.tls), (Scheme::Http, true));
+        assert_eq!(u.addr.port(), 443);
+        assert_eq!(u.authority, "127.0.0.1");
+        let u = Url::parse("wss://[::1]:9443/echo").unwrap();
+        assert_eq!(u.host(), "[::1]");
+        assert!(u.refuse_tls("slowloris").is_err());
     }
 }

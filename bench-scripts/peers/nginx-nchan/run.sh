@@ -1,16 +1,21 @@
 #!/bin/sh
 # Runs the nginx + nchan benchmark peer in the foreground.
 #
-#   run.sh PREFIX PORT
+#   run.sh PREFIX PORT [TLS_PORT CERT KEY]
 #
-# Lays out PREFIX (nginx.conf from nginx.conf.in, html/healthz, logs/, tmp/)
-# and execs nginx with `daemon off`: the master stays in the foreground,
-# with one worker; SIGTERM/SIGINT stop it (fast shutdown), SIGQUIT
-# gracefully. nginx prints no ready line: poll GET /healthz until it answers.
+# Lays out PREFIX (nginx.conf from nginx.conf.in, locations.conf from
+# locations.conf.in, tls.conf, html/healthz, logs/, tmp/) and execs nginx
+# with `daemon off`: the master stays in the foreground, with one worker;
+# SIGTERM/SIGINT stop it (fast shutdown), SIGQUIT gracefully. nginx prints
+# no ready line: poll GET /healthz until it answers.
+#
+# With TLS_PORT, CERT (PEM chain) and KEY (PEM key), a second server block
+# (tls.conf.in) serves the same endpoints over TLS on TLS_PORT; without
+# them tls.conf is empty and only PORT is served.
 set -eu
 
-if [ "$#" -ne 2 ]; then
-    echo "usage: $0 PREFIX PORT" >&2
+if [ "$#" -ne 2 ] && [ "$#" -ne 5 ]; then
+    echo "usage: $0 PREFIX PORT [TLS_PORT CERT KEY]" >&2
     exit 2
 fi
 case "$2" in
@@ -36,5 +41,23 @@ mkdir -p "$prefix/html" "$prefix/logs" "$prefix/tmp"
 printf 'ok' > "$prefix/html/healthz"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$port|g" \
     "$here/nginx.conf.in" > "$prefix/nginx.conf"
+sed -e "s|@PREFIX@|$prefix|g" "$here/locations.conf.in" > "$prefix/locations.conf"
+
+if [ "$#" -eq 5 ]; then
+    tls_port=$3
+    case "$tls_port" in
+        ''|*[!0-9]*) echo "$0: TLS_PORT must be a number, got '$tls_port'" >&2; exit 2 ;;
+    esac
+    for f in "$4" "$5"; do
+        [ -r "$f" ] || { echo "$0: cannot read $f" >&2; exit 2; }
+    done
+    cert=$(cd "$(dirname "$4")" && pwd)/$(basename "$4")
+    key=$(cd "$(dirname "$5")" && pwd)/$(basename "$5")
+    sed -e "s|@PREFIX@|$prefix|g" -e "s|@TLS_PORT@|$tls_port|g" \
+        -e "s|@CERT@|$cert|g" -e "s|@KEY@|$key|g" \
+        "$here/tls.conf.in" > "$prefix/tls.conf"
+else
+    : > "$prefix/tls.conf"
+fi
 
 exec "$nginx" -p "$prefix" -c "$prefix/nginx.conf" -g 'daemon off;'

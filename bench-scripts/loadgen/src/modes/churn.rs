@@ -2,6 +2,15 @@
 //! closes it again (a WebSocket close handshake, or for SSE a plain close),
 //! for the whole duration. The server's fds and RSS are sampled before,
 //! once a second during, and after it settles; drift = after - before.
+//!
+//! Over TLS (wss://, https://) every cycle is also a TLS handshake: full
+//! ones unless `--tls-resume`. A handshake counts as completed when the
+//! TLS handshake is done and the HTTP or WebSocket answer has arrived;
+//! the report gives completed handshakes per second of wall time and per
+//! second of server CPU (the server runs on one core, so the latter is
+//! handshakes per second per core, whether or not the client kept the
+//! server busy), how many were full or resumed, the version and cipher
+//! suite, and the TLS part of the handshake time.
 
 use std::time::Duration;
 
@@ -11,6 +20,7 @@ use crate::hist::Histogram;
 use crate::json::JsonLine;
 use crate::modes::common::{self, fmt_bytes, Common};
 use crate::sys::{self, ProcSample};
+use crate::tls::{self, TlsOpen};
 
 #[derive(Default)]
 struct Churn {
@@ -21,13 +31,34 @@ struct Churn {
     server_closed: u64,
     errors: Vec<String>,
     handshake: Histogram,
+    /// Completed TLS handshakes (with their HTTP answer), full and resumed.
+    tls_full: u64,
+    tls_resumed: u64,
+    /// TCP connect to TLS handshake done.
+    tls_handshake: Histogram,
+    /// The first TLS connection's outcome (version, suite).
+    tls_first: Option<TlsOpen>,
+    tls_other_version: u64,
 }
 
 impl Handler for Churn {
     fn on_event(&mut self, _idx: usize, ev: Ev<'_>, out: &mut Outbox) {
-        if let Ev::Open { handshake_ns } = ev {
+        if let Ev::Open { handshake_ns, tls } = ev {
             self.opened += 1;
             self.handshake.record(handshake_ns);
+            if let Some(t) = tls {
+                if t.kind == Some(rustls::HandshakeKind::Resumed) {
+                    self.tls_resumed += 1;
+                } else {
+                    self.tls_full += 1;
+                }
+                self.tls_handshake.record(t.handshake_ns);
+                match &self.tls_first {
+                    None => self.tls_first = Some(t),
+                    Some(f) if f.version != t.version => self.tls_other_version += 1,
+                    Some(_) => {}
+                }
+            }
             out.close();
         }
     }
@@ -56,7 +87,7 @@ pub fn run(mut a: Args) -> Result<i32, String> {
     let max_open: usize = a.num("max-open", 2000)?;
     let common = Common::parse(&mut a, 16)?;
     a.finish()?;
-    let target = common::target(&url)?;
+    let target = common::target(&url, &common)?;
     if rate <= 0.0 {
         return Err("--rate must be positive".into());
     }
@@ -65,8 +96,10 @@ pub fn run(mut a: Args) -> Result<i32, String> {
     let mut pool = Pool::new(target.clone(), common.src_ips).map_err(|e| e.to_string())?;
     let mut h = Churn {
         handshake: Histogram::new(),
+        tls_handshake: Histogram::new(),
         ..Default::default()
     };
+    let is_tls = target.tls.is_some();
 
     let cpu_win = sys::CpuWindow::start(common.pid);
     let t0 = sys::now_ns();
@@ -161,6 +194,32 @@ pub fn run(mut a: Args) -> Result<i32, String> {
         h.opened, h.closed, h.server_closed, h.rejected, h.failed, open_errors, behind, leftover
     );
     common::print_latency("handshake", &h.handshake);
+    let tls_done = h.tls_full + h.tls_resumed;
+    let hs_per_sec = tls_done as f64 / wall.max(1e-9);
+    let hs_per_cpu = match cpu.server_secs {
+        Some(s) if s > 0.0 && is_tls => Some(tls_done as f64 / s),
+        _ => None,
+    };
+    if is_tls {
+        let first = h.tls_first;
+        println!(
+            "  TLS: {} handshakes completed ({:.0}/s; {} per server CPU-second): {} full, {} resumed ({}), {} {}{}",
+            tls_done,
+            hs_per_sec,
+            hs_per_cpu.map(|v| format!("{v:.0}")).unwrap_or_else(|| "-".into()),
+            h.tls_full,
+            h.tls_resumed,
+            if common.tls_resume { "resumption on" } else { "resumption off" },
+            first.and_then(|t| t.version).map(tls::version_name).unwrap_or_default(),
+            first.and_then(|t| t.suite).map(tls::suite_name).unwrap_or_default(),
+            if h.tls_other_version > 0 {
+                format!(" ({} on another version)", h.tls_other_version)
+            } else {
+                String::new()
+            }
+        );
+        common::print_latency("TLS handshake", &h.tls_handshake);
+    }
     let drift = match (before, after) {
         (Some(b), Some(a)) => {
             let rss_max = samples.iter().map(|(_, s)| s.rss).max().unwrap_or(a.rss);
@@ -217,6 +276,32 @@ pub fn run(mut a: Args) -> Result<i32, String> {
         }
     }
     common::json_latency(&mut j, "handshake", &h.handshake);
+    j.bool("tls", is_tls);
+    if is_tls {
+        let first = h.tls_first;
+        j.int("tls_handshakes", tls_done)
+            .float("tls_handshakes_per_sec", hs_per_sec)
+            .opt_float("tls_handshakes_per_server_cpu_s", hs_per_cpu)
+            .int("tls_full", h.tls_full)
+            .int("tls_resumed", h.tls_resumed)
+            .bool("tls_resume", common.tls_resume)
+            .str(
+                "tls_version",
+                &first
+                    .and_then(|t| t.version)
+                    .map(tls::version_name)
+                    .unwrap_or_default(),
+            )
+            .str(
+                "tls_suite",
+                &first
+                    .and_then(|t| t.suite)
+                    .map(tls::suite_name)
+                    .unwrap_or_default(),
+            )
+            .int("tls_other_version", h.tls_other_version);
+        common::json_latency(&mut j, "tls_handshake", &h.tls_handshake);
+    }
     common::json_cpu(&mut j, &cpu, cycles, "conns");
     j.bool("ok", ok);
     common::emit(&j);

@@ -1,6 +1,8 @@
 //! Pieces every mode shares: options common to all, the bounded
 //! connect-everyone phase, server sampling and report formatting.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::args::Args;
@@ -8,6 +10,7 @@ use crate::client::{Handler, Pool, Proto, Target};
 use crate::hist::Histogram;
 use crate::json::JsonLine;
 use crate::sys::{self, ProcSample};
+use crate::tls::TlsClient;
 use crate::url::Url;
 
 /// Options most modes take.
@@ -19,6 +22,10 @@ pub struct Common {
     pub connect_timeout: Duration,
     /// Source addresses 127.0.0.1..N to spread connects over.
     pub src_ips: u32,
+    /// PEM file of the CA (or certificate) to trust for wss:// and https://.
+    pub ca: Option<PathBuf>,
+    /// Keep TLS sessions and resume them (off: every handshake is full).
+    pub tls_resume: bool,
 }
 
 impl Common {
@@ -37,14 +44,33 @@ impl Common {
             connect_concurrency: a.num("connect-concurrency", 256usize)?.max(1),
             connect_timeout: a.duration("connect-timeout", Duration::from_secs(10))?,
             src_ips: a.num("src-ips", default_src_ips)?.clamp(1, 250),
+            ca: a.opt("ca")?.map(PathBuf::from),
+            tls_resume: a.flag("tls-resume"),
         })
+    }
+
+    /// The TLS client for a wss:// or https:// URL (None for ws://, http://).
+    pub fn tls_for(&self, url: &Url) -> Result<Option<Arc<TlsClient>>, String> {
+        if !url.tls {
+            return Ok(None);
+        }
+        let ca = self.ca.as_deref().ok_or_else(|| {
+            "a wss:// or https:// URL needs --ca FILE (the PEM certificate of the CA to trust)"
+                .to_string()
+        })?;
+        Ok(Some(Arc::new(TlsClient::new(
+            ca,
+            url.host(),
+            self.tls_resume,
+        )?)))
     }
 }
 
-pub fn target(url: &str) -> Result<Target, String> {
+pub fn target(url: &str, c: &Common) -> Result<Target, String> {
     let url = Url::parse(url)?;
     let proto = Proto::of(&url);
-    Ok(Target { url, proto })
+    let tls = c.tls_for(&url)?;
+    Ok(Target { url, proto, tls })
 }
 
 /// Connection counters a mode keeps for the connect phase.

@@ -172,7 +172,7 @@ pub fn run(mut a: Args) -> Result<i32, String> {
     let drain = a.duration("drain", Duration::from_secs(5))?;
     let common = Common::parse(&mut a, 1)?;
     a.finish()?;
-    let target = common::target(&url)?;
+    let target = common::target(&url, &common)?;
     if target.proto != Proto::Ws {
         return Err("echo needs a ws:// URL".into());
     }

@@ -14,7 +14,8 @@
 //! `--max-lag` messages on average (0: no such pause).
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mio::{Interest, Token};
@@ -26,6 +27,7 @@ use crate::json::JsonLine;
 use crate::modes::common::{self, Common, Counts};
 use crate::proto::http::{post_request, ResponseReader};
 use crate::sys;
+use crate::tls::{Stream, TlsClient};
 use crate::url::{Scheme, Url};
 
 #[derive(Default, Clone)]
@@ -105,7 +107,9 @@ impl Sub {
 
 struct Publisher {
     url: Url,
-    stream: Option<mio::net::TcpStream>,
+    /// Set for an https:// publish URL.
+    tls: Option<Arc<TlsClient>>,
+    stream: Option<Stream>,
     connected: bool,
     out: Vec<u8>,
     out_pos: usize,
@@ -123,11 +127,15 @@ struct Publisher {
 
 impl Publisher {
     fn connect(&mut self, poll: &mio::Poll) -> Result<(), String> {
-        let mut s =
+        let tcp =
             sys::connect(self.url.addr, None).map_err(|e| format!("publisher connect: {e}"))?;
+        let mut s = match &self.tls {
+            None => Stream::Plain(tcp),
+            Some(tls) => tls.wrap(tcp).map_err(|e| format!("publisher TLS: {e}"))?,
+        };
         poll.registry()
             .register(
-                &mut s,
+                s.tcp_mut(),
                 Token(FOREIGN_BASE),
                 Interest::READABLE | Interest::WRITABLE,
             )
@@ -145,14 +153,15 @@ impl Publisher {
             return Ok(());
         };
         if !self.connected {
-            if let Ok(Some(e)) | Err(e) = s.take_error() {
+            if let Ok(Some(e)) | Err(e) = s.tcp().take_error() {
                 return Err(format!("publisher connect: {e}"));
             }
-            match s.peer_addr() {
+            match s.tcp().peer_addr() {
                 Ok(_) => self.connected = true,
                 Err(_) => return Ok(()),
             }
         }
+        s.flush_tls().map_err(|e| format!("publisher write: {e}"))?;
         while self.out_pos < self.out.len() {
             match s.write(&self.out[self.out_pos..]) {
                 Ok(n) => self.out_pos += n,
@@ -342,7 +351,7 @@ impl Fanout {
     fn publisher_lost(&mut self, why: String) {
         let p = &mut self.publisher;
         if let (Some(mut s), Some(reg)) = (p.stream.take(), self.poll_registry.as_ref()) {
-            let _ = reg.deregister(&mut s);
+            let _ = reg.deregister(s.tcp_mut());
         }
         p.reconnects += 1;
         while let Some(seq) = p.inflight.pop_back() {
@@ -393,11 +402,12 @@ pub fn run(mut a: Args) -> Result<i32, String> {
     let tail = a.duration("tail", Duration::from_secs(5))?;
     let common = Common::parse(&mut a, 1)?;
     a.finish()?;
-    let target = common::target(&sub_url)?;
+    let target = common::target(&sub_url, &common)?;
     let purl = Url::parse(&pub_url)?;
     if purl.scheme != Scheme::Http {
-        return Err("--publish-url must be http://".into());
+        return Err("--publish-url must be http:// or https://".into());
     }
+    let pub_tls = common.tls_for(&purl)?;
     if window == 0 || subs == 0 {
         return Err("--window and --subs must be at least 1".into());
     }
@@ -429,6 +439,7 @@ pub fn run(mut a: Args) -> Result<i32, String> {
         measuring: false,
         publisher: Publisher {
             url: purl,
+            tls: pub_tls,
             stream: None,
             connected: false,
             out: Vec::new(),

@@ -1,7 +1,10 @@
 //! `hold`: opens N idle connections (handshakes complete), then holds them,
 //! sampling the server's RSS and fd count before connecting and once a
-//! second while holding. Reports bytes of RSS and fds per held connection
-//! (median of the samples taken while holding, minus the baseline).
+//! second while holding, from `--sample-after` on (by default 500 ms after
+//! the last connection opened; a server that parks idle connections after
+//! a delay is measured in its steady state by waiting longer than that).
+//! Reports bytes of RSS and fds per held connection (median of the samples
+//! taken while holding, minus the baseline).
 
 use std::time::Duration;
 
@@ -68,9 +71,10 @@ pub fn run(mut a: Args) -> Result<i32, String> {
     let url = a.req("url")?;
     let conns: usize = a.num("conns", 1000)?;
     let hold = a.duration("hold", Duration::from_secs(10))?;
+    let sample_after = a.duration("sample-after", Duration::from_millis(500))?;
     let common = Common::parse(&mut a, 1)?;
     a.finish()?;
-    let target = common::target(&url)?;
+    let target = common::target(&url, &common)?;
     let limit = sys::raise_nofile();
     if conns as u64 + 64 > limit {
         return Err(format!(
@@ -111,7 +115,12 @@ pub fn run(mut a: Args) -> Result<i32, String> {
     let t0 = sys::now_ns();
     let end = t0 + hold.as_nanos() as u64;
     let mut samples: Vec<ProcSample> = Vec::new();
-    let mut next_sample = t0 + 500_000_000;
+    if sample_after >= hold {
+        return Err(format!(
+            "--sample-after {sample_after:?} leaves no sample in --hold {hold:?}"
+        ));
+    }
+    let mut next_sample = t0 + sample_after.as_nanos() as u64;
     loop {
         let now = sys::now_ns();
         if now >= end {
@@ -181,6 +190,8 @@ pub fn run(mut a: Args) -> Result<i32, String> {
         .int("conns_lost", h.lost as u64)
         .float("connect_s", connect_s)
         .float("hold_s", hold.as_secs_f64())
+        .float("sample_after_s", sample_after.as_secs_f64())
+        .int("samples", samples.len() as u64)
         .opt_int("server_rss_before", before.map(|s| s.rss))
         .opt_int("server_rss_held", rss_held)
         .opt_float("server_rss_per_conn", rss_per)

@@ -988,6 +988,7 @@ pub fn run(mut a: Args) -> Result<i32, String> {
         &a.opt("url")?
             .unwrap_or_else(|| "http://127.0.0.1:8080".into()),
     )?;
+    base.refuse_tls("hostile")?;
     let duration = a.duration("duration", Duration::from_secs(30))?;
     let only = a.opt("only")?.unwrap_or_else(|| "flood,utf8,resume".into());
     let static_path = a

@@ -140,6 +140,8 @@ fn unread(s: &TcpStream) -> usize {
 pub fn run(mut a: Args) -> Result<i32, String> {
     let sub_url = Url::parse(&a.req("sub-url")?)?;
     let pub_url = Url::parse(&a.req("publish-url")?)?;
+    sub_url.refuse_tls("midwrite")?;
+    pub_url.refuse_tls("midwrite")?;
     let subs: usize = a.num("subs", 10)?;
     let size = parse_size(&a.opt("size")?.unwrap_or_else(|| "32KiB".into()))?;
     let backlog = parse_size(&a.opt("backlog")?.unwrap_or_else(|| "512KiB".into()))?;

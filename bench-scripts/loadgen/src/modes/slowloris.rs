@@ -47,6 +47,7 @@ pub fn run(mut a: Args) -> Result<i32, String> {
         &a.opt("url")?
             .unwrap_or_else(|| "http://127.0.0.1:8080/".into()),
     )?;
+    url.refuse_tls("slowloris")?;
     let conns: usize = a.num("conns", 100)?;
     let interval = a.duration("interval", Duration::from_secs(1))?;
     let duration = a.duration("duration", Duration::from_secs(30))?;

@@ -1,8 +1,11 @@
 //! The peers' command line: `--listen ADDR`, `--threads N`,
-//! `--room-capacity N`. Same flags for every peer, so the benchmark runner
-//! starts them all alike.
+//! `--room-capacity N`, and optionally `--tls-listen ADDR --tls-cert FILE
+//! --tls-key FILE` (a second listener serving the same endpoints over TLS;
+//! peers built with the `tls` feature). Same flags for every peer, so the
+//! benchmark runner starts them all alike.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Parsed command line.
 #[derive(Debug, Clone)]
@@ -16,6 +19,19 @@ pub struct Args {
     /// 65536). A subscriber more than this many messages behind misses
     /// messages (it is told how many, counts them, and goes on).
     pub room_capacity: usize,
+    /// The TLS listener (`--tls-listen`, `--tls-cert`, `--tls-key`: all
+    /// three or none).
+    pub tls: Option<TlsArgs>,
+}
+
+/// Where the TLS listener listens and what it serves.
+#[derive(Debug, Clone)]
+pub struct TlsArgs {
+    pub listen: SocketAddr,
+    /// PEM chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
 }
 
 impl Default for Args {
@@ -24,6 +40,7 @@ impl Default for Args {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             threads: 1,
             room_capacity: 65536,
+            tls: None,
         }
     }
 }
@@ -49,6 +66,7 @@ impl Args {
     /// help was asked for.
     pub fn parse(argv: impl IntoIterator<Item = String>) -> Result<Option<Args>, String> {
         let mut args = Args::default();
+        let (mut tls_listen, mut tls_cert, mut tls_key) = (None, None, None);
         let mut it = argv.into_iter();
         while let Some(arg) = it.next() {
             let (flag, inline) = match arg.split_once('=') {
@@ -84,9 +102,20 @@ impl Args {
                         return Err("--room-capacity must be at least 1".into());
                     }
                 }
+                "--tls-listen" => {
+                    let v = value()?;
+                    tls_listen = Some(v.parse().map_err(|e| format!("--tls-listen {v}: {e}"))?);
+                }
+                "--tls-cert" => tls_cert = Some(PathBuf::from(value()?)),
+                "--tls-key" => tls_key = Some(PathBuf::from(value()?)),
                 other => return Err(format!("unknown argument {other}")),
             }
         }
+        args.tls = match (tls_listen, tls_cert, tls_key) {
+            (None, None, None) => None,
+            (Some(listen), Some(cert), Some(key)) => Some(TlsArgs { listen, cert, key }),
+            _ => return Err("--tls-listen, --tls-cert and --tls-key go together".into()),
+        };
         Ok(Some(args))
     }
 }
@@ -94,10 +123,13 @@ impl Args {
 fn usage(program: &str) -> String {
     format!(
         "usage: {program} [--listen 127.0.0.1:8080] [--threads 1] [--room-capacity 65536]\n\
+         \x20      [--tls-listen 127.0.0.1:8443 --tls-cert CHAIN.pem --tls-key KEY.pem]\n\
          \n\
          Endpoints: GET /echo (WebSocket echo), GET /ws?room=NAME (WebSocket subscriber),\n\
-         GET /sse?room=NAME (SSE subscriber), POST /publish/NAME, GET /healthz.\n\
-         Prints `listening on ADDR` once ready; exits on SIGTERM/SIGINT."
+         GET /sse?room=NAME (SSE subscriber), POST /publish/NAME, GET /healthz;\n\
+         with --tls-listen, the same over TLS (rustls, TLS 1.2 and 1.3, ALPN http/1.1)\n\
+         on a second listener. Prints `listening on ADDR` once ready (after\n\
+         `listening on ADDR (TLS)` with --tls-listen); exits on SIGTERM/SIGINT."
     )
 }
 
@@ -122,5 +154,25 @@ mod tests {
         assert!(parse(&["--threads", "0"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
         assert!(parse(&["--help"]).unwrap().is_none());
+        assert!(a.tls.is_none());
+    }
+
+    #[test]
+    fn tls_flags_go_together() {
+        let a = parse(&[
+            "--tls-listen",
+            "127.0.0.1:9443",
+            "--tls-cert=c.pem",
+            "--tls-key",
+            "k.pem",
+        ])
+        .unwrap()
+        .unwrap();
+        let t = a.tls.unwrap();
+        assert_eq!(t.listen.port(), 9443);
+        assert_eq!(t.cert.to_str(), Some("c.pem"));
+        assert_eq!(t.key.to_str(), Some("k.pem"));
+        assert!(parse(&["--tls-listen", "127.0.0.1:9443"]).is_err());
+        assert!(parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).is_err());
     }
 }

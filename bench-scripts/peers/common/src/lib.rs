@@ -5,6 +5,9 @@
 //!
 //! A peer's `main` parses [`Args`], and hands [`server::run`] a router that
 //! answers `/echo` and `/ws` itself and everything else with [`http`].
+//!
+//! With the `tls` feature, `--tls-listen` adds a second listener serving the
+//! same router over TLS ([`tls`]: tokio-rustls, ring provider).
 
 pub mod args;
 pub mod body;
@@ -12,6 +15,8 @@ pub mod http;
 pub mod rooms;
 pub mod server;
 pub mod sse;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use args::Args;
 pub use body::Body;

@@ -2,6 +2,12 @@
 //! (`current_thread` for `--threads 1`, `multi_thread` otherwise), one
 //! listener, one hyper HTTP/1.1 connection task per accepted socket (with
 //! upgrades, for WebSocket), the ready line, and exit on SIGTERM/SIGINT.
+//!
+//! With `--tls-listen` (feature `tls`) a second listener serves the same
+//! router over TLS: each accepted socket's task runs the TLS handshake
+//! (tokio-rustls, bounded by [`crate::tls::HANDSHAKE_TIMEOUT`]) and then the
+//! same hyper connection over the TLS stream. The plain listener's path is
+//! the same code as without TLS.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,7 +21,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{rooms, Args, Body, Rooms};
@@ -58,9 +65,17 @@ where
         };
         let addr = listener.local_addr().unwrap_or(args.listen);
         let rooms = Arc::new(Rooms::new(args.room_capacity));
-        tokio::spawn(accept_loop(listener, rooms, Arc::new(router)));
+        let router = Arc::new(router);
+        let tls_addr = args
+            .tls
+            .as_ref()
+            .map(|tls| start_tls(tls, rooms.clone(), router.clone()));
+        tokio::spawn(accept_loop(listener, rooms, router));
 
         let mut out = std::io::stdout().lock();
+        if let Some(a) = tls_addr {
+            let _ = writeln!(out, "listening on {a} (TLS)");
+        }
         let _ = writeln!(out, "listening on {addr}");
         let _ = out.flush();
         drop(out);
@@ -78,39 +93,108 @@ where
     std::process::exit(0)
 }
 
+fn http_builder() -> http1::Builder {
+    let mut http = http1::Builder::new();
+    // Responses to pipelined requests leave in one write.
+    http.pipeline_flush(true);
+    http
+}
+
+/// The next accepted socket, with `TCP_NODELAY` on.
+async fn accept(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                return stream;
+            }
+            Err(e) => {
+                // Typically EMFILE: back off a little instead of spinning.
+                eprintln!("accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// One connection's HTTP/1.1 (with upgrades): a future that serves it until
+/// it ends (the builder is only read here; the connection owns its settings).
+fn serve<I, R, Fut>(
+    http: &http1::Builder,
+    io: I,
+    rooms: Arc<Rooms>,
+    router: Arc<R>,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Fn(Request<Incoming>, Arc<Rooms>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let fut = (*router)(req, rooms.clone());
+        async move { Ok::<_, Infallible>(fut.await) }
+    });
+    let conn = http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    async move {
+        // Errors here are clients going away mid-request; nothing to do.
+        let _ = conn.await;
+    }
+}
+
 async fn accept_loop<R, Fut>(listener: TcpListener, rooms: Arc<Rooms>, router: Arc<R>)
 where
     R: Fn(Request<Incoming>, Arc<Rooms>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
-    let mut http = http1::Builder::new();
-    // Responses to pipelined requests leave in one write.
-    http.pipeline_flush(true);
+    let http = http_builder();
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                // Typically EMFILE: back off a little instead of spinning.
-                eprintln!("accept: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let rooms = rooms.clone();
-        let router = router.clone();
-        let service = service_fn(move |req| {
-            let fut = (*router)(req, rooms.clone());
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let conn = http
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        tokio::spawn(async move {
-            // Errors here are clients going away mid-request; nothing to do.
-            let _ = conn.await;
-        });
+        let stream = accept(&listener).await;
+        tokio::spawn(serve(&http, stream, rooms.clone(), router.clone()));
     }
+}
+
+/// Binds the TLS listener and starts its accept loop; returns its address.
+/// Exits the process if the listener or the certificate is unusable.
+#[cfg(feature = "tls")]
+fn start_tls<R, Fut>(tls: &crate::args::TlsArgs, rooms: Arc<Rooms>, router: Arc<R>) -> SocketAddr
+where
+    R: Fn(Request<Incoming>, Arc<Rooms>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Response<Body>> + Send + 'static,
+{
+    let acceptor = match crate::tls::acceptor(&tls.cert, &tls.key) {
+        Ok(a) => a,
+        Err(e) => fail(&e),
+    };
+    let listener = match bind(tls.listen) {
+        Ok(l) => l,
+        Err(e) => fail(&format!("cannot listen on {}: {e}", tls.listen)),
+    };
+    let addr = listener.local_addr().unwrap_or(tls.listen);
+    tokio::spawn(async move {
+        let http = Arc::new(http_builder());
+        loop {
+            let stream = accept(&listener).await;
+            let (acceptor, http) = (acceptor.clone(), http.clone());
+            let (rooms, router) = (rooms.clone(), router.clone());
+            tokio::spawn(async move {
+                let handshake = acceptor.accept(stream);
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await
+                else {
+                    return;
+                };
+                serve(&http, tls, rooms, router).await;
+            });
+        }
+    });
+    addr
+}
+
+#[cfg(not(feature = "tls"))]
+fn start_tls<R>(_tls: &crate::args::TlsArgs, _rooms: Arc<Rooms>, _router: Arc<R>) -> SocketAddr {
+    fail("--tls-listen: this peer is built without TLS (peer-common's \"tls\" feature)")
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

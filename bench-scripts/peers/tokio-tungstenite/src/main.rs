@@ -8,6 +8,11 @@
 //! Writes are batched the way tokio-tungstenite's own `StreamExt::forward`
 //! batches them: frames are fed into the write buffer while more input is
 //! ready, then flushed once.
+//!
+//! With `--tls-listen` the same endpoints are served over TLS (tokio-rustls,
+//! see `peer_common::tls`): an upgraded TLS connection downcasts to the
+//! tokio-rustls stream, and the same session code runs over it (generic over
+//! the stream; the plain path is the TCP instance of it).
 
 use std::sync::Arc;
 
@@ -21,7 +26,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use peer_common::http::{room_param, status};
 use peer_common::rooms::{note_lag, Shared};
+use peer_common::tls::TlsStream;
 use peer_common::{http, server, Args, Body, Rooms};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -39,7 +46,7 @@ fn main() {
 
 async fn route(mut req: Request<Incoming>, rooms: Arc<Rooms>) -> Response<Body> {
     match req.uri().path() {
-        "/echo" => upgrade(&mut req, echo),
+        "/echo" => upgrade(&mut req, Session::Echo),
         "/ws" => {
             let Some(room) = room_param(req.uri().query()) else {
                 return status(StatusCode::BAD_REQUEST, "missing ?room=NAME\n");
@@ -50,7 +57,7 @@ async fn route(mut req: Request<Incoming>, rooms: Arc<Rooms>) -> Response<Body> 
             // Subscribed before the 101 goes out: nothing published after
             // the handshake is missed.
             let rx = rooms.subscribe(&room);
-            upgrade(&mut req, move |ws| subscriber(ws, rx))
+            upgrade(&mut req, Session::Subscriber(rx))
         }
         _ => http::handle(req, &rooms).await,
     }
@@ -84,13 +91,32 @@ fn handshake_error(req: &Request<Incoming>) -> Option<Response<Body>> {
     None
 }
 
-/// Answers `101 Switching Protocols` and runs `handler` on the upgraded
+/// What an upgraded connection does.
+enum Session {
+    /// `/echo`.
+    Echo,
+    /// `/ws?room=NAME`, subscribed before the 101.
+    Subscriber(broadcast::Receiver<Shared>),
+}
+
+impl Session {
+    async fn run<S>(
+        self,
+        ws: WebSocketStream<S>,
+    ) -> Result<(), tokio_tungstenite::tungstenite::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match self {
+            Session::Echo => echo(ws).await,
+            Session::Subscriber(rx) => subscriber(ws, rx).await,
+        }
+    }
+}
+
+/// Answers `101 Switching Protocols` and runs `session` on the upgraded
 /// connection in its own task.
-fn upgrade<F, Fut>(req: &mut Request<Incoming>, handler: F) -> Response<Body>
-where
-    F: FnOnce(WebSocketStream<TcpStream>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<(), tokio_tungstenite::tungstenite::Error>> + Send,
-{
+fn upgrade(req: &mut Request<Incoming>, session: Session) -> Response<Body> {
     if let Some(res) = handshake_error(req) {
         return res;
     }
@@ -100,19 +126,33 @@ where
         let Ok(upgraded) = on_upgrade.await else {
             return;
         };
-        // The connection's I/O is always a `TokioIo<TcpStream>` (see
-        // peer_common::server), so this never fails.
-        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
-            return;
+        // The connection's I/O is a `TokioIo<TcpStream>` from the plain
+        // listener, or a `TokioIo<TlsStream>` from the TLS listener (see
+        // peer_common::server).
+        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let ws = WebSocketStream::from_partially_read(
+                    parts.io.into_inner(),
+                    parts.read_buf.to_vec(),
+                    Role::Server,
+                    None,
+                )
+                .await;
+                let _ = session.run(ws).await;
+                return;
+            }
+            Err(upgraded) => upgraded,
         };
-        let ws = WebSocketStream::from_partially_read(
-            parts.io.into_inner(),
-            parts.read_buf.to_vec(),
-            Role::Server,
-            None,
-        )
-        .await;
-        let _ = handler(ws).await;
+        if let Ok(parts) = upgraded.downcast::<TokioIo<TlsStream>>() {
+            let ws = WebSocketStream::from_partially_read(
+                parts.io.into_inner(),
+                parts.read_buf.to_vec(),
+                Role::Server,
+                None,
+            )
+            .await;
+            let _ = session.run(ws).await;
+        }
     });
     let mut res = Response::new(Body::empty());
     *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -129,8 +169,8 @@ where
 /// `/echo`: every text or binary message goes back as it came. Pings are
 /// answered and the close handshake completed by tungstenite itself (on the
 /// flush that follows).
-async fn echo(
-    mut ws: WebSocketStream<TcpStream>,
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     while let Some(msg) = ws.next().await {
         feed_echo(&mut ws, msg?).await?;
@@ -143,8 +183,8 @@ async fn echo(
     Ok(())
 }
 
-async fn feed_echo(
-    ws: &mut WebSocketStream<TcpStream>,
+async fn feed_echo<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
     msg: Message,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     if msg.is_text() || msg.is_binary() {
@@ -160,8 +200,8 @@ fn text(event: &Shared) -> Message {
 
 /// `/ws?room=NAME`: each message of the room as one text frame. Incoming
 /// frames are read only to answer pings and notice the close.
-async fn subscriber(
-    mut ws: WebSocketStream<TcpStream>,
+async fn subscriber<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
     mut rx: broadcast::Receiver<Shared>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     loop {
