@@ -331,7 +331,7 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr, tls
         } else {
             "server.max_connections_per_worker"
         };
-        refuse(std_stream, 503, which);
+        refuse(std_stream, 503, which, tls);
         return;
     }
     let per_ip = limits.max_connections_per_ip.load(Ordering::Relaxed);
@@ -339,7 +339,7 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr, tls
     if ip_counted && !shared.per_ip.try_open(peer, per_ip, limits) {
         shared.conns.fetch_sub(1, Ordering::Relaxed);
         worker.stats.rejected_per_ip.inc();
-        refuse(std_stream, 429, "server.max_connections_per_ip");
+        refuse(std_stream, 429, "server.max_connections_per_ip", tls);
         return;
     }
     let _ = std_stream.set_nodelay(true);
@@ -387,7 +387,12 @@ fn admit(worker: &Rc<Worker>, std_stream: std::net::TcpStream, peer: IpAddr, tls
 }
 
 /// Answers a connection over a limit (503 or 429) and closes it gracefully.
-fn refuse(stream: std::net::TcpStream, status: u16, limit: &str) {
+/// A TLS connection cannot be answered before its handshake, which is
+/// what the limit saves: it is closed without a word.
+fn refuse(stream: std::net::TcpStream, status: u16, limit: &str, tls: bool) {
+    if tls {
+        return;
+    }
     let reason = crate::proto::http::response::reason(status);
     let body = format!("{status} {reason}: connection limit {limit} reached\n");
     let resp = format!(
