@@ -5,17 +5,26 @@
 //!
 //! Set-up: tests/browser/setup.sh (run by .ci/run). A missing node,
 //! Chromium or playwright-core FAILS these tests with that instruction.
+//!
+//! The `tls_*` tests open the same demos at https://localhost:PORT/ on the
+//! server's TLS listener, with a self-signed certificate made for the test:
+//! Chromium trusts that certificate's key only (see lib.mjs), and every
+//! WebSocket and EventSource the pages open must be wss:// and https:// to
+//! the same origin.
 
 mod common;
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::*;
+use ringcast::io::tls::certs::{write_self_signed, CertFiles};
 use serde_json::Value;
 
 /// One browser at a time: the scenarios are quick, the machine is small.
@@ -57,6 +66,11 @@ struct Scenario {
 }
 
 fn scenario(name: &str, base: &str, args: &[&str]) -> Scenario {
+    scenario_env(name, base, args, &[])
+}
+
+/// [`scenario`] with more environment for the script.
+fn scenario_env(name: &str, base: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Scenario {
     let deps = deps();
     let mut child = Command::new("node")
         .arg(root().join(format!("tests/browser/{name}.mjs")))
@@ -64,6 +78,7 @@ fn scenario(name: &str, base: &str, args: &[&str]) -> Scenario {
         .args(args)
         .env("RINGCAST_BROWSER_DEPS", &deps)
         .env("RINGCAST_SCREENSHOTS", root().join("target/screenshots"))
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -179,6 +194,120 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A server with a TLS listener beside the plain one, serving a self-signed
+/// certificate for localhost and 127.0.0.1 made for the test.
+struct TlsServer {
+    srv: TestServer,
+    /// The TLS listener.
+    tls_addr: SocketAddr,
+    /// https://localhost:PORT (the TLS listener's port).
+    base: String,
+    cert: PathBuf,
+    _dir: TempDir,
+}
+
+/// A new self-signed certificate (and key) for localhost and 127.0.0.1 in `dir`.
+fn self_signed(dir: &Path) -> CertFiles {
+    let names = ["localhost", "127.0.0.1"].map(String::from);
+    write_self_signed(dir, &names).expect("self-signed certificate")
+}
+
+impl TlsServer {
+    fn start(config: &str) -> TlsServer {
+        let dir = TempDir::new("browser-tls");
+        let files = self_signed(&dir.0);
+        let config = format!(
+            "{config}\n[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            files.cert.display(),
+            files.key.display()
+        );
+        let mut srv = TestServer::start(&config);
+        let line = srv.wait_log("tls: listening on ");
+        let tls_addr: SocketAddr = line
+            .split("tls: listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        TlsServer {
+            srv,
+            tls_addr,
+            base: format!("https://localhost:{}", tls_addr.port()),
+            cert: files.cert,
+            _dir: dir,
+        }
+    }
+
+    /// Runs a scenario against the https base. Chromium pins the
+    /// certificate's key; node's fetch and curl (the notifications page's
+    /// command line) trust the certificate as their CA.
+    fn run(&self, name: &str) -> Value {
+        let cert = self.cert.as_os_str();
+        scenario_env(
+            name,
+            &self.base,
+            &[],
+            &[
+                ("RINGCAST_TLS_CERT", cert),
+                ("NODE_EXTRA_CA_CERTS", cert),
+                ("CURL_CA_BUNDLE", cert),
+            ],
+        )
+        .finish(Duration::from_secs(60))
+    }
+
+    /// Checks the scenario's `transport`: every document came from the
+    /// https origin, every WebSocket and EventSource went to the same
+    /// origin over wss:// and https://, at least `ws` and `es` of them were
+    /// opened, and no request failed but streams the page itself closed.
+    /// The server counts TLS handshakes for them (and none failed).
+    fn assert_secure(&self, r: &Value, ws: usize, es: usize) {
+        let t = &r["transport"];
+        let https = format!("{}/", self.base);
+        let wss = format!("wss://localhost:{}/", self.tls_addr.port());
+        let docs = strings(&t["documents"]);
+        assert!(!docs.is_empty(), "{t}");
+        for d in &docs {
+            assert!(d.starts_with(&https), "document {d} not from {https}: {t}");
+        }
+        let sockets = strings(&t["websockets"]);
+        assert!(sockets.len() >= ws, "{ws} WebSocket(s) expected: {t}");
+        for u in &sockets {
+            assert!(u.starts_with(&wss), "WebSocket {u} not on {wss}: {t}");
+        }
+        let streams = strings(&t["eventsources"]);
+        assert!(streams.len() >= es, "{es} EventSource(s) expected: {t}");
+        for u in &streams {
+            assert!(u.starts_with(&https), "EventSource {u} not on {https}: {t}");
+        }
+        let failed: Vec<String> = strings(&t["failed"])
+            .into_iter()
+            .filter(|f| !f.ends_with("net::ERR_ABORTED"))
+            .collect();
+        assert!(failed.is_empty(), "failed requests: {failed:?}");
+        let handshakes = metric(
+            self.srv.addr,
+            "ringcast_tls_handshakes_total",
+            "version=\"1.3\"",
+        );
+        assert!(handshakes >= 1.0, "the server counted no TLS 1.3 handshake");
+        for reason in [
+            "peer_alert",
+            "incompatible",
+            "protocol",
+            "plain_http",
+            "not_tls",
+        ] {
+            let failed = metric(
+                self.srv.addr,
+                "ringcast_tls_handshake_failures_total",
+                &format!("reason=\"{reason}\""),
+            );
+            assert_eq!(failed, 0.0, "TLS handshakes failed: {reason}");
+        }
+    }
+}
+
 #[test]
 fn notifications_curl_line_appears_in_page() {
     let _g = lock();
@@ -197,6 +326,10 @@ fn chat_goes_from_page_a_to_page_b_and_escapes_markup() {
     let _g = lock();
     let srv = TestServer::start("");
     let r = run_alone(&srv, "chat");
+    check_chat(&r);
+}
+
+fn check_chat(r: &Value) {
     let b = strings(&r["b"]);
     assert_eq!(
         b,
@@ -216,11 +349,68 @@ fn progress_bar_reaches_100_and_the_stream_closes() {
     let _g = lock();
     let srv = TestServer::start("");
     let r = run_alone(&srv, "progress");
+    check_progress(&r);
+}
+
+fn check_progress(r: &Value) {
     let want: Vec<String> = (0..=20).map(|i| format!("{}%", i * 5)).collect();
     assert_eq!(strings(&r["seen"]), want, "every progress step, in order");
     assert_eq!(r["bar"], "100%");
     assert_eq!(r["width"], "100%");
     assert_eq!(r["status"], format!("{} done.", r["job"].as_str().unwrap()));
+}
+
+#[test]
+fn tls_chat_goes_from_page_a_to_page_b_over_wss() {
+    let _g = lock();
+    let srv = TlsServer::start("");
+    let r = srv.run("chat");
+    check_chat(&r);
+    srv.assert_secure(&r, 2, 0);
+}
+
+#[test]
+fn tls_notifications_curl_line_over_https_appears_in_page() {
+    let _g = lock();
+    let srv = TlsServer::start("");
+    let r = srv.run("notifications");
+    assert_eq!(strings(&r["items"]), ["Deploy finished"]);
+    let curl = r["curl"].as_str().unwrap();
+    assert!(
+        curl.starts_with(&format!("curl -X POST '{}/publish/", srv.base)),
+        "the page prints its own https origin: {curl}"
+    );
+    assert!(
+        r["publish_answer"].as_str().unwrap().contains("\"room\""),
+        "{r}"
+    );
+    assert_eq!(r["errors"], serde_json::json!([]));
+    srv.assert_secure(&r, 0, 1);
+}
+
+#[test]
+fn tls_progress_bar_reaches_100_over_https_sse() {
+    let _g = lock();
+    let srv = TlsServer::start("");
+    let r = srv.run("progress");
+    check_progress(&r);
+    srv.assert_secure(&r, 0, 1);
+}
+
+#[test]
+fn tls_page_does_not_load_when_chromium_pins_another_key() {
+    let _g = lock();
+    let srv = TlsServer::start("");
+    let other = TempDir::new("browser-tls-other");
+    let other_cert = self_signed(&other.0).cert;
+    let r = scenario("tls_untrusted", &srv.base, &[other_cert.to_str().unwrap()])
+        .finish(Duration::from_secs(60));
+    let error = r["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("ERR_CERT_AUTHORITY_INVALID"),
+        "the page must fail on the certificate: {r}"
+    );
+    assert_eq!(r["status"], Value::Null, "{r}");
 }
 
 #[test]
@@ -243,6 +433,10 @@ fn plain_eventsource_and_websocket_pages_open_and_receive() {
     let _g = lock();
     let srv = TestServer::start("[demo]\ninterval = \"200ms\"\n");
     let r = run_alone(&srv, "plain");
+    check_plain(&r);
+}
+
+fn check_plain(r: &Value) {
     for page in ["eventsource", "websocket"] {
         assert_eq!(r[page]["status"], "open", "{r}");
         assert!(r[page]["count"].as_u64().unwrap() >= 2, "{r}");
@@ -254,6 +448,15 @@ fn plain_eventsource_and_websocket_pages_open_and_receive() {
         es_log.contains("clock: ") || es_log.contains("price-"),
         "named events shown: {es_log}"
     );
+}
+
+#[test]
+fn tls_plain_eventsource_and_websocket_pages_over_https() {
+    let _g = lock();
+    let srv = TlsServer::start("[demo]\ninterval = \"200ms\"\n");
+    let r = srv.run("plain");
+    check_plain(&r);
+    srv.assert_secure(&r, 1, 1);
 }
 
 /// What is and is not guaranteed across a restart: history lives in memory,

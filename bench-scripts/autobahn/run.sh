@@ -2,7 +2,7 @@
 # Runs the Autobahn|Testsuite fuzzing client against a WebSocket echo endpoint
 # and judges the result (see README.md beside this file).
 #
-#   run.sh [--quick] [--url ws://127.0.0.1:PORT/echo] [--server-cmd "CMD"]
+#   run.sh [--quick] [--tls] [--url ws://127.0.0.1:PORT/echo] [--server-cmd "CMD"]
 #          [--cases "1.*,2.*"] [--agent NAME] [--allow-unimplemented]
 #          [--timeout SECONDS]
 #
@@ -15,6 +15,17 @@
 #       (stdout or stderr). The URL is ws://ADDR/echo unless --url is given.
 #   --url URL only  tests a server that is already running.
 # A server this script started is stopped on exit.
+#
+# --tls: the same cases over TLS (wss://). ringcast is started with a TLS
+#   listener too (--tls-listen 127.0.0.1:0) and a self-signed certificate
+#   made for the run in target/autobahn/tls/ (openssl; without openssl,
+#   ringcast's own --self-signed one); the URL is wss://ADDR/echo with ADDR
+#   from its `tls: listening on ADDR` line, the agent "ringcast-tls". After
+#   the run the server's TLS handshake count is printed (from /metrics on
+#   the plain listener) and must not be zero. With --server-cmd the command
+#   sets up its own TLS listener and must print `tls: listening on ADDR`;
+#   with --url give a wss:// URL (which also works without --tls). wstest
+#   does not check the certificate and sends no SNI.
 #
 # Cases: --quick runs 1.* to 10.*; the default (full) adds 12.* and 13.*
 # (permessage-deflate). --cases replaces either list.
@@ -31,6 +42,7 @@ out="$root/target/autobahn"
 venv="$root/target/autobahn-venv"
 
 quick=0
+tls=0
 url=""
 server_cmd=""
 cases=""
@@ -43,6 +55,7 @@ need() { [[ $# -ge 2 && -n "$2" ]] || { echo "run.sh: $1 needs a value" >&2; exi
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) quick=1 ;;
+        --tls) tls=1 ;;
         --url) need "$@"; url="$2"; shift ;;
         --server-cmd) need "$@"; server_cmd="$2"; shift ;;
         --cases) need "$@"; cases="$2"; shift ;;
@@ -54,6 +67,11 @@ while [[ $# -gt 0 ]]; do
     esac
     shift
 done
+
+if [[ $tls == 1 && -n "$url" && "$url" != wss://* ]]; then
+    echo "run.sh: --tls needs a wss:// URL, not $url" >&2
+    exit 2
+fi
 
 if [[ -z "$cases" ]]; then
     if [[ $quick == 1 ]]; then
@@ -90,23 +108,63 @@ stop_server() {
 trap stop_server EXIT
 trap 'exit 130' INT TERM
 
+# The self-signed certificate of a --tls run: ECDSA P-256 for localhost and
+# 127.0.0.1, in $out/tls. Prints the ringcast flags that serve it.
+tls_flags() {
+    local dir="$out/tls"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    if command -v openssl >/dev/null 2>&1; then
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -keyout "$dir/key.pem" -out "$dir/cert.pem" -days 7 -subj "/CN=localhost" \
+            -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$dir/openssl.log" 2>&1 || {
+            echo "autobahn: openssl could not make a certificate:" >&2
+            cat "$dir/openssl.log" >&2
+            exit 1
+        }
+        echo "--tls-listen 127.0.0.1:0 --tls-cert $dir/cert.pem --tls-key $dir/key.pem"
+    else
+        # ringcast writes it into ./ringcast-dev-tls/ (the server runs in $dir)
+        echo "--tls-listen 127.0.0.1:0 --self-signed"
+    fi
+}
+
+ringcast_started=0
+server_dir="$PWD"
 if [[ -z "$url" && -z "$server_cmd" ]]; then
     echo "autobahn: building ringcast (release)"
     (cd "$root" && cargo build --release --bin ringcast)
     target_dir="${CARGO_TARGET_DIR:-$root/target}"
     [[ "$target_dir" == /* ]] || target_dir="$root/$target_dir"
     server_cmd="$target_dir/release/ringcast --config $here/ringcast.toml --listen 127.0.0.1:0 --workers 1"
+    if [[ $tls == 1 ]]; then
+        flags="$(tls_flags)"
+        server_cmd="$server_cmd $flags"
+        server_dir="$out/tls"
+        agent="${agent:-ringcast-tls}"
+    fi
     agent="${agent:-ringcast}"
+    ringcast_started=1
 fi
 
 if [[ -n "$server_cmd" ]]; then
     echo "autobahn: starting: $server_cmd"
     : >"$out/server.log"
-    setsid bash -c "exec $server_cmd" >"$out/server.log" 2>&1 </dev/null &
+    (cd "$server_dir" && exec setsid bash -c "exec $server_cmd") >"$out/server.log" 2>&1 </dev/null &
     server_pid=$!
+    addr_re='listening on (\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):[0-9]+'
     addr=""
+    plain_addr=""
     for _ in $(seq 300); do
-        addr="$(grep -o -m1 -E 'listening on (\[[0-9a-fA-F:.]+\]|[0-9.]+|localhost):[0-9]+' "$out/server.log" | sed 's/^listening on //' || true)"
+        # the plain listener's line, and (--tls) the TLS listener's "tls: listening
+        # on ADDR", which ringcast logs after it: both from one read of the log
+        log="$(cat "$out/server.log")"
+        plain_addr="$(grep -v 'tls: listening on' <<<"$log" | grep -o -m1 -E "$addr_re" | sed 's/^listening on //' || true)"
+        if [[ $tls == 1 ]]; then
+            addr="$(grep -o -m1 -E "tls: $addr_re" <<<"$log" | sed 's/^tls: listening on //' || true)"
+        else
+            addr="$plain_addr"
+        fi
         [[ -n "$addr" ]] && break
         if ! kill -0 "$server_pid" 2>/dev/null; then
             echo "autobahn: the server exited before listening; its output:" >&2
@@ -116,11 +174,19 @@ if [[ -n "$server_cmd" ]]; then
         sleep 0.1
     done
     if [[ -z "$addr" ]]; then
-        echo "autobahn: no 'listening on ADDR' line within 30 s; server output:" >&2
+        if [[ $tls == 1 ]]; then
+            echo "autobahn: no 'tls: listening on ADDR' line within 30 s; server output:" >&2
+        else
+            echo "autobahn: no 'listening on ADDR' line within 30 s; server output:" >&2
+        fi
         cat "$out/server.log" >&2
         exit 4
     fi
-    url="${url:-ws://$addr/echo}"
+    if [[ $tls == 1 ]]; then
+        url="${url:-wss://$addr/echo}"
+    else
+        url="${url:-ws://$addr/echo}"
+    fi
     if [[ -z "$agent" ]]; then
         first="${server_cmd%% *}"
         agent="$(basename "$first")"
@@ -164,6 +230,35 @@ if [[ -n "$server_pid" ]] && ! kill -0 "$server_pid" 2>/dev/null; then
     tail -n 20 "$out/server.log" >&2
 fi
 
+# --tls against the ringcast started here: its own count of TLS handshakes
+# (by version) and of failed ones (by reason), from /metrics on the plain
+# listener. Prints "TOTAL DETAILS".
+tls_handshakes=""
+if [[ $tls == 1 && $ringcast_started == 1 && -n "$plain_addr" ]] && kill -0 "$server_pid" 2>/dev/null; then
+    tls_handshakes="$(python3 - "http://$plain_addr/metrics" <<'METRICS'
+import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+done, failed = {}, {}
+for line in text.splitlines():
+    m = re.match(r'ringcast_tls_handshakes_total\{version="([^"]+)"[^}]*\} (\S+)$', line)
+    if m:
+        done[m.group(1)] = done.get(m.group(1), 0) + float(m.group(2))
+    m = re.match(r'ringcast_tls_handshake_failures_total\{reason="([^"]+)"[^}]*\} (\S+)$', line)
+    if m and float(m.group(2)) > 0:
+        failed[m.group(1)] = failed.get(m.group(1), 0) + float(m.group(2))
+total = int(sum(done.values()))
+parts = ", ".join("TLS %s: %d" % (v, n) for v, n in sorted(done.items()))
+fails = ", ".join("%s %d" % (r, n) for r, n in sorted(failed.items())) or "none"
+print("%d %s; failed: %s" % (total, parts, fails))
+METRICS
+)" || tls_handshakes=""
+    if [[ -z "$tls_handshakes" ]]; then
+        echo "autobahn: could not read the TLS handshake count from http://$plain_addr/metrics" >&2
+    else
+        echo "autobahn: TLS handshakes: ${tls_handshakes%% *} (${tls_handshakes#* })"
+    fi
+fi
+
 judge_args=(--agent "$agent" --log "$out/wstest.log")
 [[ $allow_unimplemented == 1 ]] && judge_args+=(--allow-unimplemented)
 set +e
@@ -173,5 +268,9 @@ set -e
 if [[ $verdict == 2 ]]; then
     echo "autobahn: no usable report; last lines of $out/wstest.log:" >&2
     tail -n 8 "$out/wstest.log" >&2
+fi
+if [[ $verdict == 0 && -n "$tls_handshakes" && "${tls_handshakes%% *}" == 0 ]]; then
+    echo "autobahn: --tls, yet the server counted no TLS handshake" >&2
+    exit 1
 fi
 exit $verdict

@@ -3,9 +3,21 @@
 //
 // Protocol with tests/browser.rs: every stdout line is one JSON object.
 // Progress lines are {"event": ...}; the last line is {"ok": true, ...} or
-// {"ok": false, "error": "..."}; the exit code is 0 only when ok.
+// {"ok": false, "error": "..."}; the exit code is 0 only when ok. The
+// result line also carries `transport`: the URL of every document,
+// WebSocket and EventSource the pages opened (so a test can check that a
+// page served over https really streams over wss:// and https://), and every
+// request that failed.
+//
+// TLS: when RINGCAST_TLS_CERT names the PEM certificate of the server under
+// test, Chromium trusts that one key and nothing else
+// (--ignore-certificate-errors-spki-list with its SPKI SHA-256; any other
+// certificate error still fails). Node's fetch and the curl the
+// notifications page prints trust it through NODE_EXTRA_CA_CERTS and
+// CURL_CA_BUNDLE, which the test sets.
 import { createRequire } from "node:module";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { createHash, X509Certificate } from "node:crypto";
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -31,6 +43,16 @@ export function fail(error) {
   process.exit(1);
 }
 
+export const tlsCert = process.env.RINGCAST_TLS_CERT || "";
+
+/// The base64 SHA-256 of a PEM certificate's SubjectPublicKeyInfo, the form
+/// --ignore-certificate-errors-spki-list takes.
+export function spkiHash(pemPath) {
+  const cert = new X509Certificate(readFileSync(pemPath));
+  const der = cert.publicKey.export({ type: "spki", format: "der" });
+  return createHash("sha256").update(der).digest("base64");
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /// Polls `fn` (async allowed) until it returns a truthy value; fails after `ms`.
@@ -49,37 +71,52 @@ export async function until(what, fn, ms = 10000, every = 50) {
   throw new Error(`timed out after ${ms}ms waiting for ${what} (last: ${JSON.stringify(String(last))})`);
 }
 
-/// Launches Chromium with a fresh profile. Returns { context, newPage, close }.
+/// Launches Chromium with a fresh profile. Returns { context, newPage, close, transport }.
 /// Every page records its dialogs and script errors in page.__dialogs / page.__errors.
-export async function launch() {
+/// `trust`: the certificate whose key Chromium accepts (default: RINGCAST_TLS_CERT).
+export async function launch({ trust = tlsCert } = {}) {
   const profile = mkdtempSync(join(tmpdir(), "ringcast-chromium-"));
+  const args = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ];
+  // Honoured together with --user-data-dir, which a persistent context passes.
+  if (trust) args.push(`--ignore-certificate-errors-spki-list=${spkiHash(trust)}`);
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: "/usr/bin/chromium",
     headless: true,
     viewport: { width: 1000, height: 720 },
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
+    args,
   });
+  const transport = { documents: [], websockets: [], eventsources: [], failed: [] };
   async function newPage() {
     const page = await context.newPage();
     page.__dialogs = [];
     page.__errors = [];
     page.on("dialog", (d) => { page.__dialogs.push(d.message()); d.dismiss().catch(() => {}); });
     page.on("pageerror", (e) => page.__errors.push(String(e)));
+    page.on("websocket", (ws) => transport.websockets.push(ws.url()));
+    page.on("request", (r) => {
+      const kind = r.resourceType();
+      if (kind === "document") transport.documents.push(r.url());
+      if (kind === "eventsource") transport.eventsources.push(r.url());
+    });
+    // (a stream the page closes on purpose, e.g. with sse-close, shows as net::ERR_ABORTED)
+    page.on("requestfailed", (r) => transport.failed.push(`${r.url()}: ${r.failure() ? r.failure().errorText : "?"}`));
     return page;
   }
   async function close() {
     await context.close().catch(() => {});
     rmSync(profile, { recursive: true, force: true });
   }
-  return { context, newPage, close };
+  return { context, newPage, close, transport };
 }
 
+/// Saves `name`.png (`name`-tls.png when the page was served over https).
 export async function screenshot(page, name) {
   mkdirSync(screenshots, { recursive: true });
-  const path = join(screenshots, `${name}.png`);
+  const suffix = page.url().startsWith("https:") ? "-tls" : "";
+  const path = join(screenshots, `${name}${suffix}.png`);
   await page.screenshot({ path });
   return path;
 }
@@ -90,17 +127,18 @@ export async function roomInfo(room) {
   return r.json();
 }
 
-/// Runs a scenario: launches the browser, calls body(browser), prints the
-/// result line, exits 0; any error prints {"ok": false} and exits 1.
-export async function run(body) {
+/// Runs a scenario: launches the browser (with `options`, see launch), calls
+/// body(browser), prints the result line, exits 0; any error prints
+/// {"ok": false} and exits 1.
+export async function run(body, options = {}) {
   let browser;
   const timer = setTimeout(() => fail("scenario took longer than 60s"), 60000);
   try {
-    browser = await launch();
+    browser = await launch(options);
     const result = await body(browser);
     await browser.close();
     clearTimeout(timer);
-    emit({ ok: true, ...result });
+    emit({ ok: true, ...result, transport: browser.transport });
     process.exit(0);
   } catch (e) {
     if (browser) await browser.close();
