@@ -32,6 +32,13 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
+        // the certificates too: a start would load them
+        if cfg.tls.listen_addr().is_some() {
+            if let Err(e) = ringcast::io::tls::certs::TlsContext::from_config(&cfg.tls) {
+                eprintln!("ringcast: invalid configuration: {e}");
+                return ExitCode::from(2);
+            }
+        }
         println!("configuration ok");
         return ExitCode::SUCCESS;
     }

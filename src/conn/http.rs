@@ -238,7 +238,7 @@ impl Conn {
             let want = self.worker.pool.size();
             let n = match self.io.recv_into(&mut buf, want) {
                 Ok(n) => {
-                    self.guard.read_done(n, want);
+                    self.guard.read_done(n, want, self.io.input_ended());
                     n
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

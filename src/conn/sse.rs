@@ -285,7 +285,7 @@ async fn pump(
             let mut scratch = BytesMut::new();
             match stream.recv_into(&mut scratch, 512) {
                 Ok(0) => return End::Gone,
-                Ok(n) => guard.read_done(n, 512),
+                Ok(n) => guard.read_done(n, 512, stream.input_ended()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => sub.signal.drained(),
                 // TCP_USER_TIMEOUT (http.send_timeout) ran out.
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => return End::Timeout,

@@ -450,10 +450,12 @@ impl ConnGuard {
     /// After a read of `n` bytes where up to `want` fitted: a short read
     /// drained the socket (the next epoll event says when more arrives); a
     /// full one may have left input, read again once the worker's other
-    /// ready tasks have had their turn.
-    pub fn read_done(&self, n: usize, want: usize) {
+    /// ready tasks have had their turn. So is one whose transport saw the
+    /// end of the input behind the bytes it returned (a TLS close_notify),
+    /// which no epoll event will announce.
+    pub fn read_done(&self, n: usize, want: usize, ended: bool) {
         self.signal.drained();
-        if n >= want {
+        if n >= want || ended {
             later(|l| l.read.push(self.key()));
         }
     }

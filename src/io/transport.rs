@@ -23,8 +23,10 @@ use super::{sock, writeq};
 
 /// A connection's byte stream (see the module documentation).
 pub struct Transport {
-    stream: TcpStream,
+    // (the session first: dropped before the socket, it may still send
+    // its close_notify on it)
     tls: Option<Box<RefCell<TlsSession>>>,
+    stream: TcpStream,
 }
 
 /// A parked connection's transport: what it needs to carry on, and nothing
@@ -50,7 +52,8 @@ impl Transport {
     }
 
     /// A TLS connection (its handshake still to run: [`Transport::tls_session`]).
-    pub fn tls(stream: TcpStream, session: TlsSession) -> Transport {
+    pub fn tls(stream: TcpStream, mut session: TlsSession) -> Transport {
+        session.fd = stream.as_raw_fd();
         Transport {
             stream,
             tls: Some(Box::new(RefCell::new(session))),
@@ -82,6 +85,13 @@ impl Transport {
             None => sock::recv_into(fd, buf, want),
             Some(t) => t.borrow_mut().recv_into(fd, buf, want),
         }
+    }
+
+    /// Whether the end of the input has been seen behind bytes already
+    /// returned (a TLS close_notify): the next read returns `Ok(0)`, and
+    /// no readiness event will announce it.
+    pub fn input_ended(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.borrow().peer_closed())
     }
 
     /// Whether the peer has sent bytes not read yet.
@@ -176,7 +186,8 @@ impl Transport {
 /// What a [`ParkedTransport`] holds, owned again.
 enum Unparked {
     Tcp(OwnedFd),
-    Tls(OwnedFd, Box<RefCell<TlsSession>>),
+    // (the session first: dropped before the descriptor)
+    Tls(Box<RefCell<TlsSession>>, OwnedFd),
     Gone,
 }
 
@@ -196,8 +207,11 @@ impl ParkedTransport {
             let session = unsafe { Box::from_raw(bits as *mut RefCell<TlsSession>) };
             let fd = session.borrow_mut().parked_fd.take();
             match fd {
-                Some(fd) => Unparked::Tls(fd, session),
-                None => Unparked::Gone,
+                Some(fd) => Unparked::Tls(session, fd),
+                None => {
+                    session.borrow_mut().fd = -1;
+                    Unparked::Gone
+                }
             }
         }
     }
@@ -207,10 +221,17 @@ impl ParkedTransport {
     pub fn resume(mut self) -> io::Result<Transport> {
         match self.take() {
             Unparked::Tcp(fd) => sock::attach_stream(fd).map(Transport::tcp),
-            Unparked::Tls(fd, session) => sock::attach_stream(fd).map(|stream| Transport {
-                stream,
-                tls: Some(session),
-            }),
+            Unparked::Tls(session, fd) => match sock::attach_stream(fd) {
+                Ok(stream) => Ok(Transport {
+                    stream,
+                    tls: Some(session),
+                }),
+                Err(e) => {
+                    // the descriptor is gone: the session must not write to it
+                    session.borrow_mut().fd = -1;
+                    Err(e)
+                }
+            },
             Unparked::Gone => Err(io::ErrorKind::NotConnected.into()),
         }
     }

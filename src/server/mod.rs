@@ -184,9 +184,9 @@ impl Server {
             }
         };
         let tls = match cfg.tls.listen_addr() {
-            Some(_) => Some(Arc::new(TlsContext::from_config(&cfg.tls).map_err(
-                |e| Error::Io(io::Error::new(io::ErrorKind::InvalidInput, e)),
-            )?)),
+            Some(_) => Some(Arc::new(
+                TlsContext::from_config(&cfg.tls).map_err(|e| Error::Config(ConfigError(e)))?,
+            )),
             None => None,
         };
         let listeners = bind_listeners(

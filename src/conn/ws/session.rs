@@ -629,7 +629,7 @@ impl Session {
                 return Some(Ok(())); // the client went away (1006)
             }
             Ok(n) => {
-                self.guard.read_done(n, want);
+                self.guard.read_done(n, want, self.io.input_ended());
                 self.guard.worker.stats.bytes_in.add(n as u64);
                 self.inbuf = Some(buf);
             }

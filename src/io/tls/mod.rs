@@ -155,6 +155,30 @@ pub struct TlsSession {
     peer_closed: bool,
     /// The socket, while the connection is parked (see `transport::ParkedTransport`).
     pub(crate) parked_fd: Option<std::os::fd::OwnedFd>,
+    /// The socket's descriptor (-1: not known to be open), for the
+    /// close_notify sent when the session goes (see `Drop`).
+    pub(crate) fd: RawFd,
+    /// A close_notify or a fatal alert has been sealed: nothing more to send.
+    closed: bool,
+}
+
+impl Drop for TlsSession {
+    /// A connection the server ends without a graceful close (an idle
+    /// timeout, an error, the drain) still says close_notify, as RFC 8446
+    /// 6.1 asks: sealed and offered to the socket once, without waiting.
+    /// The transport drops its session before its socket, so the
+    /// descriptor is still this connection's.
+    fn drop(&mut self) {
+        if self.closed || self.fd < 0 || !matches!(self.mode, Mode::Records(_)) {
+            return;
+        }
+        self.seal_close_notify();
+        if self.tx.pending() {
+            let _ = sock::send(self.fd, &self.tx.buf[self.tx.sent..self.tx.sealed]);
+        }
+        self.tx.sent = self.tx.sealed;
+        let _ = self.tx.flush(self.fd);
+    }
 }
 
 /// rustls during the handshake, then the record layer (see [`records`]).
@@ -307,7 +331,14 @@ impl TlsSession {
             saw_hello: false,
             peer_closed: false,
             parked_fd: None,
+            fd: -1,
+            closed: false,
         })
+    }
+
+    /// The peer sent close_notify.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
     }
 
     /// What the handshake negotiated (once it is done).
@@ -387,7 +418,7 @@ impl TlsSession {
     }
 
     /// The record layer's part of [`TlsSession::process`].
-    fn process_records(&mut self, fd: RawFd) -> Result<Option<bool>, ProcessError> {
+    fn process_records(&mut self) -> Result<Option<bool>, ProcessError> {
         let Mode::Records(rec) = &mut self.mode else {
             return Err(ProcessError::Record(RecordError::Unexpected));
         };
@@ -418,13 +449,6 @@ impl TlsSession {
                     self.peer_closed = true;
                     return Ok(Some(false));
                 }
-                Opened::UpdateRequested => {
-                    self.rx.head += len;
-                    let room = self.tx.room(64);
-                    let n = rec.seal_key_update(room).map_err(ProcessError::Record)?;
-                    self.tx.sealed += n;
-                    let _ = self.tx.flush(fd);
-                }
             }
         }
     }
@@ -436,7 +460,7 @@ impl TlsSession {
     fn process(&mut self, fd: RawFd) -> Result<Option<bool>, ProcessError> {
         let conn = match &mut self.mode {
             Mode::Rustls(c) => c,
-            Mode::Records(_) => return self.process_records(fd),
+            Mode::Records(_) => return self.process_records(),
             Mode::Broken => return Err(ProcessError::Record(RecordError::Unexpected)),
         };
         loop {
@@ -526,6 +550,7 @@ impl TlsSession {
 
     /// Seals an alert the session queued after an error and sends what it can of it.
     fn send_alert(&mut self, fd: RawFd, err: &ProcessError) {
+        self.closed = true;
         match (&mut self.mode, err) {
             (Mode::Rustls(conn), _) => {
                 let status = conn.process_tls_records(&mut []);
@@ -646,6 +671,13 @@ impl TlsSession {
         let Mode::Records(rec) = &mut self.mode else {
             return Err(io::ErrorKind::NotConnected.into());
         };
+        if rec.update_due() {
+            let room = self.tx.room(64);
+            let n = rec
+                .seal_key_update(room)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            self.tx.sealed += n;
+        }
         let room = self.tx.room(plain.len() + rec.overhead());
         let n = rec
             .seal(0x17, plain, room)
@@ -699,7 +731,17 @@ impl TlsSession {
 
     /// Seals a close_notify alert (sent with what is still sealed).
     fn seal_close_notify(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
         if let Mode::Records(rec) = &mut self.mode {
+            if rec.update_due() {
+                let room = self.tx.room(64);
+                if let Ok(n) = rec.seal_key_update(room) {
+                    self.tx.sealed += n;
+                }
+            }
             let room = self.tx.room(64);
             if let Ok(n) = rec.seal_close_notify(room) {
                 self.tx.sealed += n;

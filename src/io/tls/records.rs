@@ -154,8 +154,6 @@ pub enum Opened {
     Nothing,
     /// close_notify: the stream has ended.
     Closed,
-    /// A KeyUpdate that asked for ours: seal it (`seal_key_update`) before more data.
-    UpdateRequested,
 }
 
 /// The established session's record layer.
@@ -165,6 +163,9 @@ pub struct Records {
     rx: Dir,
     /// TLS 1.3: the key schedule for key updates.
     kernel: Option<Box<KernelConnection<ServerConnectionData>>>,
+    /// The client asked for our key update: one goes before our next
+    /// record, however many requests came meanwhile (RFC 8446 4.6.3).
+    update_due: bool,
 }
 
 impl Records {
@@ -181,6 +182,7 @@ impl Records {
             tx: Dir::new(tx_seq, tx)?,
             rx: Dir::new(rx_seq, rx)?,
             kernel: tls13.then(|| Box::new(kernel)),
+            update_due: false,
         })
     }
 
@@ -370,16 +372,19 @@ impl Records {
             self.rx = Dir::new(seq, secrets).map_err(|_| RecordError::KeyUpdate)?;
             msgs = &msgs[5..];
         }
-        Ok(if requested {
-            Opened::UpdateRequested
-        } else {
-            Opened::Nothing
-        })
+        self.update_due |= requested;
+        Ok(Opened::Nothing)
+    }
+
+    /// Whether our key update is due before the next record ([`Records::seal_key_update`]).
+    pub fn update_due(&self) -> bool {
+        self.update_due
     }
 
     /// Seals our KeyUpdate (update_not_requested) with the current key,
     /// then moves to the next one; returns the record's length.
     pub fn seal_key_update(&mut self, out: &mut [u8]) -> Result<usize, RecordError> {
+        self.update_due = false;
         let n = self.seal(HANDSHAKE, &[KEY_UPDATE, 0, 0, 1, 0], out)?;
         let kernel = self.kernel.as_mut().ok_or(RecordError::KeyUpdate)?;
         let (seq, secrets) = kernel
