@@ -250,7 +250,7 @@ fn a_forged_or_oversized_record_closes_only_its_connection() {
     let t = start("");
     let mut good = t.connect(t.config(None));
     for forge in [true, false] {
-        let mut bad = t.connect(t.config(None));
+        let bad = t.connect(t.config(None));
         let mut raw = bad.sock.try_clone().unwrap();
         if forge {
             // a well-formed application-data record whose tag cannot verify
