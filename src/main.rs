@@ -1,4 +1,5 @@
-//! The `ringcast` binary: flags and config, logging, the server, and
+//! The `ringcast` binary: the client subcommands (`pub`, `sub`, `token`),
+//! or, without one, flags and config, logging, the server, and
 //! SIGHUP's reload of the configuration file (the drain on SIGTERM/SIGINT is
 //! the library's [`ringcast::ServerHandle::run_until_signal_with`]).
 
@@ -9,7 +10,11 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = match ringcast::cli::parse(std::env::args_os().skip(1)) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let Some(code) = ringcast::cli::subcommand(&argv) {
+        return code;
+    }
+    let args = match ringcast::cli::parse(argv) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("ringcast: {e}");

@@ -1,15 +1,29 @@
-//! Command-line flags: the common knobs, which override the config file.
+//! The binary's command line: the server's flags (the common knobs, which
+//! override the config file) and the client subcommands `pub`, `sub` and
+//! `token` ([`subcommand`]).
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use crate::config::{Config, ConfigError, LogFormat};
+
+pub mod http;
+pub mod publish;
+pub mod subscribe;
+pub mod token;
 
 pub const USAGE: &str = "\
 ringcast: a real-time edge server (SSE, WebSocket, HTTP) on io_uring
 
 USAGE:
-    ringcast [OPTIONS]
+    ringcast [OPTIONS]              run the server
+    ringcast pub URL ROOM [MESSAGE] publish (each line of stdin without MESSAGE)
+    ringcast sub URL                print what a ws:// or wss:// subscription receives
+    ringcast token ...              mint or check a JWT for [auth]
+
+    ringcast <pub|sub|token> --help describes a subcommand.
 
 OPTIONS:
     -c, --config <FILE>     TOML config file (see src/config/ringcast.example.toml)
@@ -114,6 +128,72 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<Args
         }
     }
     Ok(a)
+}
+
+/// A subcommand's failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Bad arguments or configuration (exit 2).
+    Usage(String),
+    /// The command failed (exit 1).
+    Run(String),
+    /// The command failed and has said why on standard output (exit 1).
+    Quiet,
+}
+
+/// A flag's value as UTF-8; errors name the flag.
+pub(crate) fn flag_value(p: &mut lexopt::Parser, flag: &str) -> Result<String, String> {
+    let v = p.value().map_err(|_| format!("{flag} needs a value"))?;
+    v.into_string()
+        .map_err(|v| format!("{flag} {v:?}: not UTF-8"))
+}
+
+/// Runs the client subcommand `args` names (`pub`, `sub` or `token`, the
+/// first argument), or `None` when the first argument names none (the
+/// server's flags).
+pub fn subcommand(args: &[OsString]) -> Option<ExitCode> {
+    let name = args.first()?.to_str()?;
+    let rest = args[1..].iter().cloned();
+    let stdout = std::io::stdout();
+    let r = match name {
+        "pub" => publish::parse(rest).map_err(Failure::Usage).and_then(|a| {
+            if a.help {
+                print!("{}", publish::USAGE);
+                return Ok(());
+            }
+            let stdin = std::io::stdin();
+            publish::run(&a, &mut stdin.lock(), &mut stdout.lock())
+        }),
+        "sub" => subscribe::parse(rest)
+            .map_err(Failure::Usage)
+            .and_then(|a| {
+                if a.help {
+                    print!("{}", subscribe::USAGE);
+                    return Ok(());
+                }
+                subscribe::run(&a, &mut stdout.lock())
+            }),
+        "token" => token::parse(rest).map_err(Failure::Usage).and_then(|a| {
+            if a.help {
+                print!("{}", token::USAGE);
+                return Ok(());
+            }
+            token::run(&a, &mut stdout.lock())
+        }),
+        _ => return None,
+    };
+    Some(match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            eprintln!("ringcast {name}: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Run(e)) => {
+            eprintln!("ringcast {name}: {e}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Quiet) => ExitCode::FAILURE,
+    })
 }
 
 /// The configuration: the file (or the defaults), then the flags on top.

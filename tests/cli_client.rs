@@ -1,0 +1,441 @@
+//! The client subcommands of the `ringcast` binary (`pub`, `sub`, `token`)
+//! against the real server.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{bin, publish, wait_subscribers, TestServer};
+
+const SECRET: &str = "cli-test-secret-0123456789abcdef0123";
+
+fn ringcast(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .env_remove("RINGCAST_TOKEN")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ringcast")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The room's history as (id, event, data).
+fn history(srv: &TestServer, room: &str) -> Vec<(u64, Option<String>, String)> {
+    let mut c = srv.connect();
+    let r = c.get(&format!("/rooms/{room}/messages?since=0"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["id"].as_u64().unwrap(),
+                m["event"].as_str().map(String::from),
+                m["data"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A running `ringcast sub`, its output lines collected in the background.
+struct Sub {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Sub {
+    fn start(args: &[&str]) -> Sub {
+        let mut child = Command::new(bin())
+            .arg("sub")
+            .args(args)
+            .env_remove("RINGCAST_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ringcast sub");
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Sub { child, lines }
+    }
+
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("ringcast sub printed nothing")
+    }
+
+    fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn pub_from_a_pipe_publishes_every_line_in_order() {
+    let srv = TestServer::start("");
+    let url = format!("http://{}", srv.addr);
+    let mut child = Command::new(bin())
+        .args(["pub", &url, "lines", "--event", "note"])
+        .env_remove("RINGCAST_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = (0..50).map(|i| format!("line {i} é")).collect();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for l in &lines {
+            writeln!(stdin, "{l}").unwrap();
+        }
+        write!(stdin, "last\r\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: Vec<u64> = stdout(&out).lines().map(|l| l.parse().unwrap()).collect();
+    let h = history(&srv, "lines");
+    assert_eq!(h.len(), 51);
+    assert_eq!(ids, h.iter().map(|m| m.0).collect::<Vec<_>>());
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    let data: Vec<&str> = h.iter().map(|m| m.2.as_str()).collect();
+    let mut want: Vec<&str> = lines.iter().map(String::as_str).collect();
+    want.push("last");
+    assert_eq!(data, want);
+    assert!(h.iter().all(|m| m.1.as_deref() == Some("note")));
+}
+
+#[test]
+fn pub_with_a_message_prints_its_id_and_a_refusal_is_an_error() {
+    let srv = TestServer::start("");
+    let url = format!("http://{}", srv.addr);
+    let o = ringcast(&["pub", &url, "news", "hello world"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id: u64 = stdout(&o).trim().parse().unwrap();
+    assert_eq!(history(&srv, "news"), [(id, None, "hello world".into())]);
+
+    // a reserved room: 403 with the server's reason, exit 1
+    let o = ringcast(&["pub", &url, "__dashboard", "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("HTTP 403"), "{}", stderr(&o));
+    // nothing listening
+    let o = ringcast(&["pub", "http://127.0.0.1:1", "news", "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    // argument errors name the flag (exit 2)
+    let o = ringcast(&["pub", &url, "news", "x", "--event"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--event"), "{}", stderr(&o));
+    let o = ringcast(&["pub", "ws://h", "news", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn help_texts() {
+    let o = ringcast(&["--help"]);
+    assert!(o.status.success());
+    for s in ["ringcast pub", "ringcast sub", "ringcast token"] {
+        assert!(stdout(&o).contains(s), "{}", stdout(&o));
+    }
+    for (cmd, flag) in [("pub", "--event"), ("sub", "--count"), ("token", "--check")] {
+        let o = ringcast(&[cmd, "--help"]);
+        assert!(o.status.success());
+        assert!(stdout(&o).contains(flag), "{}", stdout(&o));
+    }
+    let o = ringcast(&["sub", "ws://h/ws", "--frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--frobnicate"));
+}
+
+#[test]
+fn sub_prints_what_is_published_and_count_ends_it() {
+    let srv = TestServer::start("");
+    let url = format!("ws://{}/ws?room=chat", srv.addr);
+    let mut sub = Sub::start(&[&url, "--count", "3"]);
+    wait_subscribers(srv.addr, "chat", 1);
+    for m in ["one", "two", "three", "four"] {
+        publish(srv.addr, "chat", None, m);
+    }
+    assert_eq!(
+        [sub.line(), sub.line(), sub.line()],
+        ["one", "two", "three"]
+    );
+    assert_eq!(sub.wait(Duration::from_secs(10)), Some(0));
+    assert!(sub.lines.recv_timeout(Duration::from_millis(200)).is_err());
+
+    // --json: the raw envelope carries no id
+    let mut sub = Sub::start(&[&url, "-n", "1", "--json"]);
+    wait_subscribers(srv.addr, "chat", 1);
+    publish(srv.addr, "chat", Some("e"), "x \"quoted\"");
+    let v: serde_json::Value = serde_json::from_str(&sub.line()).unwrap();
+    assert_eq!(v, serde_json::json!({"data": "x \"quoted\""}));
+    assert_eq!(sub.wait(Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn sub_timeout_fails_when_nothing_arrives() {
+    let srv = TestServer::start("");
+    let url = format!("ws://{}/ws?room=quiet", srv.addr);
+    let t0 = Instant::now();
+    let o = ringcast(&["sub", &url, "--timeout", "400ms"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(t0.elapsed() >= Duration::from_millis(400));
+    assert!(
+        stderr(&o).contains("no message for 400ms"),
+        "{}",
+        stderr(&o)
+    );
+
+    // a message in time, then silence: still a failure after --count is not reached
+    let mut sub = Sub::start(&[&url, "--timeout", "3s", "--count", "1"]);
+    wait_subscribers(srv.addr, "quiet", 1);
+    publish(srv.addr, "quiet", None, "in time");
+    assert_eq!(sub.line(), "in time");
+    assert_eq!(sub.wait(Duration::from_secs(10)), Some(0));
+
+    // --no-reconnect against nothing listening: an error at once
+    let o = ringcast(&["sub", "ws://127.0.0.1:1/ws?room=x", "--no-reconnect"]);
+    assert_eq!(o.status.code(), Some(1));
+    // SSE URLs: not in this build
+    let o = ringcast(&["sub", &format!("http://{}/sse?room=x", srv.addr)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("SSE"), "{}", stderr(&o));
+}
+
+#[test]
+fn sub_resumes_across_a_restart_with_the_json_envelope() {
+    let mut srv = TestServer::start("[ws.rooms]\nenvelope = \"json\"\n");
+    let url = format!("ws://{}/ws?room=feed", srv.addr);
+    let mut sub = Sub::start(&[&url, "--json", "--count", "8", "--timeout", "30s"]);
+    wait_subscribers(srv.addr, "feed", 1);
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        let d = format!("before {i}");
+        sent.push((publish(srv.addr, "feed", None, &d), d));
+    }
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(sub.line());
+    }
+    srv.restart_same_port();
+    for i in 0..4 {
+        let d = format!("after {i}");
+        sent.push((publish(srv.addr, "feed", Some("late"), &d), d));
+    }
+    for _ in 0..4 {
+        got.push(sub.line());
+    }
+    assert_eq!(sub.wait(Duration::from_secs(10)), Some(0));
+    let got: Vec<(u64, String)> = got
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["room"], "feed");
+            (
+                v["id"].as_u64().unwrap(),
+                v["data"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got, sent,
+        "loss, duplicate or reordering across the restart"
+    );
+}
+
+/// A server with `[auth]`: JWT for subscribing and publishing.
+fn auth_server() -> TestServer {
+    TestServer::start(&format!(
+        "[auth]\njwt_secret = \"{SECRET}\"\nsubscribe = true\npublish = \"jwt\"\n"
+    ))
+}
+
+#[test]
+fn token_is_accepted_for_its_rooms_exactly_as_check_predicts() {
+    let srv = auth_server();
+    let cfg = srv.config_path();
+    let cfg = cfg.to_str().unwrap();
+    let o = ringcast(&[
+        "token",
+        "--config",
+        cfg,
+        "--rooms",
+        "news",
+        "--publish",
+        "news",
+        "--ttl",
+        "10m",
+        "--sub",
+        "tester",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let token = stdout(&o).trim().to_string();
+    // the same token from --secret
+    let o = ringcast(&[
+        "token", "--secret", SECRET, "--check", &token, "--room", "news",
+    ]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let check = stdout(&o);
+    for l in [
+        "valid",
+        "subscribe: news",
+        "publish: news",
+        "subject: tester",
+        "room news: subscribe allowed",
+        "room news: publish allowed",
+    ] {
+        assert!(check.lines().any(|x| x == l), "{l:?} not in\n{check}");
+    }
+    let o = ringcast(&[
+        "token", "--config", cfg, "--check", &token, "--room", "sport",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let predicted = stdout(&o);
+    assert!(predicted.contains("room sport: publish refused: 403 Forbidden: the token does not allow publishing to room sport"), "{predicted}");
+
+    let url = format!("http://{}", srv.addr);
+    // publish: allowed room
+    let o = ringcast(&["pub", &url, "news", "hi", "--token", &token]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // another room: 403, as predicted
+    let o = ringcast(&["pub", &url, "sport", "hi", "--token", &token]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("HTTP 403"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the token does not allow publishing to room sport"));
+    // no token: 401
+    let o = ringcast(&["pub", &url, "news", "hi"]);
+    assert!(stderr(&o).contains("HTTP 401"), "{}", stderr(&o));
+    // the token from the environment
+    let o = Command::new(bin())
+        .args(["pub", &url, "news", "from env"])
+        .env("RINGCAST_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // subscribe: allowed room
+    let ws = format!("ws://{}/ws?room=news", srv.addr);
+    let mut sub = Sub::start(&[&ws, "--token", &token, "-n", "1"]);
+    // wait for the subscription (reads of /rooms need a token here)
+    for i in 0.. {
+        let r = srv.connect().get(&format!("/rooms/news?token={token}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        if v["subscribers"] == 1 {
+            break;
+        }
+        assert!(i < 500, "the subscriber never joined");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = ringcast(&["pub", &url, "news", "to subscribers", "--token", &token]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sub.line(), "to subscribers");
+    assert_eq!(sub.wait(Duration::from_secs(10)), Some(0));
+    // another room: refused at the handshake, no retry
+    let o = ringcast(&[
+        "sub",
+        &format!("ws://{}/ws?room=sport", srv.addr),
+        "--token",
+        &token,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("403"), "{}", stderr(&o));
+}
+
+#[test]
+fn check_refuses_expired_and_wrongly_signed_tokens_with_the_reason() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"alg": "HS256"});
+    let expired = ringcast::proto::jwt::sign(
+        &header,
+        &serde_json::json!({"rooms": ["a"], "exp": now - 3600}),
+        SECRET.as_bytes(),
+    );
+    let o = ringcast(&["token", "--secret", SECRET, "--check", &expired]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o).trim(),
+        "refused: 401 Unauthorized: token expired"
+    );
+
+    let o = ringcast(&["token", "--secret", SECRET, "--rooms", "a"]);
+    let token = stdout(&o).trim().to_string();
+    let other = "another-secret-0123456789abcdef0123456789";
+    let o = ringcast(&["token", "--secret", other, "--check", &token]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stdout(&o).trim(),
+        "refused: 401 Unauthorized: bad signature"
+    );
+
+    // the secret from the environment; a short one is a usage error
+    let o = Command::new(bin())
+        .args([
+            "token",
+            "--secret-env",
+            "CLI_TEST_SECRET",
+            "--check",
+            &token,
+        ])
+        .env("CLI_TEST_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stdout(&o));
+    let o = ringcast(&["token", "--secret", "short", "--rooms", "a"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--secret"), "{}", stderr(&o));
+
+    // a server refuses the expired token with the same reason
+    let srv = auth_server();
+    let o = ringcast(&[
+        "pub",
+        &format!("http://{}", srv.addr),
+        "a",
+        "x",
+        "--token",
+        &expired,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("401 Unauthorized: token expired"),
+        "{}",
+        stderr(&o)
+    );
+}
