@@ -80,7 +80,8 @@ pub struct RoomMessage {
 /// room's history (the `ringcast-gap` frame).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
-    /// The room.
+    /// The room (empty when the server's history of the room is empty:
+    /// the notice names the room from its oldest message).
     pub room: String,
     /// The position the subscriber resumed from.
     pub since: u64,
