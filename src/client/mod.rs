@@ -105,6 +105,7 @@ pub use crate::proto::ws::frame::OpCode;
 use crate::proto::ws::handshake::{self as hs, ClientRequest};
 use crate::proto::ws::mask::KeyRng;
 
+pub mod reconnect;
 mod tls;
 use tls::{Stream, TlsCache, TlsConnector};
 pub use tls::{TlsHandshakeError, TlsInfo};
