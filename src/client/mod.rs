@@ -106,6 +106,7 @@ use crate::proto::ws::handshake::{self as hs, ClientRequest};
 use crate::proto::ws::mask::KeyRng;
 
 pub mod reconnect;
+pub mod sse;
 mod tls;
 use tls::{Stream, TlsCache, TlsConnector};
 pub use tls::{TlsHandshakeError, TlsInfo};
