@@ -201,7 +201,7 @@
 //! | settings | `config` | keys, defaults, units; each section validates itself |
 //! | wire formats | `proto` | pure code, no I/O: HTTP heads and responses (`proto::http`), SSE events and cursors (`proto::sse`), WebSocket frames, codec, permessage-deflate, handshake (`proto::ws`), JWT (`proto::jwt`) |
 //! | runtime | `io` | the transport every driver reads and writes through (`io::transport`), readiness, syscalls, buffer pool, signals, clock, counters, panic containment |
-//! | rooms | `hub` | the engine that orders rooms and keeps their history (`hub::engine`: a home worker per room today), each worker's membership and delivery (`hub::local`, `hub::shard`), subscriber queues (`hub::subscriber`), the cross-core bus |
+//! | rooms | `hub` | the engine that orders rooms and keeps their history (`hub::engine`: a home worker per room, or Redis shared by several nodes), each worker's membership and delivery (`hub::local`, `hub::shard`), subscriber queues (`hub::subscriber`), the cross-core bus |
 //! | policy | `auth` | who may subscribe and publish |
 //! | drivers | `conn` | one connection from first byte to close: `conn::http`, `conn::sse`, `conn::ws` (session, handler API); what it sees of its worker (`conn::worker`); connection limits (`conn::limits`); the access log |
 //! | application | `app` | the endpoint table (`app::router`), static files, `/metrics`, demos, dashboard |

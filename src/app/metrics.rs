@@ -257,6 +257,9 @@ pub fn render(shared: &Shared) -> String {
             );
         }
     }
+    if let Some(link) = &shared.cluster {
+        render_cluster(&mut out, link);
+    }
     let _ = writeln!(
         out,
         "# HELP ringcast_rooms Rooms that exist in the whole process."
@@ -280,4 +283,73 @@ pub fn render(shared: &Shared) -> String {
         );
     }
     out
+}
+
+/// The `ringcast_cluster_*` families (`[cluster] engine = "redis"`).
+fn render_cluster(out: &mut String, link: &crate::hub::engine::cluster::Link) {
+    use crate::hub::engine::cluster::LATENCY_BUCKETS_US;
+    use std::sync::atomic::Ordering::Relaxed;
+    let st = &link.stats;
+    let head = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+    };
+    head(
+        out,
+        "ringcast_cluster_link_up",
+        "gauge",
+        "Whether this node's command and subscription connections to each Redis instance are up (1) or not (0).",
+    );
+    for s in &link.shards {
+        for (conn, up) in [("command", &s.cmd_up), ("subscription", &s.sub_up)] {
+            let _ = writeln!(
+                out,
+                "ringcast_cluster_link_up{{redis=\"{}\",connection=\"{conn}\"}} {}",
+                label_value(&s.name),
+                u8::from(up.load(Relaxed))
+            );
+        }
+    }
+    let counters: [(&str, &str, u64); 6] = [
+        ("ringcast_cluster_publishes_total", "Publishes Redis accepted (answered 202).", st.publishes.load(Relaxed)),
+        ("ringcast_cluster_publish_failures_total", "Publishes answered 503 because Redis could not be reached or failed (nothing was published).", st.publish_failures.load(Relaxed)),
+        ("ringcast_cluster_publish_overflow_total", "Publishes answered 503 because cluster.max_inflight_publishes were already waiting for Redis.", st.publish_overflow.load(Relaxed)),
+        ("ringcast_cluster_resubscriptions_total", "Times a subscription connection to Redis was made again after a loss (every room is then caught up from its stream).", st.resubscriptions.load(Relaxed)),
+        ("ringcast_cluster_recovered_messages_total", "Messages delivered by reading a room's stream in Redis after a loss or a skip on its channel.", st.recovered.load(Relaxed)),
+        ("ringcast_cluster_catchup_gaps_total", "Gap notices sent to live subscribers because Redis no longer held what they had not received.", st.catchup_gaps.load(Relaxed)),
+    ];
+    for (name, help, v) in counters {
+        head(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {v}");
+    }
+    head(
+        out,
+        "ringcast_cluster_rooms",
+        "gauge",
+        "Rooms this node is subscribed to in Redis (it has subscribers in them).",
+    );
+    let _ = writeln!(out, "ringcast_cluster_rooms {}", st.rooms.load(Relaxed));
+    head(
+        out,
+        "ringcast_cluster_publish_seconds",
+        "histogram",
+        "Time from a publish reaching this node to Redis accepting it.",
+    );
+    let mut cumulative = 0;
+    for (i, b) in st.publish_latency_buckets.iter().enumerate() {
+        cumulative += b.load(Relaxed);
+        let le = LATENCY_BUCKETS_US
+            .get(i)
+            .map_or("+Inf".to_string(), |us| format!("{}", *us as f64 / 1e6));
+        let _ = writeln!(
+            out,
+            "ringcast_cluster_publish_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "ringcast_cluster_publish_seconds_sum {}",
+        st.publish_latency_us.load(Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(out, "ringcast_cluster_publish_seconds_count {cumulative}");
 }

@@ -258,7 +258,14 @@ impl App for Router {
 }
 
 /// `GET /healthz`.
+/// A node of a cluster whose Redis link is down is not healthy (503, and
+/// why), so that a load balancer sends new clients to the other nodes.
 fn healthz(r: &Request<'_, '_>, out: &mut BytesMut) -> Action {
+    if let Some(Err(why)) = r.worker.shared.cluster.as_ref().map(|c| c.health()) {
+        let body = format!("unhealthy: {why}\n");
+        response::simple(out, 503, &body, r.keep_alive, r.head_only);
+        return Action::Done(503);
+    }
     response::simple(out, 200, "ok", r.keep_alive, r.head_only);
     Action::Done(200)
 }

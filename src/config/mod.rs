@@ -4,6 +4,7 @@
 //! `ringcast.example.toml`), then overridden by command-line flags. Unknown
 //! keys and bad values are start-up errors that name the key.
 
+mod cluster;
 mod tls;
 pub mod units;
 mod ws;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use cluster::{redact_url, ClusterConfig, EngineKind};
 pub use tls::{TlsCertificate, TlsConfig};
 pub use units::{ByteSize, Period};
 pub use ws::{EndpointAuth, Envelope, WsConfig, WsDeflateConfig, WsEndpoint, WsRoomsEndpoint};
@@ -52,6 +54,8 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     /// `[tls]`: the TLS listener (HTTPS, WSS) and its certificates.
     pub tls: TlsConfig,
+    /// `[cluster]`: the engine of the rooms (this process, or Redis shared by several nodes).
+    pub cluster: ClusterConfig,
 }
 
 /// Which io driver the workers run.
@@ -695,6 +699,7 @@ impl Config {
         self.check_endpoint_paths()?;
         self.ws.validate_endpoints()?;
         self.tls.validate(self.server.listen)?;
+        self.cluster.validate()?;
         self.log.validate()
     }
 
@@ -753,7 +758,7 @@ fn fail<T>(msg: String) -> Result<T, ConfigError> {
 pub const LOG_LEVELS: &str = "off, error, warn, info, debug, trace";
 
 /// Keys whose values [`diff`] does not show.
-const SECRET_KEYS: &[&str] = &["hub.publish_token", "auth.jwt_secret"];
+const SECRET_KEYS: &[&str] = &["hub.publish_token", "auth.jwt_secret", "cluster.redis"];
 
 /// Keys whose values differ between two configurations, as
 /// `(key, old value, new value)`, keys in dotted form (`http.max_headers`).

@@ -710,6 +710,13 @@ fn hub_error(out: &mut BytesMut, e: &HubError, keep_alive: bool) -> u16 {
         HubError::TooManyRooms | HubError::Busy | HubError::Closed => 503,
         HubError::Forbidden(_) => 403,
         HubError::OnWorker(_) => 500,
+        HubError::Unavailable(_) => {
+            // the publisher may retry: nothing was published
+            let start = out.len();
+            response::error(out, 503, &e.to_string(), keep_alive, false);
+            response::insert_header(out, start, "Retry-After", b"1");
+            return 503;
+        }
     };
     response::error(out, status, &e.to_string(), keep_alive, false);
     status

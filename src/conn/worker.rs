@@ -23,6 +23,7 @@ use super::sse::OnConnect;
 use super::App;
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::hub::engine::WorkerEngine;
 use crate::hub::local::HubLocal;
 use crate::hub::{Bus, PublishRules};
 use crate::io::bufpool::BufPool;
@@ -68,6 +69,8 @@ pub struct Shared {
     pub tls: Option<Arc<crate::io::tls::certs::TlsContext>>,
     /// The TLS listener's port (for the plain listener's redirect), 0 if none.
     pub tls_port: u16,
+    /// The link to the cluster's Redis (`[cluster] engine = "redis"`), if on.
+    pub cluster: Option<Arc<crate::hub::engine::cluster::Link>>,
 }
 
 impl Shared {
@@ -120,14 +123,21 @@ impl Worker {
             .access_tx
             .clone()
             .map(|tx| AccessLog::new(tx, shared.cfg.log.format, shared.auth.clone()));
-        let hub = Rc::new(HubLocal::new(
+        let engine = WorkerEngine::new(
             id,
             shared.bus.clone(),
             cfg,
-            shared.publish_rules,
             shared.room_count.clone(),
             shared.limits.max_rooms.clone(),
             stats.clone(),
+            shared.cluster.clone(),
+        );
+        let hub = Rc::new(HubLocal::new(
+            id,
+            cfg,
+            shared.publish_rules,
+            stats.clone(),
+            engine,
         ));
         Ok(Rc::new(Worker {
             id,

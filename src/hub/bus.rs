@@ -68,6 +68,10 @@ pub enum BusMsg {
     Quiesced,
     Joined(JoinReply),
     Replayed(ReplayReply),
+    /// Part of a room is gone for its live subscribers too (the cluster's
+    /// Redis lost or trimmed it while this node was not reading): each
+    /// gets the gap notice, then the room's next messages.
+    RoomGap(Gap),
     /// The library asks a connection to join or leave a room.
     ConnRoom {
         conn: ConnId,

@@ -14,7 +14,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use super::bus::{HistoryReply, Inbox, JoinReply, ReplayReply, SubRef};
 use super::engine::{Deliveries, Engine, Reply, WorkerEngine};
 use super::shard::LocalRooms;
 use super::subscriber::{Closing, LocalKey, ReplayLimits, Subscriber};
-use super::{Bus, BusMsg, HubError, Message, PublishRules, Published, RoomInfo, RoomName};
+use super::{BusMsg, HubError, Message, PublishRules, Published, RoomInfo, RoomName};
 use crate::config::Config;
 use crate::io::signal::{spawn_until, LocalEvent};
 use crate::io::stats::WorkerStats;
@@ -53,19 +52,18 @@ pub struct HubLocal {
 }
 
 impl HubLocal {
+    /// Worker `worker`'s hub, over its part of the engine.
     pub fn new(
         worker: usize,
-        bus: Arc<Bus>,
         cfg: &Config,
         rules: PublishRules,
-        room_count: Arc<AtomicUsize>,
-        max_rooms: Arc<AtomicUsize>,
         stats: Arc<WorkerStats>,
+        engine: WorkerEngine,
     ) -> HubLocal {
         HubLocal {
             worker,
             rules,
-            engine: WorkerEngine::new(worker, bus, cfg, room_count, max_rooms, stats.clone()),
+            engine,
             shard: RefCell::new(LocalRooms::default()),
             subs: RefCell::new(Slab::new()),
             generation: Cell::new(0),
@@ -96,6 +94,10 @@ impl HubLocal {
         if was_empty && !self.to_wake.borrow().is_empty() {
             self.wake_more.set();
         }
+    }
+
+    fn gap_here(&self, g: &super::Gap) {
+        self.shard.borrow().gap(g);
     }
 
     /// Waits for the subscriber's turn to write: it joins the list that
@@ -379,6 +381,7 @@ impl HubLocal {
                 BusMsg::Replayed(r) => self.apply_replayed(r),
                 BusMsg::ConnRoom { conn, room, join } => self.conn_room(conn, room, join),
                 BusMsg::Quiesced => self.home_quiesced(),
+                BusMsg::RoomGap(g) => self.gap_here(&g),
                 _ => log::error!(
                     "worker {}: a request arrived on the delivery inbox",
                     self.worker

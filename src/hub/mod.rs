@@ -282,6 +282,9 @@ pub enum HubError {
     /// A blocking call was made on a worker thread, where it would stall
     /// every connection of the worker (use the async form there).
     OnWorker(&'static str),
+    /// The engine that orders the room cannot be reached (the cluster's
+    /// Redis): nothing was published; try again later.
+    Unavailable(String),
 }
 
 impl std::fmt::Display for HubError {
@@ -293,6 +296,7 @@ impl std::fmt::Display for HubError {
             HubError::Closed => f.write_str("the server is shutting down"),
             HubError::BadMessage(why) => f.write_str(why),
             HubError::Forbidden(r) => write!(f, "the token does not allow room {r:?}"),
+            HubError::Unavailable(why) => write!(f, "the rooms' engine is unavailable: {why}"),
             HubError::OnWorker(call) => write!(
                 f,
                 "{call} blocks and was called on a worker thread (use the async form there)"

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use slab::Slab;
 
 use super::subscriber::{CursorCache, Subscriber};
-use super::{Published, RoomName};
+use super::{Gap, Published, RoomName};
 
 /// What one delivery did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,15 @@ impl LocalRooms {
             }
             if subs.is_empty() {
                 self.rooms.remove(room);
+            }
+        }
+    }
+
+    /// Queues a gap notice on every local subscriber of its room (each is woken).
+    pub fn gap(&self, gap: &Gap) {
+        if let Some(subs) = self.rooms.get(&gap.room) {
+            for (_, (sub, _)) in subs.iter() {
+                sub.push_gap(gap);
             }
         }
     }

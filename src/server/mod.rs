@@ -219,6 +219,11 @@ impl Server {
             (None, None)
         };
         let publish_rules = PublishRules::new(&cfg, demos.then_some(crate::app::demo::CHAT_ROOM));
+        let cluster = if cfg.cluster.is_redis() {
+            Some(crate::hub::engine::cluster::Link::start(&cfg, bus.clone())?)
+        } else {
+            None
+        };
         let app = crate::app::router::Router::new(&cfg, &ws_routes, demo_jobs);
         let shared = Arc::new(Shared {
             publish_rules,
@@ -239,6 +244,7 @@ impl Server {
             app: Box::new(app),
             tls,
             tls_port: tls_addr.map_or(0, |a| a.port()),
+            cluster,
         });
 
         let (done_tx, done) = std::sync::mpsc::channel();
@@ -399,6 +405,9 @@ impl ServerHandle {
         }
         for t in self.threads.drain(..) {
             let _ = t.join();
+        }
+        if let Some(link) = &self.shared.cluster {
+            link.stop();
         }
         // Every worker has handed over its last access-log lines: write them.
         if let Some(a) = &mut self.access {

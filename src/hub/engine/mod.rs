@@ -8,11 +8,16 @@
 //! hub's [`Deliveries`], so another engine (one shared by several nodes)
 //! fits under the hub without the connection drivers changing.
 //!
-//! The engine today is [`HomeEngine`]: every room has a home worker in this
-//! process (`hash(room) % workers`) that numbers its messages and keeps its
-//! history ([`rooms`]); the workers reach it over the cross-core
-//! [`Bus`](super::Bus).
+//! Two engines fit under it:
+//! - [`HomeEngine`] (the default): every room has a home worker in this
+//!   process (`hash(room) % workers`) that numbers its messages and keeps
+//!   its history ([`rooms`]); the workers reach it over the cross-core
+//!   [`Bus`](super::Bus).
+//! - [`ClusterEngine`] (`[cluster] engine = "redis"`): Redis numbers and
+//!   keeps every room's messages for every node that shares it
+//!   ([`cluster`]).
 
+pub mod cluster;
 pub mod home;
 pub mod rooms;
 
@@ -21,10 +26,107 @@ use std::sync::Arc;
 use super::bus::{HistoryReply, JoinReply, ReplayReply, SubRef};
 use super::{HubError, Message, Published, RoomInfo, RoomName};
 
+pub use cluster::ClusterEngine;
 pub use home::HomeEngine;
 
-/// The engine every worker runs.
-pub type WorkerEngine = HomeEngine;
+/// The engine a worker runs: this process's home workers (the default), or
+/// Redis shared by several nodes (`[cluster] engine = "redis"`).
+pub enum WorkerEngine {
+    Home(HomeEngine),
+    Cluster(ClusterEngine),
+}
+
+macro_rules! both {
+    ($self:ident, $e:ident => $body:expr) => {
+        match $self {
+            WorkerEngine::Home($e) => $body,
+            WorkerEngine::Cluster($e) => $body,
+        }
+    };
+}
+
+impl WorkerEngine {
+    /// Worker `worker`'s part of the engine: Redis through `cluster` when
+    /// given, else this process's home workers.
+    pub fn new(
+        worker: usize,
+        bus: std::sync::Arc<super::Bus>,
+        cfg: &crate::config::Config,
+        room_count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        max_rooms: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        stats: std::sync::Arc<crate::io::stats::WorkerStats>,
+        cluster: Option<std::sync::Arc<cluster::Link>>,
+    ) -> WorkerEngine {
+        match cluster {
+            Some(link) => WorkerEngine::Cluster(ClusterEngine::new(worker, link, cfg, stats)),
+            None => WorkerEngine::Home(HomeEngine::new(
+                worker, bus, cfg, room_count, max_rooms, stats,
+            )),
+        }
+    }
+
+    /// Serves the requests that the bus brings this worker.
+    pub async fn serve_requests(&self, rx: flume::Receiver<super::BusMsg>, local: &dyn Deliveries) {
+        both!(self, e => e.serve_requests(rx, local).await)
+    }
+}
+
+impl Engine for WorkerEngine {
+    async fn publish(
+        &self,
+        room: RoomName,
+        msg: Message,
+        local: &dyn Deliveries,
+    ) -> Result<u64, HubError> {
+        both!(self, e => e.publish(room, msg, local).await)
+    }
+
+    async fn join(
+        &self,
+        room: RoomName,
+        sub: SubRef,
+        since: Option<u64>,
+        budget: usize,
+    ) -> Result<Reply<JoinReply>, HubError> {
+        both!(self, e => e.join(room, sub, since, budget).await)
+    }
+
+    fn join_from_now(&self, room: RoomName, sub: SubRef) -> Reply<JoinReply> {
+        both!(self, e => e.join_from_now(room, sub))
+    }
+
+    fn replay(&self, room: RoomName, sub: SubRef, after: u64, budget: usize) -> Reply<ReplayReply> {
+        both!(self, e => e.replay(room, sub, after, budget))
+    }
+
+    fn leave(&self, room: RoomName) {
+        both!(self, e => e.leave(room))
+    }
+
+    async fn info(&self, room: RoomName) -> Result<RoomInfo, HubError> {
+        both!(self, e => e.info(room).await)
+    }
+
+    async fn history(&self, room: RoomName, since: u64) -> Result<HistoryReply, HubError> {
+        both!(self, e => e.history(room, since).await)
+    }
+
+    async fn quiesce(&self, local: &dyn Deliveries) {
+        both!(self, e => e.quiesce(local).await)
+    }
+
+    fn quiesce_parts(&self) -> usize {
+        both!(self, e => e.quiesce_parts())
+    }
+
+    fn history_size(&self) -> usize {
+        both!(self, e => e.history_size())
+    }
+
+    fn sweep(&self) {
+        both!(self, e => e.sweep())
+    }
+}
 
 /// An engine's answer to a join or a replay request: here now, or later
 /// through the worker's [`Deliveries`].

@@ -1,0 +1,497 @@
+//! Several ringcast nodes on one or two real `redis-server`s
+//! (`[cluster] engine = "redis"`): one order per room across nodes, resume
+//! on any node, and what clients see when Redis or a node fails.
+//! Redis is Debian's package (tests/redis/setup.sh, run by `.ci/run`; the
+//! tests run it themselves when it is missing), started per test on a free
+//! port in a temporary directory.
+
+mod common;
+#[path = "common/redis.rs"]
+mod redis;
+
+use common::*;
+use redis::Redis;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// A node of a cluster on `redis` (one room per stream, JSON envelope on WebSocket).
+fn node_config(redis: &[&Redis], workers: usize) -> String {
+    let urls: Vec<String> = redis.iter().map(|r| format!("{:?}", r.url())).collect();
+    format!(
+        "[server]\nworkers = {workers}\nshutdown_timeout = \"10s\"\n\
+         [hub]\nauto_join_room = \"\"\nhistory_size = 1000\n\
+         [ws.rooms]\nenvelope = \"json\"\n\
+         [demo]\nenabled = false\n[dashboard]\nenabled = false\n\
+         [cluster]\nengine = \"redis\"\nredis = [{}]\ncommand_timeout = \"1s\"\npresence_ttl = \"3s\"\n",
+        urls.join(", ")
+    )
+}
+
+fn node(redis: &[&Redis]) -> TestServer {
+    TestServer::start(&node_config(redis, 2))
+}
+
+/// `POST /publish/{room}`: status, id when accepted, and the response.
+fn try_publish(addr: SocketAddr, room: &str, data: &str) -> (u16, Option<u64>, Response) {
+    let mut c = Client::connect(addr);
+    c.send(format!(
+        "POST /publish/{room} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{data}",
+        data.len()
+    ));
+    let r = c.read_response();
+    let id = (r.status == 202).then(|| {
+        serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["id"]
+            .as_u64()
+            .unwrap()
+    });
+    (r.status, id, r)
+}
+
+/// Publishes like a client that honours `503` + `Retry-After` (nothing
+/// was published then): tries again until accepted (bounded: 15 s).
+fn publish_retrying(addr: SocketAddr, room: &str, data: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, id, resp) = try_publish(addr, room, data);
+        match status {
+            202 => return id.unwrap(),
+            503 if Instant::now() < deadline => {
+                assert_eq!(resp.header("retry-after").as_deref(), Some("1"));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            s => panic!("publish answered {s}: {}", resp.text()),
+        }
+    }
+}
+
+/// Polls `/healthz` until it answers `status` (bounded: 15 s); its body.
+fn wait_health(addr: SocketAddr, status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = Client::connect(addr).get("/healthz");
+        if r.status == status {
+            return r.text();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz stayed {} ({})",
+            r.status,
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The next `n` events of an SSE stream as (id, data).
+fn sse_take(s: &mut SseClient, n: usize) -> Vec<(u64, String)> {
+    (0..n)
+        .map(|_| {
+            let e = s.next_event();
+            assert_eq!(e.event, None, "unexpected event {e:?}");
+            (e.id.unwrap().parse().unwrap(), e.data)
+        })
+        .collect()
+}
+
+/// The next `n` room messages of a WebSocket (JSON envelope) as (id, data).
+fn ws_take(w: &mut WsClient, n: usize) -> Vec<(u64, String)> {
+    (0..n)
+        .map(|_| {
+            let v: serde_json::Value = serde_json::from_str(&w.next_data().text()).unwrap();
+            assert!(v.get("event").is_none_or(|e| e.is_null()), "unexpected {v}");
+            (
+                v["id"].as_u64().unwrap(),
+                v["data"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn published_on_one_node_reaches_sse_and_websocket_subscribers_on_the_others_in_one_order() {
+    let r = Redis::start();
+    let (a, b, c) = (node(&[&r]), node(&[&r]), node(&[&r]));
+    let mut sse_b = SseClient::open(b.addr, "/sse?room=news", "");
+    let mut sse_c = SseClient::open(c.addr, "/sse?room=news", "");
+    let mut ws_c = WsClient::connect(c.addr, "/ws?room=news", "");
+    // the count is cluster-wide: every node sees all three
+    wait_subscribers(a.addr, "news", 3);
+    let mut p = Publisher::new(a.addr);
+    let sent: Vec<(u64, String)> = (0..50)
+        .map(|i| {
+            let d = format!("m{i}");
+            (p.publish("news", &d), d)
+        })
+        .collect();
+    for w in sent.windows(2) {
+        assert_eq!(w[1].0, w[0].0 + 1, "ids count up by one");
+    }
+    assert_eq!(sse_take(&mut sse_b, 50), sent);
+    assert_eq!(sse_take(&mut sse_c, 50), sent);
+    assert_eq!(ws_take(&mut ws_c, 50), sent);
+    let info = room_info(b.addr, "news");
+    assert_eq!(info["last_id"].as_u64(), Some(sent[49].0));
+    assert_eq!(info["history"].as_u64(), Some(50));
+}
+
+#[test]
+fn concurrent_publishers_on_three_nodes_give_every_subscriber_one_sequence() {
+    let r = Redis::start();
+    let nodes = [node(&[&r]), node(&[&r]), node(&[&r])];
+    let mut subs: Vec<SseClient> = nodes
+        .iter()
+        .flat_map(|n| {
+            [
+                SseClient::open(n.addr, "/sse?room=busy", ""),
+                SseClient::open(n.addr, "/sse?room=busy", ""),
+            ]
+        })
+        .collect();
+    wait_subscribers(nodes[0].addr, "busy", 6);
+    let per = 40;
+    let publishers: Vec<_> = nodes
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let addr = n.addr;
+            std::thread::spawn(move || {
+                let mut p = Publisher::new(addr);
+                (0..per)
+                    .map(|i| {
+                        let d = format!("n{k}-{i}");
+                        (p.publish("busy", &d), d)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut acked: Vec<(u64, String)> = publishers
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    acked.sort();
+    assert_eq!(acked.len(), 3 * per);
+    let first = sse_take(&mut subs[0], 3 * per);
+    // the order is the ids' order, and it holds every acknowledged message
+    assert_eq!(first, acked);
+    for s in &mut subs[1..] {
+        assert_eq!(sse_take(s, 3 * per), first);
+    }
+}
+
+#[test]
+fn a_client_resumes_on_another_node_with_exactly_what_it_missed() {
+    let r = Redis::start();
+    let (a, b, c) = (node(&[&r]), node(&[&r]), node(&[&r]));
+    let mut sub = SseClient::open(b.addr, "/sse?room=feed", "");
+    wait_subscribers(a.addr, "feed", 1);
+    let mut p = Publisher::new(a.addr);
+    let before: Vec<(u64, String)> = (0..5)
+        .map(|i| {
+            (
+                p.publish("feed", &format!("before{i}")),
+                format!("before{i}"),
+            )
+        })
+        .collect();
+    assert_eq!(sse_take(&mut sub, 5), before);
+    drop(sub);
+    wait_subscribers(a.addr, "feed", 0);
+    let missed: Vec<(u64, String)> = (0..10)
+        .map(|i| {
+            (
+                p.publish("feed", &format!("missed{i}")),
+                format!("missed{i}"),
+            )
+        })
+        .collect();
+    let mut back = SseClient::open(
+        c.addr,
+        "/sse?room=feed",
+        &format!("Last-Event-ID: {}\r\n", before[4].0),
+    );
+    assert_eq!(sse_take(&mut back, 10), missed);
+    // then live messages, from any node, with nothing repeated at the seam
+    let live = Publisher::new(b.addr).publish("feed", "live");
+    assert_eq!(sse_take(&mut back, 1), vec![(live, "live".to_string())]);
+    assert_eq!(live, missed[9].0 + 1);
+}
+
+#[test]
+fn redis_down_means_503_and_unhealthy_and_nothing_acknowledged_is_lost() {
+    let mut r = Redis::start_durable();
+    let (a, b, c) = (node(&[&r]), node(&[&r]), node(&[&r]));
+    let mut sse_b = SseClient::open(b.addr, "/sse?room=ops", "");
+    let mut ws_c = WsClient::connect(c.addr, "/ws?room=ops", "");
+    wait_subscribers(a.addr, "ops", 2);
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let d = format!("up{i}");
+        acked.push((Publisher::new(a.addr).publish("ops", &d), d));
+    }
+    r.kill();
+    let why = wait_health(a.addr, 503);
+    assert!(why.contains("unhealthy") && why.contains(&r.url()), "{why}");
+    wait_health(b.addr, 503);
+    let (mut refused, mut tries) = (0, 0);
+    while refused < 5 {
+        tries += 1;
+        let d = format!("down{tries}");
+        let (status, id, resp) = try_publish(a.addr, "ops", &d);
+        match status {
+            503 => {
+                refused += 1;
+                assert_eq!(resp.header("retry-after").as_deref(), Some("1"));
+                assert!(resp.text().contains("unavailable"), "{}", resp.text());
+            }
+            202 => acked.push((id.unwrap(), d)),
+            s => panic!("publish answered {s}: {}", resp.text()),
+        }
+    }
+    r.restart();
+    for n in [&a, &b, &c] {
+        wait_health(n.addr, 200);
+    }
+    for i in 0..5 {
+        let d = format!("back{i}");
+        acked.push((publish_retrying(c.addr, "ops", &d), d));
+    }
+    // the same connections receive every acknowledged message, in order, no gap
+    assert_eq!(sse_take(&mut sse_b, acked.len()), acked);
+    assert_eq!(ws_take(&mut ws_c, acked.len()), acked);
+    let m = Client::connect(a.addr).get("/metrics").text();
+    assert!(m.contains("ringcast_cluster_publish_failures_total"), "{m}");
+    let failures: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("ringcast_cluster_publish_failures_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(failures >= 5, "{failures}");
+}
+
+#[test]
+fn redis_back_without_its_data_gives_live_subscribers_a_reset_gap() {
+    let mut r = Redis::start();
+    let (a, b) = (node(&[&r]), node(&[&r]));
+    let mut sse = SseClient::open(b.addr, "/sse?room=vol", "");
+    let mut ws = WsClient::connect(b.addr, "/ws?room=vol", "");
+    wait_subscribers(a.addr, "vol", 2);
+    let old = Publisher::new(a.addr).publish("vol", "old");
+    assert_eq!(sse_take(&mut sse, 1), vec![(old, "old".to_string())]);
+    assert_eq!(ws_take(&mut ws, 1), vec![(old, "old".to_string())]);
+    r.restart_empty();
+    wait_health(a.addr, 200);
+    wait_health(b.addr, 200);
+    let new = publish_retrying(a.addr, "vol", "new");
+    assert!(new > old, "ids keep growing across the reset");
+    let gap = sse.next_event();
+    assert_eq!(gap.event.as_deref(), Some("ringcast-gap"), "{gap:?}");
+    let g: serde_json::Value = serde_json::from_str(&gap.data).unwrap();
+    assert_eq!(g["reason"], "reset");
+    assert_eq!(g["since"].as_u64(), Some(old));
+    assert_eq!(g["resume_from"].as_u64(), Some(new));
+    assert_eq!(sse_take(&mut sse, 1), vec![(new, "new".to_string())]);
+    let g: serde_json::Value = serde_json::from_str(&ws.next_data().text()).unwrap();
+    assert_eq!(
+        (g["event"].as_str(), g["reason"].as_str()),
+        (Some("ringcast-gap"), Some("reset"))
+    );
+    assert_eq!(ws_take(&mut ws, 1), vec![(new, "new".to_string())]);
+    // a client resuming from before the reset is told so too
+    let mut late = SseClient::open(
+        a.addr,
+        "/sse?room=vol",
+        &format!("Last-Event-ID: {old}\r\n"),
+    );
+    let gap = late.next_event();
+    assert_eq!(gap.event.as_deref(), Some("ringcast-gap"));
+    assert!(gap.data.contains("\"reset\""), "{}", gap.data);
+    assert_eq!(sse_take(&mut late, 1), vec![(new, "new".to_string())]);
+}
+
+#[test]
+fn clients_of_a_killed_node_resume_on_another_with_no_loss_and_no_duplicate() {
+    let r = Redis::start();
+    let (a, mut b, c) = (node(&[&r]), node(&[&r]), node(&[&r]));
+    let mut sse = SseClient::open(b.addr, "/sse?room=k", "");
+    let mut ws = WsClient::connect(b.addr, "/ws?room=k", "");
+    wait_subscribers(a.addr, "k", 2);
+    let mut p = Publisher::new(a.addr);
+    let first: Vec<(u64, String)> = (0..5)
+        .map(|i| (p.publish("k", &format!("a{i}")), format!("a{i}")))
+        .collect();
+    assert_eq!(sse_take(&mut sse, 5), first);
+    assert_eq!(ws_take(&mut ws, 5), first);
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    assert!(sse.next_block().is_none(), "the stream ends with the node");
+    let during: Vec<(u64, String)> = (0..7)
+        .map(|i| (p.publish("k", &format!("b{i}")), format!("b{i}")))
+        .collect();
+    let last = first[4].0;
+    let mut sse = SseClient::open(c.addr, "/sse?room=k", &format!("Last-Event-ID: {last}\r\n"));
+    let mut ws = WsClient::connect(c.addr, &format!("/ws?room=k&last_event_id={last}"), "");
+    assert_eq!(sse_take(&mut sse, 7), during);
+    assert_eq!(ws_take(&mut ws, 7), during);
+    let live = p.publish("k", "live");
+    assert_eq!(sse_take(&mut sse, 1), vec![(live, "live".to_string())]);
+    assert_eq!(ws_take(&mut ws, 1), vec![(live, "live".to_string())]);
+}
+
+#[test]
+fn two_redis_instances_share_the_rooms_and_losing_one_affects_only_its_rooms() {
+    let r1 = Redis::start();
+    let mut r2 = Redis::start();
+    let (a, b) = (node(&[&r1, &r2]), node(&[&r1, &r2]));
+    let rooms: Vec<String> = (0..24).map(|i| format!("s{i}")).collect();
+    for room in &rooms {
+        Publisher::new(a.addr).publish(room, "x");
+    }
+    let (mut on1, mut on2) = (Vec::new(), Vec::new());
+    for room in &rooms {
+        let key = format!("ringcast:r:{room}:s");
+        match (r1.exists(&key), r2.exists(&key)) {
+            (true, false) => on1.push(room.clone()),
+            (false, true) => on2.push(room.clone()),
+            other => panic!("room {room} is on {other:?}"),
+        }
+    }
+    assert!(!on1.is_empty() && !on2.is_empty(), "{on1:?} {on2:?}");
+    // every node agrees where each room is: b publishes to the same instance
+    Publisher::new(b.addr).publish(&on2[0], "y");
+    assert!(r2
+        .command(&["XLEN", &format!("ringcast:r:{}:s", on2[0])])
+        .starts_with(":2"));
+    let mut sub1 = SseClient::open(b.addr, &format!("/sse?room={}", on1[0]), "");
+    let mut sub2 = SseClient::open(b.addr, &format!("/sse?room={}", on2[0]), "");
+    wait_subscribers(a.addr, &on1[0], 1);
+    wait_subscribers(a.addr, &on2[0], 1);
+    r2.kill();
+    let why = wait_health(a.addr, 503);
+    assert!(why.contains(&r2.url()) && !why.contains(&r1.url()), "{why}");
+    // rooms on the first instance go on as before
+    for i in 0..3 {
+        let d = format!("ok{i}");
+        let id = Publisher::new(a.addr).publish(&on1[0], &d);
+        assert_eq!(sse_take(&mut sub1, 1), vec![(id, d)]);
+    }
+    // rooms on the lost one refuse publishes and keep their subscribers
+    let (status, _, resp) = try_publish(a.addr, &on2[0], "lost");
+    assert_eq!(status, 503, "{}", resp.text());
+    r2.restart();
+    wait_health(a.addr, 200);
+    wait_health(b.addr, 200);
+    let id = publish_retrying(a.addr, &on2[0], "again");
+    let e = sub2.next_event();
+    // the lost instance forgot the room: the subscriber is told, then gets the message
+    assert_eq!(e.event.as_deref(), Some("ringcast-gap"), "{e:?}");
+    assert_eq!(sse_take(&mut sub2, 1), vec![(id, "again".to_string())]);
+}
+
+#[test]
+fn sigterm_on_a_node_delivers_every_acknowledged_message_before_closing() {
+    let r = Redis::start();
+    let (a, b) = (node(&[&r]), node(&[&r]));
+    let mut subs: Vec<SseClient> = (0..3)
+        .map(|_| SseClient::open(b.addr, "/sse?room=d", ""))
+        .collect();
+    wait_subscribers(a.addr, "d", 3);
+    let mut p = Publisher::new(a.addr);
+    let acked: Vec<(u64, String)> = (0..200)
+        .map(|i| (p.publish("d", &format!("m{i}")), format!("m{i}")))
+        .collect();
+    b.signal(libc::SIGTERM);
+    for s in &mut subs {
+        let mut got = Vec::new();
+        while let Some(e) = s.next_block() {
+            if let (Some(id), false) = (e.id.clone(), e.data.is_empty()) {
+                got.push((id.parse::<u64>().unwrap(), e.data));
+            }
+        }
+        assert_eq!(
+            got, acked,
+            "every acknowledged message before the stream closed"
+        );
+    }
+}
+
+#[test]
+fn cluster_config_mistakes_are_refused_at_start_with_the_key() {
+    let dir = TempDir::new("cfg");
+    let cases = [
+        ("[cluster]\nengine = \"redis\"\n", "cluster.redis"),
+        ("[cluster]\nengine = \"redis\"\nredis = [\"http://127.0.0.1:1\"]\n", "cluster.redis[0]"),
+        ("[cluster]\nengine = \"etcd\"\n", "engine"),
+        (
+            "[cluster]\nengine = \"redis\"\nredis = [\"redis://:s3cret@127.0.0.1:1\", \"redis://:s3cret@127.0.0.1:1\"]\n",
+            "listed twice",
+        ),
+    ];
+    for (cfg, needle) in cases {
+        let path = dir.0.join("c.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let out = std::process::Command::new(bin())
+            .arg("--config")
+            .arg(&path)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{cfg} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{cfg}: {err}");
+        assert!(
+            !err.contains("s3cret"),
+            "the password is in the error: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_node_whose_subscription_is_cut_catches_up_from_the_stream_in_order() {
+    let r = Redis::start();
+    let (a, b) = (node(&[&r]), node(&[&r]));
+    let mut sse = SseClient::open(b.addr, "/sse?room=cut", "");
+    let mut ws = WsClient::connect(b.addr, "/ws?room=cut", "");
+    wait_subscribers(a.addr, "cut", 2);
+    let addr = a.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut p = Publisher::new(addr);
+            let mut acked = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 300 {
+                let d = format!("c{i}");
+                acked.push((p.publish("cut", &d), d));
+                i += 1;
+            }
+            acked
+        })
+    };
+    // wait until messages flow, then cut every node's subscription connection
+    let first = sse_take(&mut sse, 20);
+    assert!(r
+        .command(&["CLIENT", "KILL", "TYPE", "pubsub"])
+        .starts_with(':'));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked = publisher.join().unwrap();
+    assert_eq!(first[..], acked[..20]);
+    // the same connections get every acknowledged message, in order, once
+    assert_eq!(sse_take(&mut sse, acked.len() - 20), acked[20..]);
+    assert_eq!(ws_take(&mut ws, acked.len()), acked);
+    let m = Client::connect(b.addr).get("/metrics").text();
+    let metric = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("{name} missing"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(metric("ringcast_cluster_resubscriptions_total ") >= 1);
+    assert!(metric("ringcast_cluster_recovered_messages_total ") >= 1);
+    assert_eq!(metric("ringcast_cluster_catchup_gaps_total "), 0);
+}
