@@ -495,3 +495,45 @@ fn a_node_whose_subscription_is_cut_catches_up_from_the_stream_in_order() {
     assert!(metric("ringcast_cluster_recovered_messages_total ") >= 1);
     assert_eq!(metric("ringcast_cluster_catchup_gaps_total "), 0);
 }
+
+#[test]
+fn a_room_left_and_joined_again_at_once_stays_subscribed() {
+    let r = Redis::start();
+    let (a, b) = (node(&[&r]), node(&[&r]));
+    // each subscriber leaves the room as the next one joins it: the node's
+    // unsubscribe and subscribe reach Redis in that order
+    for _ in 0..30 {
+        let s = SseClient::open(b.addr, "/sse?room=flap", "");
+        drop(s);
+    }
+    let mut last = SseClient::open(b.addr, "/sse?room=flap", "");
+    wait_subscribers(a.addr, "flap", 1);
+    let id = Publisher::new(a.addr).publish("flap", "here");
+    assert_eq!(sse_take(&mut last, 1), vec![(id, "here".to_string())]);
+}
+
+#[test]
+fn hub_max_rooms_bounds_the_rooms_a_node_subscribes_to() {
+    let r = Redis::start();
+    let a = node(&[&r]);
+    let b = TestServer::start(&node_config(&[&r], 1).replace("[hub]\n", "[hub]\nmax_rooms = 2\n"));
+    let mut one = WsClient::connect(b.addr, "/ws?room=one", "");
+    let _two = WsClient::connect(b.addr, "/ws?room=two", "");
+    wait_subscribers(a.addr, "two", 1);
+    let mut three = WsClient::connect(b.addr, "/ws?room=three", "");
+    let (code, reason) = three.expect_close();
+    assert_eq!(code, Some(1013), "{reason}");
+    assert!(reason.contains("room limit"), "{reason}");
+    let m = Client::connect(b.addr).get("/metrics").text();
+    assert!(
+        m.contains("ringcast_limit_hits_total{limit=\"max_rooms\",worker=\"0\"} 1"),
+        "{}",
+        m.lines()
+            .filter(|l| l.contains("max_rooms"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // the rooms it has keep working
+    let id = Publisher::new(a.addr).publish("one", "still");
+    assert_eq!(ws_take(&mut one, 1), vec![(id, "still".to_string())]);
+}

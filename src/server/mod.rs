@@ -219,8 +219,16 @@ impl Server {
             (None, None)
         };
         let publish_rules = PublishRules::new(&cfg, demos.then_some(crate::app::demo::CHAT_ROOM));
+        let stats: Vec<Arc<WorkerStats>> = (0..workers)
+            .map(|_| Arc::new(WorkerStats::default()))
+            .collect();
         let cluster = if cfg.cluster.is_redis() {
-            Some(crate::hub::engine::cluster::Link::start(&cfg, bus.clone())?)
+            Some(crate::hub::engine::cluster::Link::start(
+                &cfg,
+                bus.clone(),
+                stats.clone(),
+                limits.max_rooms.clone(),
+            )?)
         } else {
             None
         };
@@ -232,9 +240,7 @@ impl Server {
             limits,
             per_ip: PerIp::default(),
             static_root,
-            stats: (0..workers)
-                .map(|_| Arc::new(WorkerStats::default()))
-                .collect(),
+            stats,
             bus,
             room_count: Arc::new(AtomicUsize::new(0)),
             sse_on_connect,

@@ -68,7 +68,7 @@ pub struct LinkStats {
     pub recovered: AtomicU64,
     /// Gap notices sent to live subscribers (Redis no longer held what they missed).
     pub catchup_gaps: AtomicU64,
-    /// Rooms this node is subscribed to.
+    /// Rooms this node is subscribed to (at most `hub.max_rooms`).
     pub rooms: AtomicU64,
 }
 
@@ -143,7 +143,12 @@ impl Link {
     /// Starts the link's thread. It connects in the background: a node
     /// whose Redis is down starts anyway, reports itself unhealthy and
     /// answers publishes with 503 until Redis is back.
-    pub fn start(cfg: &Config, bus: Arc<Bus>) -> std::io::Result<Arc<Link>> {
+    pub fn start(
+        cfg: &Config,
+        bus: Arc<Bus>,
+        worker_stats: Vec<Arc<WorkerStats>>,
+        max_rooms: Arc<AtomicUsize>,
+    ) -> std::io::Result<Arc<Link>> {
         let c = &cfg.cluster;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -198,6 +203,8 @@ impl Link {
             max_frame: cfg.hub.max_message_size.get() * 2 + 4096,
             bus,
             stats: link.stats.clone(),
+            worker_stats,
+            max_rooms,
         };
         let thread = std::thread::Builder::new()
             .name("cluster-link".into())

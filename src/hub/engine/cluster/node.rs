@@ -12,7 +12,7 @@
 //! Redis's stream instead.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,7 @@ use super::store::{self, Entry, Limits, Names, Pos, StoreError};
 use super::{LinkStats, Shard};
 use crate::hub::bus::{HistoryReply, JoinReply, ReplayReply, SubRef};
 use crate::hub::{Bus, BusMsg, Gap, HubError, Published, RoomInfo, RoomName};
+use crate::io::stats::WorkerStats;
 
 /// A worker's request.
 pub enum Cmd {
@@ -74,6 +75,10 @@ pub struct Setup {
     pub max_frame: usize,
     pub bus: Arc<Bus>,
     pub stats: Arc<LinkStats>,
+    /// The workers' counters (joins refused by `hub.max_rooms`).
+    pub worker_stats: Vec<Arc<WorkerStats>>,
+    /// `hub.max_rooms` (changes on reload): rooms this node subscribes to at most.
+    pub max_rooms: Arc<AtomicUsize>,
 }
 
 /// The Redis instance of a room: rendezvous hashing of its name over the
@@ -323,6 +328,22 @@ impl Node {
 
     async fn join(&mut self, j: JoinReq) {
         let workers = self.workers();
+        if !self.rooms.contains_key(&j.room)
+            && self.rooms.len() >= self.s.max_rooms.load(Ordering::Relaxed)
+        {
+            self.s.worker_stats[j.worker].rejected_max_rooms.inc();
+            let reply = JoinReply {
+                room: j.room,
+                sub: j.sub,
+                head: 0,
+                replay: Vec::new(),
+                more: false,
+                gap: None,
+                refused: true,
+            };
+            let _ = self.s.bus.deliver(j.worker, BusMsg::Joined(reply)).await;
+            return;
+        }
         let shard = shard_of(&self.s.shards, &j.room);
         let room = self.rooms.entry(j.room.clone()).or_insert_with(|| Room {
             shard,

@@ -198,30 +198,32 @@ async fn session(
             c = ctl.recv() => {
                 let Some(c) = c else { return Ok(()) };
                 // take every change waiting, then send them as few commands
-                let mut sub = Vec::new();
-                let mut unsub = Vec::new();
+                // as their order allows (a room left and joined again must
+                // end up subscribed)
+                let mut run: (&str, Vec<String>) = ("SUBSCRIBE", Vec::new());
                 let mut next = Some(c);
                 while let Some(c) = next {
-                    match c {
-                        PubsubCtl::Subscribe(v) => {
-                            for ch in v {
-                                if wanted.insert(ch.clone()) { sub.push(ch) }
-                            }
-                        }
-                        PubsubCtl::Unsubscribe(v) => {
-                            for ch in v {
-                                if wanted.remove(&ch) { unsub.push(ch) }
-                            }
+                    let (verb, channels) = match c {
+                        PubsubCtl::Subscribe(v) => ("SUBSCRIBE", v),
+                        PubsubCtl::Unsubscribe(v) => ("UNSUBSCRIBE", v),
+                    };
+                    if verb != run.0 {
+                        flush(&mut conn, &mut run).await?;
+                        run.0 = verb;
+                    }
+                    for ch in channels {
+                        let changed = if verb == "SUBSCRIBE" {
+                            wanted.insert(ch.clone())
+                        } else {
+                            wanted.remove(&ch)
+                        };
+                        if changed {
+                            run.1.push(ch);
                         }
                     }
                     next = ctl.try_recv().ok();
                 }
-                for batch in sub.chunks(BATCH) {
-                    subscribe(&mut conn, "SUBSCRIBE", batch).await?;
-                }
-                for batch in unsub.chunks(BATCH) {
-                    subscribe(&mut conn, "UNSUBSCRIBE", batch).await?;
-                }
+                flush(&mut conn, &mut run).await?;
             }
             _ = ping.tick() => {
                 if let Some(due) = pong_due {
@@ -268,6 +270,15 @@ async fn session(
 const BATCH: usize = 256;
 /// A quiet subscription connection is checked this often (a PING must be answered within as long).
 const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// Sends the channels gathered in `run` with its verb, in batches.
+async fn flush(conn: &mut TcpStream, run: &mut (&str, Vec<String>)) -> Result<(), String> {
+    for batch in run.1.chunks(BATCH) {
+        subscribe(conn, run.0, batch).await?;
+    }
+    run.1.clear();
+    Ok(())
+}
 
 async fn subscribe(conn: &mut TcpStream, verb: &str, channels: &[String]) -> Result<(), String> {
     let mut args: Vec<&str> = Vec::with_capacity(channels.len() + 1);
