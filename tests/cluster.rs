@@ -27,8 +27,11 @@ fn node_config(redis: &[&Redis], workers: usize) -> String {
     )
 }
 
+/// A node of 2 workers, once it is connected to Redis (`/healthz` 200).
 fn node(redis: &[&Redis]) -> TestServer {
-    TestServer::start(&node_config(redis, 2))
+    let n = TestServer::start(&node_config(redis, 2));
+    wait_health(n.addr, 200);
+    n
 }
 
 /// `POST /publish/{room}`: status, id when accepted, and the response.
@@ -517,6 +520,7 @@ fn hub_max_rooms_bounds_the_rooms_a_node_subscribes_to() {
     let r = Redis::start();
     let a = node(&[&r]);
     let b = TestServer::start(&node_config(&[&r], 1).replace("[hub]\n", "[hub]\nmax_rooms = 2\n"));
+    wait_health(b.addr, 200);
     let mut one = WsClient::connect(b.addr, "/ws?room=one", "");
     let _two = WsClient::connect(b.addr, "/ws?room=two", "");
     wait_subscribers(a.addr, "two", 1);
@@ -536,4 +540,119 @@ fn hub_max_rooms_bounds_the_rooms_a_node_subscribes_to() {
     // the rooms it has keep working
     let id = Publisher::new(a.addr).publish("one", "still");
     assert_eq!(ws_take(&mut one, 1), vec![(id, "still".to_string())]);
+}
+
+#[test]
+fn pipelined_publishes_are_answered_in_order_with_other_requests_in_their_place() {
+    let r = Redis::start();
+    let (a, b) = (node(&[&r]), node(&[&r]));
+    let mut sub = SseClient::open(b.addr, "/sse?room=pipe", "");
+    wait_subscribers(a.addr, "pipe", 1);
+    let post = |d: &str, extra: &str, version: &str| {
+        format!(
+            "POST /publish/pipe HTTP/{version}\r\nHost: t\r\n{extra}Content-Length: {}\r\n\r\n{d}",
+            d.len()
+        )
+    };
+    let mut req = String::new();
+    for i in 0..20 {
+        req.push_str(&post(&format!("p{i}"), "", "1.1"));
+    }
+    req.push_str("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    req.push_str(&post("old", "Connection: keep-alive\r\n", "1.0"));
+    req.push_str("POST /publish/bad%20room HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx");
+    for i in 20..30 {
+        req.push_str(&post(&format!("p{i}"), "", "1.1"));
+    }
+    req.push_str(&post("last", "Connection: close\r\n", "1.1"));
+    let mut c = Client::connect(a.addr);
+    c.send(&req);
+    let mut ids = Vec::new();
+    let mut expect = Vec::new();
+    for i in 0..20 {
+        let r = c.read_response();
+        assert_eq!(r.status, 202, "{}", r.text());
+        ids.push(
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["id"]
+                .as_u64()
+                .unwrap(),
+        );
+        expect.push(format!("p{i}"));
+    }
+    let h = c.read_response();
+    assert_eq!((h.status, h.text().as_str()), (200, "ok"));
+    let old = c.read_response();
+    assert_eq!(old.status, 202);
+    assert_eq!(
+        old.header("connection").as_deref(),
+        Some("keep-alive"),
+        "{}",
+        old.head
+    );
+    ids.push(
+        serde_json::from_slice::<serde_json::Value>(&old.body).unwrap()["id"]
+            .as_u64()
+            .unwrap(),
+    );
+    expect.push("old".into());
+    assert_eq!(c.read_response().status, 400);
+    for i in 20..30 {
+        let r = c.read_response();
+        assert_eq!(r.status, 202);
+        ids.push(
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["id"]
+                .as_u64()
+                .unwrap(),
+        );
+        expect.push(format!("p{i}"));
+    }
+    let last = c.read_response();
+    assert_eq!(last.status, 202);
+    ids.push(
+        serde_json::from_slice::<serde_json::Value>(&last.body).unwrap()["id"]
+            .as_u64()
+            .unwrap(),
+    );
+    expect.push("last".into());
+    assert!(c.closed_by_server(), "Connection: close is honoured");
+    for w in ids.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "numbered in the order sent: {ids:?}");
+    }
+    let got = sse_take(&mut sub, expect.len());
+    assert_eq!(got, ids.into_iter().zip(expect).collect::<Vec<_>>());
+}
+
+#[test]
+fn an_embedded_hub_publishes_through_redis_in_order_from_any_thread() {
+    let r = Redis::start();
+    let other = node(&[&r]);
+    let mut cfg = ringcast::config::Config::default();
+    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.server.workers = 2;
+    cfg.hub.auto_join_room = String::new();
+    cfg.cluster.engine = ringcast::config::EngineKind::Redis;
+    cfg.cluster.redis = vec![r.url()];
+    let srv = ringcast::Server::new(cfg).unwrap().start().unwrap();
+    let hub = srv.hub();
+    wait_health(srv.local_addr(), 200);
+    let mut sub = SseClient::open(other.addr, "/sse?room=lib", "");
+    wait_subscribers(srv.local_addr(), "lib", 1);
+    let h = hub.clone();
+    std::thread::spawn(move || {
+        for i in 0..50 {
+            h.publish("lib", ringcast::Message::new(format!("t{i}")))
+                .unwrap();
+        }
+    })
+    .join()
+    .unwrap();
+    let got = sse_take(&mut sub, 50);
+    assert_eq!(
+        got.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>(),
+        (0..50).map(|i| format!("t{i}")).collect::<Vec<_>>()
+    );
+    let info = hub.room_info_blocking("lib").unwrap();
+    assert_eq!(info.last_id, Some(got[49].0));
+    assert_eq!((info.subscribers, info.history_len), (1, 50));
+    assert!(srv.stop());
 }

@@ -8,6 +8,7 @@
 //! connection closes after `keepalive_timeout`; a client that stops reading
 //! is cut after `send_timeout`.
 
+use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -81,6 +82,19 @@ enum Step {
         mark_keep_alive: Option<usize>,
     },
 }
+
+/// A publish handed over to the engine, answered once its id is known.
+struct Deferred {
+    answer: std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, HubError>>>>,
+    room: RoomName,
+    keep_alive: bool,
+    /// An HTTP/1.0 request kept open: its answer says `Connection: keep-alive`.
+    mark: bool,
+    log: Option<Box<Pending>>,
+}
+
+/// Pipelined publishes handed over before their answers are written.
+const MAX_DEFERRED_PUBLISHES: usize = 64;
 
 /// A request waiting for its access-log line.
 struct Pending {
@@ -482,14 +496,50 @@ impl Conn {
     /// to read them, within `send_timeout`) before the next request is
     /// parsed, so a client that pipelines and never reads holds at most that
     /// much plus one answer.
+    ///
+    /// Publishes to an engine that numbers them in the order they are
+    /// handed over (the Redis engine) are handed over at once and answered
+    /// together, in order, before the next other request: pipelined
+    /// publishes then cost one round trip to Redis, not one each.
     async fn handle(&mut self, buf: &mut BytesMut) -> io::Result<Next> {
         let max_pending = self.worker.shared.cfg.http.max_pending_output.get();
+        let mut deferred: VecDeque<Deferred> = VecDeque::new();
         loop {
             if self.out.len() >= max_pending && !buf.is_empty() {
+                self.answer_deferred(&mut deferred).await;
                 self.worker.stats.pending_output_pauses.inc();
                 self.flush().await?;
             }
-            let (action, keep_alive, head_only, log, mark) = match self.next_request(buf) {
+            let before = self.out.len();
+            let mut step = self.next_request(buf);
+            let publish_next = matches!(
+                &step,
+                Step::Run {
+                    action: Action::Publish { .. },
+                    ..
+                }
+            ) && self.worker.hub.takes_publishes_in_order();
+            if !deferred.is_empty() && !publish_next {
+                // the publishes' answers go before whatever this request wrote
+                let tail = self.out.split_off(before);
+                self.answer_deferred(&mut deferred).await;
+                let inserted = self.out.len() - before;
+                self.out.extend_from_slice(&tail);
+                if let Step::Run {
+                    log,
+                    mark_keep_alive,
+                    ..
+                } = &mut step
+                {
+                    if let Some(at) = mark_keep_alive {
+                        *at += inserted;
+                    }
+                    if let Some(p) = log {
+                        p.out_start += inserted;
+                    }
+                }
+            }
+            let (action, keep_alive, head_only, log, mark) = match step {
                 Step::Stop(next) => return Ok(next),
                 Step::Run {
                     action,
@@ -498,6 +548,27 @@ impl Conn {
                     log,
                     mark_keep_alive,
                 } => (action, keep_alive, head_only, log, mark_keep_alive),
+            };
+            let action = match action {
+                Action::Publish { room, msg } if publish_next => {
+                    let answer = self.worker.hub.submit_publish(room.clone(), msg);
+                    deferred.push_back(Deferred {
+                        answer,
+                        room,
+                        keep_alive,
+                        mark: mark.is_some(),
+                        log,
+                    });
+                    if !keep_alive {
+                        self.answer_deferred(&mut deferred).await;
+                        return Ok(Next::Close);
+                    }
+                    if deferred.len() >= MAX_DEFERRED_PUBLISHES {
+                        self.answer_deferred(&mut deferred).await;
+                    }
+                    continue;
+                }
+                other => other,
             };
             let status = match action {
                 Action::Done(status) => status,
@@ -601,6 +672,32 @@ impl Conn {
             }
             if !keep_alive {
                 return Ok(Next::Close);
+            }
+        }
+    }
+
+    /// Waits for the publishes handed over, in order, and writes their answers.
+    async fn answer_deferred(&mut self, deferred: &mut VecDeque<Deferred>) {
+        while let Some(d) = deferred.pop_front() {
+            let at = self.out.len();
+            let status = match d.answer.await {
+                Ok(id) => {
+                    publish_accepted(&mut self.out, &d.room, id, d.keep_alive);
+                    202
+                }
+                Err(e) => {
+                    if let HubError::BadMessage(_) = e {
+                        self.worker.stats.hub_rejects.inc();
+                    }
+                    hub_error(&mut self.out, &e, d.keep_alive)
+                }
+            };
+            if d.mark {
+                response::mark_keep_alive(&mut self.out, at);
+            }
+            if let Some(mut p) = d.log {
+                p.out_start = at;
+                self.log_request(&p, status, 0);
             }
         }
     }

@@ -63,6 +63,8 @@ pub enum BusMsg {
     },
     // ---- deliveries, from a home to subscriber workers ----
     Deliver(Arc<Published>),
+    /// Several numbered messages, in order (a burst from the cluster's Redis).
+    DeliverMany(Vec<Arc<Published>>),
     /// A home has heard `Quiesce` from every worker: everything it numbered
     /// before has been sent ahead of this.
     Quiesced,

@@ -84,6 +84,32 @@ impl HubLocal {
         self.engine.publish(room, msg, self).await
     }
 
+    /// Whether the engine numbers publishes in the order they are handed
+    /// over without waiting for each ([`HubLocal::submit_publish`]).
+    pub fn takes_publishes_in_order(&self) -> bool {
+        matches!(self.engine, WorkerEngine::Cluster(_))
+    }
+
+    /// Hands a publish over now, numbered after every publish handed over
+    /// before; the future gives its id. Only for an engine that
+    /// [takes publishes in order](HubLocal::takes_publishes_in_order); any
+    /// other publishes with [`HubLocal::publish`].
+    pub fn submit_publish(
+        &self,
+        room: RoomName,
+        msg: Message,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, HubError>>>> {
+        if let Err(e) = self.rules.check_message(&room, &msg) {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        match &self.engine {
+            WorkerEngine::Cluster(c) => Box::pin(c.submit(room, msg)),
+            WorkerEngine::Home(_) => Box::pin(std::future::ready(Err(HubError::OnWorker(
+                "HubLocal::submit_publish on an engine that does not take publishes in order",
+            )))),
+        }
+    }
+
     fn deliver_here(&self, p: &Arc<Published>) {
         let was_empty = self.to_wake.borrow().is_empty();
         let d = self
@@ -377,6 +403,11 @@ impl HubLocal {
         while let Ok(msg) = rx.recv_async().await {
             match msg {
                 BusMsg::Deliver(p) => self.deliver_here(&p),
+                BusMsg::DeliverMany(ps) => {
+                    for p in &ps {
+                        self.deliver_here(p);
+                    }
+                }
                 BusMsg::Joined(r) => self.apply_joined(r),
                 BusMsg::Replayed(r) => self.apply_replayed(r),
                 BusMsg::ConnRoom { conn, room, join } => self.conn_room(conn, room, join),

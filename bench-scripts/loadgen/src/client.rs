@@ -461,6 +461,9 @@ pub struct Pool {
     scratch: Vec<u8>,
     pub rng: Rng,
     target: Target,
+    /// More targets: connections go to `target` and these in turn.
+    more_targets: Vec<Target>,
+    next_target: usize,
     src_ips: u32,
     next_src: u32,
     live: usize,
@@ -481,6 +484,8 @@ impl Pool {
             scratch: vec![0; SCRATCH],
             rng: Rng::from_entropy(),
             target,
+            more_targets: Vec::new(),
+            next_target: 0,
             src_ips: if loopback { src_ips.max(1) } else { 1 },
             next_src: 0,
             live: 0,
@@ -502,7 +507,14 @@ impl Pool {
         } else {
             None
         };
-        let mut c = Conn::start(&self.target, &mut self.rng, src)?;
+        let k = self.next_target % (1 + self.more_targets.len());
+        self.next_target = self.next_target.wrapping_add(1);
+        let target = if k == 0 {
+            &self.target
+        } else {
+            &self.more_targets[k - 1]
+        };
+        let mut c = Conn::start(target, &mut self.rng, src)?;
         let idx = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -518,6 +530,11 @@ impl Pool {
         self.conns[idx] = Some(c);
         self.live += 1;
         Ok(idx)
+    }
+
+    /// Spreads later connections over `target` too (round robin with the first).
+    pub fn add_target(&mut self, target: Target) {
+        self.more_targets.push(target);
     }
 
     /// Drops a connection (closes the socket) without telling the handler.

@@ -26,7 +26,7 @@ modes:
           [--binary] [--duration 10s] [--warmup 2s] [--drain 5s]
           N WebSocket connections, K messages in flight each; every echo is
           checked byte for byte; msgs/s and round-trip p50/p99/p99.9.
-  fanout  --sub-url ws://HOST:PORT/ws?room=R | http://HOST:PORT/sse?room=R
+  fanout  --sub-url ws://HOST:PORT/ws?room=R | http://HOST:PORT/sse?room=R (or several, comma-separated: subscribers go to each in turn)
           --publish-url http://HOST:PORT/publish/R [--subs 1000] [--size 64]
           [--rate N/s | --window 16 --max-lag 32] [--duration 10s]
           [--settle 500ms] [--tail 5s]

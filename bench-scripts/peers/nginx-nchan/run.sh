@@ -9,6 +9,10 @@
 # SIGTERM/SIGINT stop it (fast shutdown), SIGQUIT gracefully. nginx prints
 # no ready line: poll GET /healthz until it answers.
 #
+# With NCHAN_REDIS_URL set (e.g. redis://127.0.0.1:6379), nchan keeps its
+# channels in that Redis (nchan_redis_url, nchan_use_redis): several nginx
+# instances on one Redis share the channels.
+#
 # With TLS_PORT, CERT (PEM chain) and KEY (PEM key), a second server block
 # (tls.conf.in) serves the same endpoints over TLS on TLS_PORT; without
 # them tls.conf is empty and only PORT is served.
@@ -42,6 +46,11 @@ printf 'ok' > "$prefix/html/healthz"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@PORT@|$port|g" \
     "$here/nginx.conf.in" > "$prefix/nginx.conf"
 sed -e "s|@PREFIX@|$prefix|g" "$here/locations.conf.in" > "$prefix/locations.conf"
+if [ -n "${NCHAN_REDIS_URL:-}" ]; then
+    printf 'nchan_redis_url "%s";\nnchan_use_redis on;\n' "$NCHAN_REDIS_URL" |
+        cat - "$prefix/locations.conf" > "$prefix/locations.conf.new"
+    mv "$prefix/locations.conf.new" "$prefix/locations.conf"
+fi
 
 if [ "$#" -eq 5 ]; then
     tls_port=$3

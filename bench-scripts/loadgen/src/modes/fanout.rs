@@ -402,7 +402,12 @@ pub fn run(mut a: Args) -> Result<i32, String> {
     let tail = a.duration("tail", Duration::from_secs(5))?;
     let common = Common::parse(&mut a, 1)?;
     a.finish()?;
-    let target = common::target(&sub_url, &common)?;
+    // several comma-separated URLs: subscribers go to each in turn (the nodes of a cluster)
+    let mut urls = sub_url.split(',');
+    let target = common::target(urls.next().unwrap_or(""), &common)?;
+    let more: Vec<_> = urls
+        .map(|u| common::target(u, &common))
+        .collect::<Result<_, _>>()?;
     let purl = Url::parse(&pub_url)?;
     if purl.scheme != Scheme::Http {
         return Err("--publish-url must be http:// or https://".into());
@@ -414,6 +419,9 @@ pub fn run(mut a: Args) -> Result<i32, String> {
     sys::raise_nofile();
 
     let mut pool = Pool::new(target.clone(), common.src_ips).map_err(|e| e.to_string())?;
+    for t in more {
+        pool.add_target(t);
+    }
     let registry = pool
         .poll
         .registry()

@@ -97,9 +97,23 @@ pub struct Shard {
     pub sub_up: AtomicBool,
     /// Why the link is down, when it is.
     pub last_error: Mutex<String>,
+    /// Publishes for this instance, in the order they were handed over.
+    publishes: tokio::sync::mpsc::UnboundedSender<node::PublishReq>,
 }
 
 impl Shard {
+    fn new(name: String, publishes: tokio::sync::mpsc::UnboundedSender<node::PublishReq>) -> Shard {
+        Shard {
+            name,
+            conn: ArcSwapOption::empty(),
+            broken: tokio::sync::Notify::new(),
+            cmd_up: AtomicBool::new(false),
+            sub_up: AtomicBool::new(false),
+            last_error: Mutex::new("not connected yet".into()),
+            publishes,
+        }
+    }
+
     fn conn(&self) -> Option<MultiplexedConnection> {
         self.conn.load_full().map(|c| (*c).clone())
     }
@@ -127,11 +141,9 @@ impl Shard {
 /// The node's link to Redis: shared by every worker, running on its own thread.
 pub struct Link {
     cmds: flume::Sender<Cmd>,
-    rt: tokio::runtime::Handle,
     pub shards: Vec<Arc<Shard>>,
     names: store::Names,
     limits: store::Limits,
-    timeout: Duration,
     max_inflight: usize,
     inflight: AtomicUsize,
     pub stats: Arc<LinkStats>,
@@ -154,18 +166,14 @@ impl Link {
             .enable_io()
             .enable_time()
             .build()?;
+        let mut publishes = Vec::new();
         let shards: Vec<Arc<Shard>> = c
             .redis
             .iter()
             .map(|url| {
-                Arc::new(Shard {
-                    name: redact_url(url),
-                    conn: ArcSwapOption::empty(),
-                    broken: tokio::sync::Notify::new(),
-                    cmd_up: AtomicBool::new(false),
-                    sub_up: AtomicBool::new(false),
-                    last_error: Mutex::new("not connected yet".into()),
-                })
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                publishes.push(rx);
+                Arc::new(Shard::new(redact_url(url), tx))
             })
             .collect();
         let node_id = if c.node_id.is_empty() {
@@ -177,14 +185,12 @@ impl Link {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let link = Arc::new(Link {
             cmds: tx,
-            rt: rt.handle().clone(),
             shards,
             names: store::Names::new(&c.prefix),
             limits: store::Limits {
                 history_size: cfg.hub.history_size,
                 history_ttl: cfg.hub.history_ttl.0,
             },
-            timeout: c.command_timeout.0,
             max_inflight: c.max_inflight_publishes,
             inflight: AtomicUsize::new(0),
             stats: Arc::new(LinkStats::default()),
@@ -205,6 +211,7 @@ impl Link {
             stats: link.stats.clone(),
             worker_stats,
             max_rooms,
+            publishes,
         };
         let thread = std::thread::Builder::new()
             .name("cluster-link".into())
@@ -256,49 +263,72 @@ impl Link {
     }
 
     /// Publishes through the room's Redis; the id once Redis accepted it.
-    pub async fn publish(&self, room: RoomName, msg: Message) -> Result<u64, HubError> {
+    pub async fn publish(self: &Arc<Self>, room: RoomName, msg: Message) -> Result<u64, HubError> {
+        self.submit(room, msg).await
+    }
+
+    /// Hands a publish over now and gives its id later: publishes handed
+    /// over one after the other are numbered in that order (each instance's
+    /// publishes go to Redis in order, several in one round trip).
+    pub fn submit(
+        self: &Arc<Self>,
+        room: RoomName,
+        msg: Message,
+    ) -> impl std::future::Future<Output = Result<u64, HubError>> + 'static {
+        let link = self.clone();
         let shard = self.shards[node::shard_of(&self.shards, &room)].clone();
-        let Some(mut conn) = shard.conn() else {
-            self.stats.publish_failures.fetch_add(1, Ordering::Relaxed);
-            return Err(HubError::Unavailable(format!(
+        let started = Instant::now();
+        let handed = if !shard.cmd_up.load(Ordering::Relaxed) {
+            Err(format!(
                 "Redis {} is unreachable: {}",
                 shard.name,
                 shard.down_reason()
-            )));
-        };
-        if self.inflight.fetch_add(1, Ordering::AcqRel) >= self.max_inflight {
+            ))
+        } else if self.inflight.fetch_add(1, Ordering::AcqRel) >= self.max_inflight {
             self.inflight.fetch_sub(1, Ordering::AcqRel);
             self.stats.publish_overflow.fetch_add(1, Ordering::Relaxed);
-            return Err(HubError::Unavailable(format!(
+            Err(format!(
                 "{} publishes are waiting for Redis (cluster.max_inflight_publishes)",
                 self.max_inflight
-            )));
-        }
-        let (tx, rx) = flume::bounded(1);
-        let (names, limits, timeout) = (self.names.clone(), self.limits.clone(), self.timeout);
-        let started = Instant::now();
-        self.rt.spawn(async move {
-            let r = store::within(
-                timeout,
-                store::publish(&mut conn, &names, &limits, &room, &msg),
-            )
-            .await;
-            let _ = tx.send(r);
-        });
-        let r = rx.recv_async().await;
-        self.inflight.fetch_sub(1, Ordering::AcqRel);
-        match r {
-            Ok(Ok(pos)) => {
-                self.stats.publishes.fetch_add(1, Ordering::Relaxed);
-                self.stats.record_latency(started.elapsed());
-                Ok(pos.id())
+            ))
+        } else {
+            let (tx, rx) = flume::bounded(1);
+            let req = node::PublishReq {
+                body: store::encode_body(&msg),
+                room,
+                reply: tx,
+            };
+            match shard.publishes.send(req) {
+                Ok(()) => Ok(rx),
+                Err(_) => {
+                    self.inflight.fetch_sub(1, Ordering::AcqRel);
+                    Err("the cluster link has stopped".into())
+                }
             }
-            Ok(Err(e)) => {
-                self.stats.publish_failures.fetch_add(1, Ordering::Relaxed);
-                shard.failed(&e);
-                Err(HubError::Unavailable(format!("Redis {}: {e}", shard.name)))
+        };
+        async move {
+            let rx = match handed {
+                Ok(rx) => rx,
+                Err(why) => {
+                    link.stats.publish_failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(HubError::Unavailable(why));
+                }
+            };
+            let r = rx.recv_async().await;
+            link.inflight.fetch_sub(1, Ordering::AcqRel);
+            match r {
+                Ok(Ok(pos)) => {
+                    link.stats.publishes.fetch_add(1, Ordering::Relaxed);
+                    link.stats.record_latency(started.elapsed());
+                    Ok(pos.id())
+                }
+                Ok(Err(e)) => {
+                    link.stats.publish_failures.fetch_add(1, Ordering::Relaxed);
+                    shard.failed(&e);
+                    Err(HubError::Unavailable(format!("Redis {}: {e}", shard.name)))
+                }
+                Err(_) => Err(HubError::Closed),
             }
-            Err(_) => Err(HubError::Closed),
         }
     }
 
@@ -362,16 +392,20 @@ impl ClusterEngine {
 
     /// Serves what the [`crate::hub::Hub`] handle sends this worker:
     /// publishes and queries, each passed on to Redis.
-    pub async fn serve_requests(&self, rx: flume::Receiver<BusMsg>, local: &dyn Deliveries) {
+    pub async fn serve_requests(&self, rx: flume::Receiver<BusMsg>, _local: &dyn Deliveries) {
         while let Ok(msg) = rx.recv_async().await {
             match msg {
                 BusMsg::Publish {
                     room, msg, reply, ..
                 } => {
-                    let r = self.publish(room, msg, local).await;
-                    if let Some(tx) = reply {
-                        let _ = tx.try_send(r);
-                    }
+                    // handed over in the order they came; answered as Redis takes them
+                    let answer = self.submit(room, msg);
+                    monoio::spawn(async move {
+                        let r = answer.await;
+                        if let Some(tx) = reply {
+                            let _ = tx.try_send(r);
+                        }
+                    });
                 }
                 BusMsg::Info { room, reply } => {
                     if let Ok(info) = self.info(room).await {
@@ -392,6 +426,23 @@ impl ClusterEngine {
     }
 }
 
+impl ClusterEngine {
+    /// [`Link::submit`], counted in this worker's published messages.
+    pub fn submit(
+        &self,
+        room: RoomName,
+        msg: Message,
+    ) -> impl std::future::Future<Output = Result<u64, HubError>> + 'static {
+        let stats = self.stats.clone();
+        let id = self.link.submit(room, msg);
+        async move {
+            let id = id.await?;
+            stats.messages_published.inc();
+            Ok(id)
+        }
+    }
+}
+
 impl Engine for ClusterEngine {
     async fn publish(
         &self,
@@ -399,9 +450,7 @@ impl Engine for ClusterEngine {
         msg: Message,
         _local: &dyn Deliveries,
     ) -> Result<u64, HubError> {
-        let id = self.link.publish(room, msg).await?;
-        self.stats.messages_published.inc();
-        Ok(id)
+        self.submit(room, msg).await
     }
 
     async fn join(

@@ -53,6 +53,74 @@ pub enum Cmd {
     },
 }
 
+/// A publish handed over to the link (see [`super::Link::submit`]).
+pub struct PublishReq {
+    pub room: RoomName,
+    /// The message as kept in Redis ([`store::encode_body`]).
+    pub body: Vec<u8>,
+    pub reply: flume::Sender<Result<Pos, StoreError>>,
+}
+
+/// Publishes at most this many in one round trip to Redis.
+const PUBLISH_BATCH: usize = 256;
+
+/// Sends one instance's publishes to it in the order they came, all those
+/// waiting in one pipeline, one pipeline at a time.
+async fn publisher(
+    shard: Arc<Shard>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<PublishReq>,
+    names: Names,
+    limits: Limits,
+    timeout: Duration,
+) {
+    let mut batch: Vec<PublishReq> = Vec::new();
+    let mut items: Vec<(RoomName, Vec<u8>)> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < PUBLISH_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        items.clear();
+        items.extend(
+            batch
+                .iter_mut()
+                .map(|r| (r.room.clone(), std::mem::take(&mut r.body))),
+        );
+        let result = match shard.conn() {
+            Some(mut conn) => {
+                store::within(timeout, store::publish(&mut conn, &names, &limits, &items)).await
+            }
+            None => Err(StoreError {
+                why: format!(
+                    "Redis {} is unreachable: {}",
+                    shard.name,
+                    shard.down_reason()
+                ),
+                link_lost: false,
+            }),
+        };
+        match result {
+            Ok(places) => {
+                for (r, pos) in batch.drain(..).zip(places) {
+                    let _ = r.reply.send(Ok(pos));
+                }
+            }
+            Err(e) => {
+                for r in batch.drain(..) {
+                    let _ = r.reply.send(Err(StoreError {
+                        why: e.why.clone(),
+                        link_lost: e.link_lost,
+                    }));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
 /// A subscriber of worker `worker` joins `room`, resuming after `since`.
 pub struct JoinReq {
     pub room: RoomName,
@@ -79,6 +147,8 @@ pub struct Setup {
     pub worker_stats: Vec<Arc<WorkerStats>>,
     /// `hub.max_rooms` (changes on reload): rooms this node subscribes to at most.
     pub max_rooms: Arc<AtomicUsize>,
+    /// Each instance's publishes, in order.
+    pub publishes: Vec<tokio::sync::mpsc::UnboundedReceiver<PublishReq>>,
 }
 
 /// The Redis instance of a room: rendezvous hashing of its name over the
@@ -177,10 +247,22 @@ struct Node {
     barriers: Vec<(usize, Vec<(RoomName, Pos)>)>,
     /// A subscription connection went down and has not come back yet.
     sub_was_down: Vec<bool>,
+    /// Messages for each worker, sent together at the end of a turn (or
+    /// before anything else for the worker, which must come after them).
+    outbox: Vec<Vec<Arc<Published>>>,
 }
 
 /// Runs the link until the workers are gone.
-pub async fn run(s: Setup, cmds: flume::Receiver<Cmd>) {
+pub async fn run(mut s: Setup, cmds: flume::Receiver<Cmd>) {
+    for (shard, rx) in s.shards.iter().zip(std::mem::take(&mut s.publishes)) {
+        tokio::spawn(publisher(
+            shard.clone(),
+            rx,
+            s.names.clone(),
+            s.limits.clone(),
+            s.timeout,
+        ));
+    }
     let (ps_tx, mut ps_rx) = tokio::sync::mpsc::channel(1024);
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut ctl = Vec::new();
@@ -219,7 +301,9 @@ pub async fn run(s: Setup, cmds: flume::Receiver<Cmd>) {
         presence_dirty: HashSet::new(),
         barriers: Vec::new(),
         sub_was_down: vec![false; shards],
+        outbox: Vec::new(),
     };
+    node.outbox = vec![Vec::new(); node.workers()];
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let refresh_every = node.s.presence_ttl / 3;
@@ -230,7 +314,17 @@ pub async fn run(s: Setup, cmds: flume::Receiver<Cmd>) {
                 Ok(c) => node.command(c).await,
                 Err(_) => return,
             },
-            Some((shard, e)) = ps_rx.recv() => node.event(Ev::Pubsub(shard, e)).await,
+            Some((shard, e)) = ps_rx.recv() => {
+                node.event(Ev::Pubsub(shard, e)).await;
+                // take what else has arrived, so that a burst reaches the
+                // workers as one batch (one wake-up, one write per subscriber)
+                for _ in 0..TURN {
+                    match ps_rx.try_recv() {
+                        Ok((shard, e)) => node.event(Ev::Pubsub(shard, e)).await,
+                        Err(_) => break,
+                    }
+                }
+            }
             Some(e) = ev_rx.recv() => node.event(e).await,
             _ = tick.tick() => {
                 let all = refreshed.elapsed() >= refresh_every;
@@ -240,9 +334,13 @@ pub async fn run(s: Setup, cmds: flume::Receiver<Cmd>) {
                 node.tick(all);
             }
         }
+        node.flush().await;
         node.check_barriers().await;
     }
 }
+
+/// Channel messages handled in one turn at most before the workers get them.
+const TURN: usize = 1024;
 
 /// Keeps one command connection to a Redis instance: connects, checks it
 /// every second, and makes another when a command found it gone.
@@ -298,6 +396,32 @@ impl Node {
         self.s.bus.workers()
     }
 
+    /// Sends the messages waiting for worker `w`, as one batch.
+    async fn flush_to(&mut self, w: usize) {
+        if self.outbox[w].is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.outbox[w]);
+        let msg = if batch.len() == 1 {
+            BusMsg::Deliver(batch.into_iter().next().expect("one"))
+        } else {
+            BusMsg::DeliverMany(batch)
+        };
+        let _ = self.s.bus.deliver(w, msg).await;
+    }
+
+    async fn flush(&mut self) {
+        for w in 0..self.outbox.len() {
+            self.flush_to(w).await;
+        }
+    }
+
+    /// Sends worker `w` something that follows every message before it.
+    async fn send(&mut self, w: usize, msg: BusMsg) {
+        self.flush_to(w).await;
+        let _ = self.s.bus.deliver(w, msg).await;
+    }
+
     // ------------------------------------------------------------ commands
 
     async fn command(&mut self, c: Cmd) {
@@ -341,7 +465,7 @@ impl Node {
                 gap: None,
                 refused: true,
             };
-            let _ = self.s.bus.deliver(j.worker, BusMsg::Joined(reply)).await;
+            self.send(j.worker, BusMsg::Joined(reply)).await;
             return;
         }
         let shard = shard_of(&self.s.shards, &j.room);
@@ -393,7 +517,7 @@ impl Node {
                 gap: None,
                 refused: false,
             };
-            let _ = self.s.bus.deliver(j.worker, BusMsg::Joined(reply)).await;
+            self.send(j.worker, BusMsg::Joined(reply)).await;
             return;
         }
         let since = j.since.unwrap_or(0);
@@ -648,7 +772,7 @@ impl Node {
                 }
                 Err(e) => {
                     log::warn!("cluster: drain cannot read the rooms' heads ({e}); this node delivers nothing more");
-                    let _ = self.s.bus.deliver(worker, BusMsg::Quiesced).await;
+                    self.send(worker, BusMsg::Quiesced).await;
                 }
             },
         }
@@ -743,7 +867,7 @@ impl Node {
             None => return,
         };
         for w in targets {
-            let _ = self.s.bus.deliver(w, BusMsg::Deliver(p.clone())).await;
+            self.outbox[w].push(p.clone());
         }
     }
 
@@ -759,7 +883,7 @@ impl Node {
             gap.reason
         );
         for w in targets {
-            let _ = self.s.bus.deliver(w, BusMsg::RoomGap(gap.clone())).await;
+            self.send(w, BusMsg::RoomGap(gap.clone())).await;
         }
     }
 
@@ -790,7 +914,7 @@ impl Node {
                     ReadFor::Replay { worker, sub, .. } => {
                         // the subscriber resumes again when it reconnects
                         let reply = ReplayReply { sub, piece: None };
-                        let _ = self.s.bus.deliver(worker, BusMsg::Replayed(reply)).await;
+                        self.send(worker, BusMsg::Replayed(reply)).await;
                     }
                 }
                 return;
@@ -832,7 +956,7 @@ impl Node {
                 };
                 let piece = continues.then(|| self.piece(&name, entries, after, budget));
                 let reply = ReplayReply { sub, piece };
-                let _ = self.s.bus.deliver(worker, BusMsg::Replayed(reply)).await;
+                self.send(worker, BusMsg::Replayed(reply)).await;
             }
         }
     }
@@ -885,7 +1009,7 @@ impl Node {
             gap,
             refused: false,
         };
-        let _ = self.s.bus.deliver(j.worker, BusMsg::Joined(reply)).await;
+        self.send(j.worker, BusMsg::Joined(reply)).await;
     }
 
     async fn caught_up(&mut self, name: RoomName, head: Option<Pos>, entries: Vec<Entry>) {
@@ -1054,7 +1178,7 @@ impl Node {
             !reached
         });
         for w in done {
-            let _ = self.s.bus.deliver(w, BusMsg::Quiesced).await;
+            self.send(w, BusMsg::Quiesced).await;
         }
     }
 }
@@ -1121,14 +1245,10 @@ mod tests {
     use super::*;
 
     fn shard(name: &str) -> Arc<Shard> {
-        Arc::new(Shard {
-            name: name.into(),
-            conn: arc_swap::ArcSwapOption::empty(),
-            broken: tokio::sync::Notify::new(),
-            cmd_up: Default::default(),
-            sub_up: Default::default(),
-            last_error: Default::default(),
-        })
+        Arc::new(Shard::new(
+            name.into(),
+            tokio::sync::mpsc::unbounded_channel().0,
+        ))
     }
 
     #[test]
