@@ -656,3 +656,22 @@ fn an_embedded_hub_publishes_through_redis_in_order_from_any_thread() {
     assert_eq!((info.subscribers, info.history_len), (1, 50));
     assert!(srv.stop());
 }
+
+#[test]
+fn the_dashboard_feed_stays_on_its_node() {
+    let r = Redis::start();
+    let config = node_config(&[&r], 2).replace(
+        "[dashboard]\nenabled = false\n",
+        "[dashboard]\nenabled = true\ninterval = \"100ms\"\n",
+    );
+    let (a, b) = (TestServer::start(&config), TestServer::start(&config));
+    wait_health(a.addr, 200);
+    wait_health(b.addr, 200);
+    let mut feed = SseClient::open(b.addr, "/sse?room=__dashboard", "");
+    let e = feed.next_event();
+    assert!(e.event.is_some(), "{e:?}");
+    // counted by its own node only, and nothing of it in Redis
+    assert_eq!(room_info(b.addr, "__dashboard")["subscribers"].as_u64(), Some(1));
+    assert_eq!(room_info(a.addr, "__dashboard")["subscribers"].as_u64(), Some(0));
+    assert_eq!(r.command(&["KEYS", "ringcast:r:__dashboard*"]), "*0\r\n");
+}

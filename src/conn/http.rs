@@ -512,13 +512,13 @@ impl Conn {
             }
             let before = self.out.len();
             let mut step = self.next_request(buf);
-            let publish_next = matches!(
-                &step,
+            let publish_next = match &step {
                 Step::Run {
-                    action: Action::Publish { .. },
+                    action: Action::Publish { room, .. },
                     ..
-                }
-            ) && self.worker.hub.takes_publishes_in_order();
+                } => self.worker.hub.takes_publishes_in_order(room),
+                _ => false,
+            };
             if !deferred.is_empty() && !publish_next {
                 // the publishes' answers go before whatever this request wrote
                 let tail = self.out.split_off(before);

@@ -84,10 +84,10 @@ impl HubLocal {
         self.engine.publish(room, msg, self).await
     }
 
-    /// Whether the engine numbers publishes in the order they are handed
-    /// over without waiting for each ([`HubLocal::submit_publish`]).
-    pub fn takes_publishes_in_order(&self) -> bool {
-        matches!(self.engine, WorkerEngine::Cluster(_))
+    /// Whether the engine of `room` numbers publishes in the order they
+    /// are handed over without waiting for each ([`HubLocal::submit_publish`]).
+    pub fn takes_publishes_in_order(&self, room: &str) -> bool {
+        matches!(self.engine, WorkerEngine::Cluster { .. }) && !super::engine::node_local(room)
     }
 
     /// Hands a publish over now, numbered after every publish handed over
@@ -103,8 +103,10 @@ impl HubLocal {
             return Box::pin(std::future::ready(Err(e)));
         }
         match &self.engine {
-            WorkerEngine::Cluster(c) => Box::pin(c.submit(room, msg)),
-            WorkerEngine::Home(_) => Box::pin(std::future::ready(Err(HubError::OnWorker(
+            WorkerEngine::Cluster { shared, .. } if !super::engine::node_local(&room) => {
+                Box::pin(shared.submit(room, msg))
+            }
+            _ => Box::pin(std::future::ready(Err(HubError::OnWorker(
                 "HubLocal::submit_publish on an engine that does not take publishes in order",
             )))),
         }

@@ -156,68 +156,76 @@ impl HomeEngine {
     /// handle) send to the rooms whose home this worker is.
     pub async fn serve_requests(&self, rx: flume::Receiver<BusMsg>, local: &dyn Deliveries) {
         while let Ok(msg) = rx.recv_async().await {
-            match msg {
-                BusMsg::Publish {
-                    room,
-                    msg,
-                    group,
-                    reply,
-                } => {
-                    let r = self.publish_at_home(room, msg, group, local).await;
-                    if let Some(tx) = reply {
-                        let _ = tx.try_send(r);
-                    }
-                }
-                BusMsg::Join {
-                    room,
-                    from,
-                    sub,
-                    since,
-                    budget,
-                } => {
-                    let reply = self.join_at_home(room, from, sub, since, budget);
-                    if from == self.worker {
-                        local.joined(reply);
-                    } else if self.bus.deliver(from, BusMsg::Joined(reply)).await.is_err() {
-                        return;
-                    }
-                }
-                BusMsg::Replay {
-                    room,
-                    from,
-                    sub,
-                    after,
-                    budget,
-                } => {
-                    let reply = self.replay_at_home(&room, sub, after, budget);
-                    if from == self.worker {
-                        local.replayed(reply);
-                    } else if (self.bus)
-                        .deliver(from, BusMsg::Replayed(reply))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                BusMsg::Leave { room, from } => self.rooms.borrow_mut().leave(&room, from),
-                BusMsg::Quiesce { .. } => self.heard_quiesce(local).await,
-                BusMsg::Info { room, reply } => {
-                    let _ = reply.try_send(self.rooms.borrow_mut().info(&room, Instant::now()));
-                }
-                BusMsg::History { room, since, reply } => {
-                    let _ = reply.try_send(self.rooms.borrow_mut().history(
-                        &room,
-                        since,
-                        Instant::now(),
-                    ));
-                }
-                _ => log::error!(
-                    "worker {}: a delivery arrived on the request inbox",
-                    self.worker
-                ),
+            if self.handle_request(msg, local).await.is_err() {
+                return;
             }
         }
+    }
+
+    /// Serves one request; an error when the bus has closed.
+    pub async fn handle_request(
+        &self,
+        msg: BusMsg,
+        local: &dyn Deliveries,
+    ) -> Result<(), HubError> {
+        match msg {
+            BusMsg::Publish {
+                room,
+                msg,
+                group,
+                reply,
+            } => {
+                let r = self.publish_at_home(room, msg, group, local).await;
+                if let Some(tx) = reply {
+                    let _ = tx.try_send(r);
+                }
+            }
+            BusMsg::Join {
+                room,
+                from,
+                sub,
+                since,
+                budget,
+            } => {
+                let reply = self.join_at_home(room, from, sub, since, budget);
+                if from == self.worker {
+                    local.joined(reply);
+                } else {
+                    self.bus.deliver(from, BusMsg::Joined(reply)).await?;
+                }
+            }
+            BusMsg::Replay {
+                room,
+                from,
+                sub,
+                after,
+                budget,
+            } => {
+                let reply = self.replay_at_home(&room, sub, after, budget);
+                if from == self.worker {
+                    local.replayed(reply);
+                } else {
+                    self.bus.deliver(from, BusMsg::Replayed(reply)).await?;
+                }
+            }
+            BusMsg::Leave { room, from } => self.rooms.borrow_mut().leave(&room, from),
+            BusMsg::Quiesce { .. } => self.heard_quiesce(local).await,
+            BusMsg::Info { room, reply } => {
+                let _ = reply.try_send(self.rooms.borrow_mut().info(&room, Instant::now()));
+            }
+            BusMsg::History { room, since, reply } => {
+                let _ = reply.try_send(self.rooms.borrow_mut().history(
+                    &room,
+                    since,
+                    Instant::now(),
+                ));
+            }
+            _ => log::error!(
+                "worker {}: a delivery arrived on the request inbox",
+                self.worker
+            ),
+        }
+        Ok(())
     }
 }
 

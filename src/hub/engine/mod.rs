@@ -30,17 +30,29 @@ pub use cluster::ClusterEngine;
 pub use home::HomeEngine;
 
 /// The engine a worker runs: this process's home workers (the default), or
-/// Redis shared by several nodes (`[cluster] engine = "redis"`).
+/// Redis shared by several nodes (`[cluster] engine = "redis"`), which keeps
+/// the rooms that describe this node alone ([`node_local`]) in the process.
 pub enum WorkerEngine {
     Home(HomeEngine),
-    Cluster(ClusterEngine),
+    Cluster {
+        shared: ClusterEngine,
+        local: HomeEngine,
+    },
 }
 
-macro_rules! both {
-    ($self:ident, $e:ident => $body:expr) => {
+/// Rooms that stay in the process whatever the engine: the dashboard's feed
+/// (the figures of the node the viewer is connected to).
+pub fn node_local(room: &str) -> bool {
+    room == crate::hub::DASHBOARD_ROOM
+}
+
+/// Runs `$body` with `$e` bound to the engine that keeps `$room`.
+macro_rules! by_room {
+    ($self:ident, $room:expr, $e:ident => $body:expr) => {
         match $self {
             WorkerEngine::Home($e) => $body,
-            WorkerEngine::Cluster($e) => $body,
+            WorkerEngine::Cluster { local: $e, .. } if node_local(&$room) => $body,
+            WorkerEngine::Cluster { shared: $e, .. } => $body,
         }
     };
 }
@@ -50,24 +62,54 @@ impl WorkerEngine {
     /// given, else this process's home workers.
     pub fn new(
         worker: usize,
-        bus: std::sync::Arc<super::Bus>,
+        bus: Arc<super::Bus>,
         cfg: &crate::config::Config,
-        room_count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-        max_rooms: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-        stats: std::sync::Arc<crate::io::stats::WorkerStats>,
-        cluster: Option<std::sync::Arc<cluster::Link>>,
+        room_count: Arc<std::sync::atomic::AtomicUsize>,
+        max_rooms: Arc<std::sync::atomic::AtomicUsize>,
+        stats: Arc<crate::io::stats::WorkerStats>,
+        cluster: Option<Arc<cluster::Link>>,
     ) -> WorkerEngine {
+        let home = HomeEngine::new(worker, bus, cfg, room_count, max_rooms, stats.clone());
         match cluster {
-            Some(link) => WorkerEngine::Cluster(ClusterEngine::new(worker, link, cfg, stats)),
-            None => WorkerEngine::Home(HomeEngine::new(
-                worker, bus, cfg, room_count, max_rooms, stats,
-            )),
+            Some(link) => WorkerEngine::Cluster {
+                shared: ClusterEngine::new(worker, link, cfg, stats),
+                local: home,
+            },
+            None => WorkerEngine::Home(home),
         }
     }
 
     /// Serves the requests that the bus brings this worker.
-    pub async fn serve_requests(&self, rx: flume::Receiver<super::BusMsg>, local: &dyn Deliveries) {
-        both!(self, e => e.serve_requests(rx, local).await)
+    pub async fn serve_requests(
+        &self,
+        rx: flume::Receiver<super::BusMsg>,
+        deliveries: &dyn Deliveries,
+    ) {
+        use super::BusMsg;
+        let (shared, local) = match self {
+            WorkerEngine::Home(h) => return h.serve_requests(rx, deliveries).await,
+            WorkerEngine::Cluster { shared, local } => (shared, local),
+        };
+        while let Ok(msg) = rx.recv_async().await {
+            let in_process = match &msg {
+                BusMsg::Publish { room, .. }
+                | BusMsg::Join { room, .. }
+                | BusMsg::Replay { room, .. }
+                | BusMsg::Leave { room, .. }
+                | BusMsg::Info { room, .. }
+                | BusMsg::History { room, .. } => node_local(room),
+                // the drain barrier of the rooms kept in the process
+                BusMsg::Quiesce { .. } => true,
+                _ => false,
+            };
+            if in_process {
+                if local.handle_request(msg, deliveries).await.is_err() {
+                    return;
+                }
+            } else {
+                shared.handle_request(msg).await;
+            }
+        }
     }
 }
 
@@ -78,7 +120,7 @@ impl Engine for WorkerEngine {
         msg: Message,
         local: &dyn Deliveries,
     ) -> Result<u64, HubError> {
-        both!(self, e => e.publish(room, msg, local).await)
+        by_room!(self, room, e => e.publish(room, msg, local).await)
     }
 
     async fn join(
@@ -88,43 +130,60 @@ impl Engine for WorkerEngine {
         since: Option<u64>,
         budget: usize,
     ) -> Result<Reply<JoinReply>, HubError> {
-        both!(self, e => e.join(room, sub, since, budget).await)
+        by_room!(self, room, e => e.join(room, sub, since, budget).await)
     }
 
     fn join_from_now(&self, room: RoomName, sub: SubRef) -> Reply<JoinReply> {
-        both!(self, e => e.join_from_now(room, sub))
+        by_room!(self, room, e => e.join_from_now(room, sub))
     }
 
     fn replay(&self, room: RoomName, sub: SubRef, after: u64, budget: usize) -> Reply<ReplayReply> {
-        both!(self, e => e.replay(room, sub, after, budget))
+        by_room!(self, room, e => e.replay(room, sub, after, budget))
     }
 
     fn leave(&self, room: RoomName) {
-        both!(self, e => e.leave(room))
+        by_room!(self, room, e => e.leave(room))
     }
 
     async fn info(&self, room: RoomName) -> Result<RoomInfo, HubError> {
-        both!(self, e => e.info(room).await)
+        by_room!(self, room, e => e.info(room).await)
     }
 
     async fn history(&self, room: RoomName, since: u64) -> Result<HistoryReply, HubError> {
-        both!(self, e => e.history(room, since).await)
+        by_room!(self, room, e => e.history(room, since).await)
     }
 
-    async fn quiesce(&self, local: &dyn Deliveries) {
-        both!(self, e => e.quiesce(local).await)
+    async fn quiesce(&self, deliveries: &dyn Deliveries) {
+        match self {
+            WorkerEngine::Home(h) => h.quiesce(deliveries).await,
+            WorkerEngine::Cluster { shared, local } => {
+                local.quiesce(deliveries).await;
+                shared.quiesce(deliveries).await;
+            }
+        }
     }
 
     fn quiesce_parts(&self) -> usize {
-        both!(self, e => e.quiesce_parts())
+        match self {
+            WorkerEngine::Home(h) => h.quiesce_parts(),
+            WorkerEngine::Cluster { shared, local } => {
+                shared.quiesce_parts() + local.quiesce_parts()
+            }
+        }
     }
 
     fn history_size(&self) -> usize {
-        both!(self, e => e.history_size())
+        match self {
+            WorkerEngine::Home(h) => h.history_size(),
+            WorkerEngine::Cluster { shared, .. } => shared.history_size(),
+        }
     }
 
     fn sweep(&self) {
-        both!(self, e => e.sweep())
+        match self {
+            WorkerEngine::Home(h) => h.sweep(),
+            WorkerEngine::Cluster { local, .. } => local.sweep(),
+        }
     }
 }
 

@@ -390,38 +390,36 @@ impl ClusterEngine {
         }
     }
 
-    /// Serves what the [`crate::hub::Hub`] handle sends this worker:
-    /// publishes and queries, each passed on to Redis.
-    pub async fn serve_requests(&self, rx: flume::Receiver<BusMsg>, _local: &dyn Deliveries) {
-        while let Ok(msg) = rx.recv_async().await {
-            match msg {
-                BusMsg::Publish {
-                    room, msg, reply, ..
-                } => {
-                    // handed over in the order they came; answered as Redis takes them
-                    let answer = self.submit(room, msg);
-                    monoio::spawn(async move {
-                        let r = answer.await;
-                        if let Some(tx) = reply {
-                            let _ = tx.try_send(r);
-                        }
-                    });
-                }
-                BusMsg::Info { room, reply } => {
-                    if let Ok(info) = self.info(room).await {
-                        let _ = reply.try_send(info);
+    /// Serves one request of the [`crate::hub::Hub`] handle: a publish or
+    /// a query, passed on to Redis.
+    pub async fn handle_request(&self, msg: BusMsg) {
+        match msg {
+            BusMsg::Publish {
+                room, msg, reply, ..
+            } => {
+                // handed over in the order they came; answered as Redis takes them
+                let answer = self.submit(room, msg);
+                monoio::spawn(async move {
+                    let r = answer.await;
+                    if let Some(tx) = reply {
+                        let _ = tx.try_send(r);
                     }
-                }
-                BusMsg::History { room, since, reply } => {
-                    if let Ok(h) = self.history(room, since).await {
-                        let _ = reply.try_send(h);
-                    }
-                }
-                _ => log::error!(
-                    "worker {}: a request the Redis engine does not take arrived",
-                    self.worker
-                ),
+                });
             }
+            BusMsg::Info { room, reply } => {
+                if let Ok(info) = self.info(room).await {
+                    let _ = reply.try_send(info);
+                }
+            }
+            BusMsg::History { room, since, reply } => {
+                if let Ok(h) = self.history(room, since).await {
+                    let _ = reply.try_send(h);
+                }
+            }
+            _ => log::error!(
+                "worker {}: a request the Redis engine does not take arrived",
+                self.worker
+            ),
         }
     }
 }
