@@ -671,7 +671,50 @@ fn the_dashboard_feed_stays_on_its_node() {
     let e = feed.next_event();
     assert!(e.event.is_some(), "{e:?}");
     // counted by its own node only, and nothing of it in Redis
-    assert_eq!(room_info(b.addr, "__dashboard")["subscribers"].as_u64(), Some(1));
-    assert_eq!(room_info(a.addr, "__dashboard")["subscribers"].as_u64(), Some(0));
+    assert_eq!(
+        room_info(b.addr, "__dashboard")["subscribers"].as_u64(),
+        Some(1)
+    );
+    assert_eq!(
+        room_info(a.addr, "__dashboard")["subscribers"].as_u64(),
+        Some(0)
+    );
     assert_eq!(r.command(&["KEYS", "ringcast:r:__dashboard*"]), "*0\r\n");
+}
+
+#[test]
+fn a_redis_password_works_and_never_shows() {
+    let secret = "hunter2-s3cret";
+    let mut r = Redis::start_with_password(secret);
+    let (mut a, mut b) = (node(&[&r]), node(&[&r]));
+    let mut sse = SseClient::open(b.addr, "/sse?room=pw", "");
+    wait_subscribers(a.addr, "pw", 1);
+    let id = Publisher::new(a.addr).publish("pw", "x");
+    assert_eq!(sse_take(&mut sse, 1), vec![(id, "x".to_string())]);
+    r.kill();
+    let why = wait_health(a.addr, 503);
+    assert!(why.contains("redis://***@127.0.0.1:"), "{why}");
+    let (status, _, resp) = try_publish(a.addr, "pw", "y");
+    assert_eq!(status, 503);
+    let metrics = Client::connect(a.addr).get("/metrics").text();
+    for text in [
+        why,
+        resp.text(),
+        metrics,
+        a.log_now().join("\n"),
+        b.log_now().join("\n"),
+    ] {
+        assert!(!text.contains(secret), "the password shows: {text}");
+    }
+    // a wrong password is a clear reason, not a secret
+    drop(sse);
+    let wrong = node_config(&[&r], 1).replace(secret, "wrong");
+    r.restart();
+    let c = TestServer::start(&wrong);
+    let why = wait_health(c.addr, 503);
+    assert!(
+        why.contains("WRONGPASS") || why.contains("invalid"),
+        "{why}"
+    );
+    assert!(!why.contains("wrong@"), "{why}");
 }

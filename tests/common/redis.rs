@@ -15,6 +15,8 @@ pub struct Redis {
     dir: TempDir,
     /// Keeps its data across restarts (an append-only file written at every command).
     durable: bool,
+    /// `requirepass`, if any.
+    password: Option<String>,
 }
 
 /// The redis-server binary; runs the set-up that installs it when it is missing.
@@ -60,19 +62,37 @@ impl Redis {
         Self::start_as(true)
     }
 
+    /// A Redis that refuses clients without `password`.
+    pub fn start_with_password(password: &str) -> Redis {
+        let mut r = Redis {
+            child: None,
+            port: free_port(),
+            dir: TempDir::new("redis"),
+            durable: false,
+            password: Some(password.to_string()),
+        };
+        r.spawn();
+        r
+    }
+
     fn start_as(durable: bool) -> Redis {
         let mut r = Redis {
             child: None,
             port: free_port(),
             dir: TempDir::new("redis"),
             durable,
+            password: None,
         };
         r.spawn();
         r
     }
 
+    /// Its URL, with the password when it has one.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match &self.password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
     }
 
     fn spawn(&mut self) {
@@ -87,6 +107,9 @@ impl Redis {
             .arg("")
             .arg("--daemonize")
             .arg("no");
+        if let Some(p) = &self.password {
+            cmd.arg("--requirepass").arg(p);
+        }
         if self.durable {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -146,14 +169,32 @@ impl Redis {
     fn try_command(&self, args: &[&str]) -> std::io::Result<Vec<u8>> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut req = format!("*{}\r\n", args.len());
+        let mut req = String::new();
+        if let Some(p) = &self.password {
+            req.push_str(&format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{p}\r\n", p.len()));
+        }
+        req.push_str(&format!("*{}\r\n", args.len()));
         for a in args {
             req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
         }
         s.write_all(req.as_bytes())?;
-        let mut buf = vec![0u8; 64 * 1024];
-        let n = s.read(&mut buf)?;
-        buf.truncate(n);
+        // the whole answer (the AUTH answer, `+OK`, first when there is one)
+        let skip = if self.password.is_some() { 5 } else { 0 };
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = s.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.len() > skip && buf.ends_with(b"\r\n") {
+                break;
+            }
+        }
+        if skip > 0 && buf.starts_with(b"+OK\r\n") {
+            buf.drain(..5);
+        }
         Ok(buf)
     }
 
