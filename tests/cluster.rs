@@ -726,3 +726,41 @@ fn a_redis_password_works_and_never_shows() {
     );
     assert!(!why.contains("wrong@"), "{why}");
 }
+
+#[test]
+fn a_multi_room_cursor_resumes_on_another_node() {
+    let r = Redis::start();
+    let (a, b, c) = (node(&[&r]), node(&[&r]), node(&[&r]));
+    let mut s = SseClient::open(b.addr, "/sse?room=x&room=y", "");
+    wait_subscribers(a.addr, "y", 1);
+    let x1 = publish(a.addr, "x", None, "x1");
+    let y1 = publish(a.addr, "y", None, "y1");
+    let e1 = s.next_event();
+    let e2 = s.next_event();
+    assert_eq!((e1.data.as_str(), e2.data.as_str()), ("x1", "y1"));
+    let cursor = e2.id.unwrap();
+    assert_eq!(cursor, format!("{x1}.{y1}"));
+    drop(s);
+    wait_subscribers(a.addr, "y", 0);
+    let x2 = publish(a.addr, "x", None, "x2");
+    let y2 = publish(c.addr, "y", None, "y2");
+    let mut back = SseClient::open(
+        c.addr,
+        "/sse?room=x&room=y",
+        &format!("Last-Event-ID: {cursor}\r\n"),
+    );
+    let mut got: Vec<(String, String)> = (0..2)
+        .map(|_| {
+            let e = back.next_event();
+            (e.data, e.id.unwrap())
+        })
+        .collect();
+    got.sort();
+    // what it missed in each room, and cursors that carry both positions
+    assert_eq!(got[0].0, "x2");
+    assert_eq!(got[1].0, "y2");
+    assert!(
+        got.iter().any(|(_, id)| *id == format!("{x2}.{y2}")),
+        "the last cursor holds both positions: {got:?}"
+    );
+}
