@@ -4,15 +4,14 @@
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Write};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::{flag_value, Failure};
-use crate::client::{Client, ConnectOptions, HandshakeRefused, Message};
+use super::{flag_value, Access, Failure};
+use crate::client::{Client, HandshakeRefused, Message};
 use crate::proto::http::request::{percent_decode, query_params};
 
 pub const USAGE: &str = "\
@@ -64,10 +63,8 @@ pub struct SubOptions {
     pub timeout: Option<Duration>,
     /// Reconnect (and resume) when the connection ends.
     pub reconnect: bool,
-    /// Sent as `Authorization: Bearer`.
-    pub token: Option<String>,
-    /// Trust only these CA certificates (TLS).
-    pub ca_file: Option<PathBuf>,
+    /// The token and the CA file.
+    pub access: Access,
 }
 
 pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<SubArgs, String> {
@@ -96,8 +93,10 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<SubA
                 a.opts.timeout = Some(parse_duration("--timeout", &v)?);
             }
             Long("no-reconnect") => a.opts.reconnect = false,
-            Long("token") => a.opts.token = Some(flag_value(&mut p, "--token")?),
-            Long("ca-file") => a.opts.ca_file = Some(flag_value(&mut p, "--ca-file")?.into()),
+            Long(f @ ("token" | "ca-file")) => {
+                let f = f.to_owned();
+                a.opts.access.flag(&f, &mut p)?
+            }
             Short('h') | Long("help") => a.help = true,
             Value(v) => positional.push(v.string().map_err(|v| format!("{v:?} is not UTF-8"))?),
             _ => return Err(format!("{}\n\n{USAGE}", arg.unexpected())),
@@ -111,11 +110,7 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<SubA
     if let Some(extra) = it.next() {
         return Err(format!("unexpected argument {extra:?}\n\n{USAGE}"));
     }
-    if a.opts.token.is_none() {
-        a.opts.token = std::env::var("RINGCAST_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty());
-    }
+    a.opts.access.token_from_env();
     Ok(a)
 }
 
@@ -396,11 +391,7 @@ pub fn subscribe_ws(
     printer: &mut Printer<'_>,
 ) -> Result<(), Failure> {
     crate::client::Url::parse(url).map_err(|e| Failure::Usage(e.to_string()))?;
-    let mut copts = ConnectOptions::new().permessage_deflate();
-    copts.ca_file = opts.ca_file.clone();
-    if let Some(t) = &opts.token {
-        copts = copts.header("Authorization", &format!("Bearer {t}"));
-    }
+    let copts = opts.access.connect_options().permessage_deflate();
     let mut resume = Resume::new(url);
     let mut received = 0u64;
     let mut last_activity = Instant::now();

@@ -108,7 +108,8 @@ use crate::proto::ws::mask::KeyRng;
 pub mod reconnect;
 pub mod sse;
 mod tls;
-use tls::{Stream, TlsCache, TlsConnector};
+pub(crate) use tls::Stream;
+use tls::{TlsCache, TlsConnector};
 pub use tls::{TlsHandshakeError, TlsInfo};
 
 /// The permessage-deflate offer made by [`ConnectOptions::permessage_deflate`].
@@ -894,18 +895,7 @@ impl Client {
     /// one, and the TLS handshake (see [`TlsHandshakeError`]).
     pub fn handshake(url: &str, opts: &ConnectOptions) -> io::Result<Handshake> {
         let url = Url::parse(url)?;
-        let tls = match url.tls {
-            true => Some(TlsConnector::new(&url, opts)?),
-            false => None,
-        };
-        let tcp = connect_tcp(&url, opts.connect_timeout)?;
-        tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(opts.read_timeout)?;
-        tcp.set_write_timeout(opts.write_timeout)?;
-        let mut stream = match tls {
-            Some(tls) => tls.handshake(tcp)?,
-            None => Stream::Plain(tcp),
-        };
+        let mut stream = open_stream(&url, opts)?;
 
         let mut rng = KeyRng::from_entropy();
         let key = match find_header(&opts.headers, "Sec-WebSocket-Key") {
@@ -1192,6 +1182,25 @@ impl Client {
     /// handshake.
     pub fn shutdown(&self) -> io::Result<()> {
         self.stream.tcp().shutdown(Shutdown::Both)
+    }
+}
+
+/// The byte stream to `url`'s server: a TCP connection with `opts`'s
+/// timeouts and `TCP_NODELAY`, and when `url.tls` is set the TLS handshake
+/// over it (trust and server name from `opts`). A bad CA file or server
+/// name fails before the TCP connect.
+pub(crate) fn open_stream(url: &Url, opts: &ConnectOptions) -> io::Result<Stream> {
+    let tls = match url.tls {
+        true => Some(TlsConnector::new(url, opts)?),
+        false => None,
+    };
+    let tcp = connect_tcp(url, opts.connect_timeout)?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(opts.read_timeout)?;
+    tcp.set_write_timeout(opts.write_timeout)?;
+    match tls {
+        Some(tls) => tls.handshake(tcp),
+        None => Ok(Stream::Plain(tcp)),
     }
 }
 
