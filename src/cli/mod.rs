@@ -20,7 +20,8 @@ ringcast: a real-time edge server (SSE, WebSocket, HTTP) on io_uring
 USAGE:
     ringcast [OPTIONS]              run the server
     ringcast pub URL ROOM [MESSAGE] publish (each line of stdin without MESSAGE)
-    ringcast sub URL                print what a ws:// or wss:// subscription receives
+    ringcast sub URL                print what a subscription receives (ws(s):// or
+                                    SSE over http(s)://)
     ringcast token ...              mint or check a JWT for [auth]
 
     ringcast <pub|sub|token> --help describes a subcommand.

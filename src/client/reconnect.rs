@@ -60,6 +60,8 @@ use std::io::{self, ErrorKind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::backoff::Backoff;
+use super::background::{Background, Closer};
 use super::{Client, ConnectOptions, HandshakeRefused, Message, Url};
 
 /// A message of a room, from the JSON envelope.
@@ -267,10 +269,10 @@ pub struct RoomSubscriber {
     rooms: Vec<(String, u64)>,
     opts: SubscriberOptions,
     client: Option<Client>,
-    /// Failed attempts in a row.
-    failures: u32,
+    /// Failed attempts in a row, and the jitter.
+    backoff: Backoff,
+    closer: Closer,
     stats: Stats,
-    rng: u64,
     /// Keep-alive: when the last frame arrived, and when the ping in
     /// flight was sent.
     last_frame: Instant,
@@ -379,25 +381,14 @@ impl RoomSubscriber {
         } else {
             format!("{path}?{}", kept.join("&"))
         };
-        let seed = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos(),
-            );
-            h.finish() | 1
-        };
         Ok(RoomSubscriber {
             base_url,
             rooms,
             opts,
             client: None,
-            failures: 0,
+            backoff: Backoff::new(),
+            closer: Closer::default(),
             stats: Stats::default(),
-            rng: seed,
             last_frame: Instant::now(),
             ping_sent: None,
         })
@@ -446,8 +437,15 @@ impl RoomSubscriber {
         format!("{}{sep}last_event_id={cursor}", self.base_url)
     }
 
+    /// Drops the connection (the closer lets go of its socket too).
+    fn drop_client(&mut self) {
+        self.client = None;
+        self.closer.unwatch();
+    }
+
     /// Closes the connection (closing handshake, best effort).
     pub fn close(&mut self) {
+        self.closer.unwatch();
         if let Some(mut c) = self.client.take() {
             let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
             let _ = c.close(1000, "");
@@ -466,17 +464,21 @@ impl RoomSubscriber {
             match self.read_one() {
                 Ok(Some(item)) => return Ok(item),
                 Ok(None) => {}
+                Err(_) if self.closer.is_closed() => {
+                    self.drop_client();
+                    return Err(super::background::closed());
+                }
                 Err(e) if e.kind() == ErrorKind::InvalidInput => {
                     // not the JSON envelope: reconnecting would not help
-                    self.client = None;
+                    self.drop_client();
                     return Err(e);
                 }
                 Err(e) => {
-                    self.client = None;
+                    self.drop_client();
                     self.stats.disconnects += 1;
                     self.emit(&ConnectionEvent::Disconnected { error: &e });
                     // the first attempt after a drop waits the initial delay
-                    self.failures = 0;
+                    self.backoff.reset();
                     self.wait(&e)?;
                 }
             }
@@ -489,42 +491,38 @@ impl RoomSubscriber {
         }
     }
 
-    fn random_unit(&mut self) -> f64 {
-        // xorshift64*
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
     /// Counts a failure; waits before the next attempt (or gives up).
     fn wait(&mut self, error: &io::Error) -> io::Result<()> {
-        self.failures += 1;
-        if let Some(max) = self.opts.max_attempts {
-            if self.failures >= max {
-                return Err(io::Error::new(
-                    error.kind(),
-                    format!("{} failure(s) in a row; the last: {error}", self.failures),
-                ));
-            }
+        let w = self
+            .backoff
+            .fail(self.opts.initial_delay, self.opts.max_delay);
+        if self.opts.max_attempts.is_some_and(|max| w.attempt >= max) {
+            return Err(io::Error::new(
+                error.kind(),
+                format!("{} failure(s) in a row; the last: {error}", w.attempt),
+            ));
         }
-        let shift = (self.failures - 1).min(30);
-        let base = self
-            .opts
-            .initial_delay
-            .saturating_mul(1u32 << shift)
-            .min(self.opts.max_delay);
-        let delay = base.mul_f64(0.5 + 0.5 * self.random_unit());
         self.emit(&ConnectionEvent::Waiting {
-            attempt: self.failures,
-            base,
-            delay,
+            attempt: w.attempt,
+            base: w.base,
+            delay: w.delay,
             error,
         });
-        std::thread::sleep(delay);
-        Ok(())
+        self.closer.sleep(w.delay)
+    }
+
+    /// A handle that stops this subscriber from another thread: the
+    /// current or next [`RoomSubscriber::recv`] fails (kind `Interrupted`).
+    pub fn closer(&self) -> Closer {
+        self.closer.clone()
+    }
+
+    /// The async form: this subscriber on a thread of its own (see
+    /// [`Background`]); it never ends by itself (`Ok(None)` only after an
+    /// error or [`Background::close`]).
+    pub fn into_background(mut self) -> io::Result<Background<Item>> {
+        let closer = self.closer.clone();
+        Background::spawn("ringcast-ws-sub", closer, move || self.recv().map(Some))
     }
 
     /// Connects now unless connected, retrying with backoff as
@@ -536,6 +534,9 @@ impl RoomSubscriber {
             return Ok(());
         }
         loop {
+            if self.closer.is_closed() {
+                return Err(super::background::closed());
+            }
             self.stats.attempts += 1;
             let url = self.url();
             let mut opts = self.opts.connect.clone();
@@ -548,16 +549,17 @@ impl RoomSubscriber {
                         .ping_interval
                         .map(|i| i.max(Duration::from_millis(1)));
                     client.set_read_timeout(timeout)?;
+                    self.closer.watch(client.get_ref())?;
                     self.client = Some(client);
                     self.stats.connects += 1;
                     self.last_frame = Instant::now();
                     self.ping_sent = None;
                     let cursor = self.cursor();
                     self.emit(&ConnectionEvent::Connected {
-                        attempt: self.failures,
+                        attempt: self.backoff.failures(),
                         cursor: &cursor,
                     });
-                    self.failures = 0;
+                    self.backoff.reset();
                     return Ok(());
                 }
                 Err(e) => {
@@ -645,7 +647,7 @@ impl RoomSubscriber {
             }
         };
         // Any message counts as activity: the connection is healthy.
-        self.failures = 0;
+        self.backoff.reset();
         let item = parse_envelope(&text)?;
         match item {
             Item::Message(m) => {

@@ -1,7 +1,7 @@
 //! Server-Sent Events: the `text/event-stream` parser of the HTML
 //! standard ("Interpreting an event stream"), bounded so that a hostile
-//! server cannot make it allocate without limit. The reconnecting SSE
-//! client is built on it.
+//! server cannot make it allocate without limit. The reconnecting
+//! [`SseClient`](super::SseClient) is built on it.
 //!
 //! ```
 //! use ringcast::client::sse::{Event, Parser};
@@ -119,6 +119,14 @@ impl Parser {
     /// The last event id the stream set (for `Last-Event-ID` on reconnect).
     pub fn last_event_id(&self) -> &str {
         &self.last_id
+    }
+
+    /// Sets the last event id, as a resuming client starts from (an id
+    /// containing NUL is ignored, as in the stream).
+    pub fn set_last_event_id(&mut self, id: &str) {
+        if !id.contains('\0') {
+            self.last_id = id.to_string();
+        }
     }
 
     /// The reconnection time the stream asked for last, in milliseconds.
