@@ -5,6 +5,7 @@
 //! hostile server would, and against sse-starlette under uvicorn.
 
 mod common;
+mod self_signed;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -45,7 +46,10 @@ fn next(c: &mut SseClient) -> Item {
 /// The error the client ended with, and what [`SseError`] it carries.
 fn failure(c: &mut SseClient) -> (std::io::Error, Option<SseError>) {
     let e = c.recv().expect_err("the client should fail");
-    let inner = e.get_ref().and_then(|i| i.downcast_ref::<SseError>()).cloned();
+    let inner = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<SseError>())
+        .cloned();
     (e, inner)
 }
 
@@ -81,7 +85,10 @@ fn resumes_across_a_server_restart_without_loss_or_duplicate() {
             Item::Gap(g) => assert_eq!(g.reason, "reset", "{g:?}"),
         }
     }
-    assert_eq!(got, sent, "loss, duplicate or reordering across the restart");
+    assert_eq!(
+        got, sent,
+        "loss, duplicate or reordering across the restart"
+    );
     assert_eq!(c.last_event_id(), sent[7].0);
     assert_eq!(c.stats().connects, 2);
     assert_eq!(c.stats().disconnects, 1);
@@ -112,38 +119,12 @@ fn a_gap_in_the_history_comes_out_typed_then_the_history() {
     assert_eq!(c.stats().gaps, 1);
 }
 
-/// A self-signed certificate for localhost and 127.0.0.1, its files in `dir`.
-fn self_signed(dir: &TempDir) -> (String, String) {
-    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .unwrap();
-    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    (cert.display().to_string(), key.display().to_string())
-}
-
-/// A server with a TLS listener too (its address second).
-fn tls_server(dir: &TempDir) -> (TestServer, SocketAddr) {
-    let (cert, key) = self_signed(dir);
-    let mut srv = TestServer::start(&format!(
-        "[hub]\nauto_join_room = \"\"\n[tls]\nlisten = \"127.0.0.1:0\"\ncert = {cert:?}\nkey = {key:?}\n"
-    ));
-    let line = srv.wait_log("tls: listening on ");
-    let tls = line
-        .split("tls: listening on ")
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .and_then(|a| a.trim().parse().ok())
-        .unwrap();
-    (srv, tls)
-}
-
 #[test]
 fn https_with_a_certificate_the_test_made() {
     let dir = TempDir::new("sse-tls");
-    let (srv, tls) = tls_server(&dir);
-    let url = format!("https://127.0.0.1:{}/sse?room=secure", tls.port());
-    let trust = ConnectOptions::new().ca_file(dir.0.join("cert.pem"));
+    let (srv, tls) = self_signed::start("[hub]\nauto_join_room = \"\"\n", &dir);
+    let url = format!("https://{tls}/sse?room=secure");
+    let trust = ConnectOptions::new().ca_file(self_signed::cert(&dir));
     let mut c = SseClient::new(&url, quick().connect_options(trust)).unwrap();
     assert!(c.connect().unwrap());
     wait_subscribers(srv.addr, "secure", 1);
@@ -156,8 +137,8 @@ fn https_with_a_certificate_the_test_made() {
 
     // another certificate as the CA: a TLS error at once, no retry loop
     let other = TempDir::new("sse-tls-other");
-    let (other_cert, _) = self_signed(&other);
-    let trust = ConnectOptions::new().ca_file(other_cert);
+    self_signed::write(&other);
+    let trust = ConnectOptions::new().ca_file(self_signed::cert(&other));
     let mut c = SseClient::new(&url, quick().connect_options(trust)).unwrap();
     let (e, _) = failure(&mut c);
     assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
@@ -206,7 +187,11 @@ fn the_async_form_runs_on_any_executor_and_dropping_it_closes_the_stream() {
         .enable_timer()
         .build()
         .unwrap();
-    let second = rt.block_on(async { events.recv().await }).unwrap().map(event).unwrap();
+    let second = rt
+        .block_on(async { events.recv().await })
+        .unwrap()
+        .map(event)
+        .unwrap();
     assert_eq!((second.id, second.data), (b.to_string(), "two".to_string()));
     drop(events);
     wait_subscribers(srv.addr, "async", 0);
@@ -312,7 +297,10 @@ fn send(s: &mut TcpStream, bytes: impl AsRef<[u8]>) {
 #[test]
 fn wpt_request_headers_reconnect_and_last_event_id() {
     let srv = scripted(|n, _, s| match n {
-        0 => send(s, format!("{STREAM}retry: 1\nid: 1\ndata: a\n\ndata: b\n\n")),
+        0 => send(
+            s,
+            format!("{STREAM}retry: 1\nid: 1\ndata: a\n\ndata: b\n\n"),
+        ),
         _ => send(s, format!("{STREAM}data: c\n\n")),
     });
     let mut c = SseClient::new(&srv.url("/stream"), quick()).unwrap();
@@ -354,7 +342,10 @@ fn wpt_status_other_than_200_ends_the_client() {
                 Some(SseError::Status { status: s, .. }) => assert_eq!(s, status),
                 other => panic!("{status}: {other:?} ({e})"),
             }
-            assert!(e.to_string().contains(&format!("HTTP {status} TEST")), "{e}");
+            assert!(
+                e.to_string().contains(&format!("HTTP {status} TEST")),
+                "{e}"
+            );
             assert!(c.recv().unwrap().is_none(), "and stays ended");
         }
         assert_eq!(c.stats().attempts, 1);
@@ -442,7 +433,12 @@ fn wpt_redirects_are_followed() {
 #[test]
 fn wpt_retry_sets_the_reconnection_time_within_bounds() {
     let srv = scripted(|n, _, s| {
-        let retry = ["retry: 150", "retry: 150ms", "retry: 0", "retry: 1000000000000"];
+        let retry = [
+            "retry: 150",
+            "retry: 150ms",
+            "retry: 0",
+            "retry: 1000000000000",
+        ];
         send(s, format!("{STREAM}{}\ndata: {n}\n\n", retry[n.min(3)]));
     });
     let bases = Arc::new(Mutex::new(Vec::new()));
@@ -460,7 +456,10 @@ fn wpt_retry_sets_the_reconnection_time_within_bounds() {
         assert_eq!(event(next(&mut c)).data, n.to_string());
     }
     // after each stream: 150, 150 (the bogus one ignored), 0 -> 5, 10^12 -> 400
-    assert_eq!(bases.lock().unwrap()[..4], [ms(150), ms(150), ms(5), ms(400)]);
+    assert_eq!(
+        bases.lock().unwrap()[..4],
+        [ms(150), ms(150), ms(5), ms(400)]
+    );
 }
 
 /// Bodies delimited by chunked coding (split anywhere) and by
@@ -473,7 +472,13 @@ fn chunked_and_content_length_bodies() {
                 s,
                 "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n",
             );
-            for piece in ["3\r\nid:", "\r\n", "8\r\n 5\ndata:\r\n5;x=y\r\n one\n\r", "\n", "1\r\n\n\r\n0\r\n\r\n"] {
+            for piece in [
+                "3\r\nid:",
+                "\r\n",
+                "8\r\n 5\ndata:\r\n5;x=y\r\n one\n\r",
+                "\n",
+                "1\r\n\n\r\n0\r\n\r\n",
+            ] {
                 send(s, piece);
                 let _ = s.flush();
             }
@@ -539,14 +544,20 @@ fn hostile_endless_line_is_a_clear_error() {
         ),
         "{e}"
     );
-    assert!(e.to_string().contains("line longer than 32768 bytes"), "{e}");
+    assert!(
+        e.to_string().contains("line longer than 32768 bytes"),
+        "{e}"
+    );
     assert!(written_before_the_client_left(&written) > 32 << 10);
     assert_eq!(c.stats().attempts, 1, "no reconnection");
 }
 
 #[test]
 fn hostile_endless_event_is_a_clear_error() {
-    let (srv, written) = endless("", b"data: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n");
+    let (srv, written) = endless(
+        "",
+        b"data: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n",
+    );
     let mut c = SseClient::new(&srv.url("/"), quick()).unwrap();
     let (e, inner) = failure(&mut c);
     assert!(
@@ -559,27 +570,40 @@ fn hostile_endless_event_is_a_clear_error() {
         ),
         "{e}"
     );
-    assert!(e.to_string().contains("event larger than 1048576 bytes"), "{e}");
+    assert!(
+        e.to_string().contains("event larger than 1048576 bytes"),
+        "{e}"
+    );
     written_before_the_client_left(&written);
 }
 
 #[test]
 fn hostile_huge_header_is_a_clear_error() {
     let srv = scripted(|_, _, s| {
-        send(s, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Big: ");
+        send(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Big: ",
+        );
         while s.write_all(&[b'h'; 4096]).is_ok() {}
     });
     let mut c = SseClient::new(&srv.url("/"), quick()).unwrap();
     let (e, _) = failure(&mut c);
     assert_eq!(e.kind(), ErrorKind::InvalidData);
-    assert!(e.to_string().contains("response head longer than 16384 bytes"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("response head longer than 16384 bytes"),
+        "{e}"
+    );
     assert_eq!(c.stats().attempts, 1);
 }
 
 #[test]
 fn hostile_redirect_loop_ends_at_the_limit() {
     let srv = scripted(|n, _, s| {
-        send(s, format!("HTTP/1.1 302 Found\r\nLocation: /loop/{n}\r\n\r\n"));
+        send(
+            s,
+            format!("HTTP/1.1 302 Found\r\nLocation: /loop/{n}\r\n\r\n"),
+        );
     });
     let mut c = SseClient::new(&srv.url("/loop"), quick().max_redirects(5)).unwrap();
     let (e, inner) = failure(&mut c);
@@ -611,18 +635,19 @@ fn a_silent_stream_is_dropped_after_the_idle_timeout_and_resumed() {
     });
     let errors = Arc::new(Mutex::new(Vec::new()));
     let seen = errors.clone();
-    let opts = quick()
-        .idle_timeout(Some(ms(300)))
-        .on_event(move |ev| {
-            if let ConnectionEvent::Disconnected { error } = ev {
-                seen.lock().unwrap().push(error.to_string());
-            }
-        });
+    let opts = quick().idle_timeout(Some(ms(300))).on_event(move |ev| {
+        if let ConnectionEvent::Disconnected { error } = ev {
+            seen.lock().unwrap().push(error.to_string());
+        }
+    });
     let mut c = SseClient::new(&srv.url("/"), opts).unwrap();
     assert_eq!(event(next(&mut c)).data, "then silence");
     assert_eq!(event(next(&mut c)).data, "again");
     let errors = errors.lock().unwrap();
-    assert!(errors[0].contains("nothing arrived for 300ms"), "{errors:?}");
+    assert!(
+        errors[0].contains("nothing arrived for 300ms"),
+        "{errors:?}"
+    );
     srv.head();
     assert_eq!(header(&srv.head(), "Last-Event-ID"), Some("9"));
 }
@@ -713,7 +738,11 @@ fn sse_starlette_under_uvicorn_resumes_follows_a_redirect_and_stops_on_204() {
         .collect();
     assert_eq!(got, want);
     assert_eq!(c.stats().connects, 3);
-    assert_eq!(c.stats().redirects, 4, "each connection came through /moved");
+    assert_eq!(
+        c.stats().redirects,
+        4,
+        "each connection came through /moved"
+    );
     // a page that is not a stream
     let mut c = SseClient::new(&format!("{base}/page"), quick()).unwrap();
     let (e, inner) = failure(&mut c);

@@ -238,7 +238,7 @@ impl Printer<'_> {
 /// An SSE subscription (`http://` and `https://` URLs) with the same
 /// options and output as [`subscribe_ws`]: each event's data (with
 /// `--json`, its event type and id too), resumed with `Last-Event-ID`
-/// after the server's `retry:` (at most [`BACKOFF_MAX`]) when the stream
+/// after the server's `retry:` (at most 5 s) when the stream
 /// drops.
 pub fn subscribe_sse(
     url: &str,
@@ -251,9 +251,10 @@ pub fn subscribe_sse(
         .retry_bounds(BACKOFF_START / 10, BACKOFF_MAX)
         .on_event(|ev| {
             if let ConnectionEvent::Waiting { delay, error, .. } = ev {
+                let ms = Duration::from_millis(delay.as_millis() as u64);
                 eprintln!(
                     "ringcast sub: {error}; reconnecting in {}",
-                    humantime::format_duration(*delay)
+                    humantime::format_duration(ms)
                 );
             }
         });

@@ -11,7 +11,7 @@
 //!
 //! # async fn relay() -> std::io::Result<()> {
 //! let events = SseClient::new("https://upstream.example/sse?room=prices", SseOptions::new())?
-//!     .into_background();
+//!     .into_background()?;
 //! while let Some(item) = events.recv().await? {
 //!     if let Item::Event(e) = item {
 //!         println!("{}: {}", e.event, e.data);
@@ -65,7 +65,11 @@ impl Closer {
 
     /// Whether [`Closer::close`] was called.
     pub fn is_closed(&self) -> bool {
-        self.0 .0.lock().unwrap_or_else(PoisonError::into_inner).closed
+        self.0
+             .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed
     }
 
     /// The socket of a new connection, to shut down on close (a clone of
@@ -83,7 +87,11 @@ impl Closer {
     /// The connection [`Closer::watch`] was given has gone: let go of its
     /// socket.
     pub(crate) fn unwatch(&self) {
-        self.0 .0.lock().unwrap_or_else(PoisonError::into_inner).socket = None;
+        self.0
+             .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .socket = None;
     }
 
     /// Sleeps for `d` unless closed meanwhile; an error when closed.

@@ -1,7 +1,11 @@
 //! The waits of the reconnecting clients: exponential backoff with jitter
 //! and a cap, counted over failures in a row.
 
+use std::io;
 use std::time::Duration;
+
+use super::background::Closer;
+use super::reconnect::{ConnectionEvent, EventHook};
 
 /// Failures in a row, and the randomness of the jitter.
 #[derive(Debug)]
@@ -61,6 +65,34 @@ impl Backoff {
         }
     }
 
+    /// Counts the failure `error` and waits before the next attempt
+    /// (`limits`: the initial and longest delay, and the failures in a row
+    /// to give up at), telling `hook`. Errors: the give-up error (naming
+    /// `error`), or the closer's.
+    pub(crate) fn wait(
+        &mut self,
+        limits: (Duration, Duration, Option<u32>),
+        hook: &EventHook,
+        closer: &Closer,
+        error: &io::Error,
+    ) -> io::Result<()> {
+        let (initial, max, max_attempts) = limits;
+        let w = self.fail(initial, max);
+        if max_attempts.is_some_and(|max| w.attempt >= max) {
+            return Err(io::Error::new(
+                error.kind(),
+                format!("{} failure(s) in a row; the last: {error}", w.attempt),
+            ));
+        }
+        hook.emit(&ConnectionEvent::Waiting {
+            attempt: w.attempt,
+            base: w.base,
+            delay: w.delay,
+            error,
+        });
+        closer.sleep(w.delay)
+    }
+
     /// Uniform in [0, 1): xorshift64*.
     fn random_unit(&mut self) -> f64 {
         let mut x = self.rng;
@@ -81,7 +113,10 @@ mod tests {
         let mut b = Backoff::new();
         let ms = Duration::from_millis;
         let bases: Vec<Duration> = (0..6).map(|_| b.fail(ms(100), ms(1000)).base).collect();
-        assert_eq!(bases, [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]);
+        assert_eq!(
+            bases,
+            [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
+        );
         for _ in 0..100 {
             let w = b.fail(ms(100), ms(1000));
             assert!(w.delay >= w.base / 2 && w.delay <= w.base, "{w:?}");

@@ -105,8 +105,8 @@ pub use crate::proto::ws::frame::OpCode;
 use crate::proto::ws::handshake::{self as hs, ClientRequest};
 use crate::proto::ws::mask::KeyRng;
 
-mod backoff;
 pub mod background;
+mod backoff;
 pub mod reconnect;
 pub mod sse;
 mod tls;

@@ -60,8 +60,8 @@ use std::io::{self, ErrorKind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::backoff::Backoff;
 use super::background::{Background, Closer};
+use super::backoff::Backoff;
 use super::{Client, ConnectOptions, HandshakeRefused, Message, Url};
 
 /// A message of a room, from the JSON envelope.
@@ -153,10 +153,32 @@ pub struct Stats {
     pub gaps: u64,
 }
 
-type EventHook = Arc<dyn Fn(&ConnectionEvent<'_>) + Send + Sync>;
+/// A function called on every [`ConnectionEvent`] (none: nothing to call).
+#[derive(Clone, Default)]
+pub(crate) struct EventHook(Option<Arc<HookFn>>);
+
+type HookFn = dyn Fn(&ConnectionEvent<'_>) + Send + Sync;
+
+impl EventHook {
+    pub(crate) fn new(hook: impl Fn(&ConnectionEvent<'_>) + Send + Sync + 'static) -> EventHook {
+        EventHook(Some(Arc::new(hook)))
+    }
+
+    pub(crate) fn emit(&self, ev: &ConnectionEvent<'_>) {
+        if let Some(hook) = &self.0 {
+            hook(ev);
+        }
+    }
+}
+
+impl fmt::Debug for EventHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
+}
 
 /// How a [`RoomSubscriber`] connects, waits and keeps the connection alive.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SubscriberOptions {
     /// The WebSocket options of every connection (headers such as
     /// `Authorization`, subprotocols, permessage-deflate, TLS trust,
@@ -178,22 +200,7 @@ pub struct SubscriberOptions {
     /// The server's `hub.auto_join_room`, when it has one: it is a room of
     /// the stream, so it has a position in the cursor.
     pub auto_join_room: Option<String>,
-    on_event: Option<EventHook>,
-}
-
-impl fmt::Debug for SubscriberOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SubscriberOptions")
-            .field("connect", &self.connect)
-            .field("initial_delay", &self.initial_delay)
-            .field("max_delay", &self.max_delay)
-            .field("max_attempts", &self.max_attempts)
-            .field("ping_interval", &self.ping_interval)
-            .field("pong_timeout", &self.pong_timeout)
-            .field("auto_join_room", &self.auto_join_room)
-            .field("on_event", &self.on_event.is_some())
-            .finish()
-    }
+    on_event: EventHook,
 }
 
 impl Default for SubscriberOptions {
@@ -206,7 +213,7 @@ impl Default for SubscriberOptions {
             ping_interval: None,
             pong_timeout: Duration::from_secs(10),
             auto_join_room: None,
-            on_event: None,
+            on_event: EventHook::default(),
         }
     }
 }
@@ -256,7 +263,7 @@ impl SubscriberOptions {
         mut self,
         hook: impl Fn(&ConnectionEvent<'_>) + Send + Sync + 'static,
     ) -> SubscriberOptions {
-        self.on_event = Some(Arc::new(hook));
+        self.on_event = EventHook::new(hook);
         self
     }
 }
@@ -486,29 +493,14 @@ impl RoomSubscriber {
     }
 
     fn emit(&self, ev: &ConnectionEvent<'_>) {
-        if let Some(hook) = &self.opts.on_event {
-            hook(ev);
-        }
+        self.opts.on_event.emit(ev);
     }
 
     /// Counts a failure; waits before the next attempt (or gives up).
     fn wait(&mut self, error: &io::Error) -> io::Result<()> {
-        let w = self
-            .backoff
-            .fail(self.opts.initial_delay, self.opts.max_delay);
-        if self.opts.max_attempts.is_some_and(|max| w.attempt >= max) {
-            return Err(io::Error::new(
-                error.kind(),
-                format!("{} failure(s) in a row; the last: {error}", w.attempt),
-            ));
-        }
-        self.emit(&ConnectionEvent::Waiting {
-            attempt: w.attempt,
-            base: w.base,
-            delay: w.delay,
-            error,
-        });
-        self.closer.sleep(w.delay)
+        let o = &self.opts;
+        let limits = (o.initial_delay, o.max_delay, o.max_attempts);
+        self.backoff.wait(limits, &o.on_event, &self.closer, error)
     }
 
     /// A handle that stops this subscriber from another thread: the

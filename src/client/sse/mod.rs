@@ -17,6 +17,39 @@
 //! }
 //! ```
 //!
+//! Against a one-shot server in the same process (the stream ends, and
+//! the reconnection is answered 204, which ends the client):
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::net::TcpListener;
+//! use ringcast::client::sse::{Item, SseClient, SseOptions};
+//!
+//! let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+//! let url = format!("http://{}/feed", listener.local_addr().unwrap());
+//! std::thread::spawn(move || {
+//!     for answer in [
+//!         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\nretry: 10\nid: 1\ndata: hi\n\n",
+//!         "HTTP/1.1 204 No Content\r\n\r\n",
+//!     ] {
+//!         let (mut s, _) = listener.accept().unwrap();
+//!         let mut head = Vec::new();
+//!         let mut b = [0u8; 1];
+//!         while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap() == 1 {
+//!             head.push(b[0]);
+//!         }
+//!         s.write_all(answer.as_bytes()).unwrap();
+//!     }
+//! });
+//! let mut sse = SseClient::new(&url, SseOptions::new()).unwrap();
+//! match sse.recv().unwrap() {
+//!     Some(Item::Event(e)) => assert_eq!((e.id.as_str(), e.data.as_str()), ("1", "hi")),
+//!     other => panic!("{other:?}"),
+//! }
+//! assert_eq!(sse.recv().unwrap(), None);
+//! assert_eq!(sse.last_event_id(), "1");
+//! ```
+//!
 //! # Policies
 //!
 //! What the HTML standard asks of an `EventSource`, and what a client that
@@ -67,11 +100,10 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, ErrorKind, Read};
-use std::sync::Arc;
 use std::time::Duration;
 
-use super::backoff::Backoff;
 use super::background::{self, Background, Closer};
+use super::backoff::Backoff;
 use super::{find_header, open_stream, read_response_head, ConnectOptions, Stream, Url};
 
 mod body;
@@ -81,6 +113,7 @@ use body::Body;
 pub use body::{BodyError, MAX_CHUNK_LINE};
 pub use parser::{Event, ParseError, Parser};
 
+use super::reconnect::EventHook;
 pub use super::reconnect::{ConnectionEvent, Gap};
 
 /// The reconnection time until the stream sends `retry:`.
@@ -222,10 +255,8 @@ pub struct Stats {
     pub gaps: u64,
 }
 
-type EventHook = Arc<dyn Fn(&ConnectionEvent<'_>) + Send + Sync>;
-
 /// How an [`SseClient`] connects, waits, and bounds what it accepts.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SseOptions {
     /// Extra request headers, TLS trust, and the connect and write
     /// timeouts. Its read timeout bounds the wait for the response head;
@@ -254,26 +285,7 @@ pub struct SseOptions {
     pub max_event: usize,
     /// Sent as `Last-Event-ID` on the first connect.
     pub last_event_id: Option<String>,
-    on_event: Option<EventHook>,
-}
-
-impl fmt::Debug for SseOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SseOptions")
-            .field("connect", &self.connect)
-            .field("retry", &self.retry)
-            .field("min_retry", &self.min_retry)
-            .field("max_delay", &self.max_delay)
-            .field("max_attempts", &self.max_attempts)
-            .field("reconnect", &self.reconnect)
-            .field("max_redirects", &self.max_redirects)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("max_line", &self.max_line)
-            .field("max_event", &self.max_event)
-            .field("last_event_id", &self.last_event_id)
-            .field("on_event", &self.on_event.is_some())
-            .finish()
-    }
+    on_event: EventHook,
 }
 
 impl Default for SseOptions {
@@ -291,7 +303,7 @@ impl Default for SseOptions {
             max_line: p.max_line(),
             max_event: p.max_event(),
             last_event_id: None,
-            on_event: None,
+            on_event: EventHook::default(),
         }
     }
 }
@@ -370,7 +382,7 @@ impl SseOptions {
         mut self,
         hook: impl Fn(&ConnectionEvent<'_>) + Send + Sync + 'static,
     ) -> SseOptions {
-        self.on_event = Some(Arc::new(hook));
+        self.on_event = EventHook::new(hook);
         self
     }
 }
@@ -532,7 +544,10 @@ impl SseClient {
             .parser
             .retry_ms()
             .map_or(self.opts.retry, Duration::from_millis);
-        asked.clamp(self.opts.min_retry, self.opts.max_delay.max(self.opts.min_retry))
+        asked.clamp(
+            self.opts.min_retry,
+            self.opts.max_delay.max(self.opts.min_retry),
+        )
     }
 
     /// Whether a stream is established.
@@ -630,9 +645,7 @@ impl SseClient {
     }
 
     fn emit(&self, ev: &ConnectionEvent<'_>) {
-        if let Some(hook) = &self.opts.on_event {
-            hook(ev);
-        }
+        self.opts.on_event.emit(ev);
     }
 
     fn item(&mut self, ev: Event) -> Item {
@@ -652,23 +665,15 @@ impl SseClient {
         Item::Event(ev)
     }
 
-    /// Counts a failure; waits before the next attempt (or gives up).
+    /// Counts a failure; waits before the next attempt (or gives up, and
+    /// the client has ended).
     fn wait(&mut self, error: &io::Error) -> io::Result<()> {
-        let w = self.backoff.fail(self.retry(), self.opts.max_delay);
-        if self.opts.max_attempts.is_some_and(|max| w.attempt >= max) {
-            self.ended = true;
-            return Err(io::Error::new(
-                error.kind(),
-                format!("{} failure(s) in a row; the last: {error}", w.attempt),
-            ));
-        }
-        self.emit(&ConnectionEvent::Waiting {
-            attempt: w.attempt,
-            base: w.base,
-            delay: w.delay,
-            error,
-        });
-        self.closer.sleep(w.delay)
+        let limits = (self.retry(), self.opts.max_delay, self.opts.max_attempts);
+        let waited = self
+            .backoff
+            .wait(limits, &self.opts.on_event, &self.closer, error);
+        self.ended |= waited.is_err();
+        waited
     }
 
     /// Connects now unless connected, retrying with backoff as
@@ -809,11 +814,18 @@ impl SseClient {
     /// The request head for `url`; `auth`: keep an `Authorization` header.
     fn request(&self, url: &Url, auth: bool) -> String {
         let user = &self.opts.connect.headers;
-        let mut head = format!("GET {} HTTP/1.1\r\nHost: {}\r\n", url.resource, url.host_header());
+        let mut head = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\n",
+            url.resource,
+            url.host_header()
+        );
         let ours = [
             ("Accept", "text/event-stream"),
             ("Cache-Control", "no-cache"),
-            ("User-Agent", concat!("ringcast/", env!("CARGO_PKG_VERSION"))),
+            (
+                "User-Agent",
+                concat!("ringcast/", env!("CARGO_PKG_VERSION")),
+            ),
             ("Last-Event-ID", self.parser.last_event_id()),
         ];
         for (name, value) in ours {
@@ -932,7 +944,10 @@ mod tests {
         let c = SseClient::new("http://h:1/sse?room=a", opts).unwrap();
         let url = Url::parse_http("http://h:1/sse?room=a").unwrap();
         let head = c.request(&url, true);
-        assert!(head.starts_with("GET /sse?room=a HTTP/1.1\r\nHost: h:1\r\n"), "{head}");
+        assert!(
+            head.starts_with("GET /sse?room=a HTTP/1.1\r\nHost: h:1\r\n"),
+            "{head}"
+        );
         for line in [
             "Accept: text/event-stream",
             "Cache-Control: no-cache",

@@ -2,28 +2,6 @@
 //! standard ("Interpreting an event stream"), bounded so that a hostile
 //! server cannot make it allocate without limit. The reconnecting
 //! [`SseClient`](super::SseClient) is built on it.
-//!
-//! ```
-//! use ringcast::client::sse::{Event, Parser};
-//!
-//! let mut p = Parser::new();
-//! let mut got = Vec::new();
-//! p.feed(b"id: 7\nevent: tick\ndata: a\ndata: b\n\n", |e| got.push(e)).unwrap();
-//! assert_eq!(got, [Event { event: "tick".into(), data: "a\nb".into(), id: "7".into() }]);
-//! assert_eq!(p.last_event_id(), "7");
-//! ```
-//!
-//! The rules, all of which the unit tests check: a UTF-8 byte order mark
-//! at the very start is skipped; lines end with CRLF, LF or CR, also when a
-//! CRLF is split between two reads; lines starting with `:` are comments;
-//! a line without a colon is a field with an empty value; one space after
-//! the colon is removed; `data` lines are joined with `\n`; an `id` that
-//! contains NUL is ignored; `retry` counts only when it is all ASCII
-//! digits; an empty line dispatches the event, unless it has no data (then
-//! only the last event id stays); the event type goes back to `message`
-//! after each dispatch; unknown fields are ignored; bytes that are not
-//! UTF-8 become U+FFFD; an event cut off by the end of the stream is not
-//! dispatched.
 
 use std::fmt;
 
@@ -63,6 +41,28 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// The incremental parser: feed it what arrives, in any pieces.
+///
+/// ```
+/// use ringcast::client::sse::{Event, Parser};
+///
+/// let mut p = Parser::new();
+/// let mut got = Vec::new();
+/// p.feed(b"id: 7\nevent: tick\ndata: a\ndata: b\n\n", |e| got.push(e)).unwrap();
+/// assert_eq!(got, [Event { event: "tick".into(), data: "a\nb".into(), id: "7".into() }]);
+/// assert_eq!(p.last_event_id(), "7");
+/// ```
+///
+/// The rules, all of which the unit tests check: a UTF-8 byte order mark
+/// at the very start is skipped; lines end with CRLF, LF or CR, also when a
+/// CRLF is split between two reads; lines starting with `:` are comments;
+/// a line without a colon is a field with an empty value; one space after
+/// the colon is removed; `data` lines are joined with `\n`; an `id` that
+/// contains NUL is ignored; `retry` counts only when it is all ASCII
+/// digits; an empty line dispatches the event, unless it has no data (then
+/// only the last event id stays); the event type goes back to `message`
+/// after each dispatch; unknown fields are ignored; bytes that are not
+/// UTF-8 become U+FFFD; an event cut off by the end of the stream is not
+/// dispatched.
 #[derive(Debug)]
 pub struct Parser {
     line: Vec<u8>,
