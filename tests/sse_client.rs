@@ -320,6 +320,26 @@ fn wpt_request_headers_reconnect_and_last_event_id() {
     assert_eq!(c.stats().connects, 2);
 }
 
+/// Events that arrive in the same read as the response head come out at
+/// once, while the server stays connected and silent (a second connection
+/// would be refused).
+#[test]
+fn events_that_come_with_the_response_head_are_delivered_at_once() {
+    let srv = scripted(|n, _, s| match n {
+        0 => {
+            send(s, format!("{STREAM}id: 1\ndata: a\n\nid: 2\ndata: b\n\n"));
+            let _ = s.read(&mut [0u8; 1]);
+        }
+        _ => send(s, "HTTP/1.1 500 Not Again\r\nContent-Length: 0\r\n\r\n"),
+    });
+    let opts = quick().idle_timeout(Some(Duration::from_secs(2)));
+    let mut c = SseClient::new(&srv.url("/"), opts).unwrap();
+    assert_eq!(event(next(&mut c)).data, "a");
+    assert_eq!(event(next(&mut c)).data, "b");
+    // not after the idle timeout dropped the silent stream
+    assert_eq!((c.stats().connects, c.stats().disconnects), (1, 0));
+}
+
 /// WPT request-status-error: 204 closes the source; any other status
 /// than 200 fails it, without an event and without another attempt.
 #[test]

@@ -607,9 +607,13 @@ impl SseClient {
                 self.close();
                 return Err(background::closed());
             }
-            if self.conn.is_none() && !self.connect()? {
-                self.ended = true;
-                return Ok(None);
+            if self.conn.is_none() {
+                if !self.connect()? {
+                    self.ended = true;
+                    return Ok(None);
+                }
+                // what came with the response head is parsed already
+                continue;
             }
             if let Err(e) = self.read_some() {
                 self.drop_conn();
