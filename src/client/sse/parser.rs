@@ -350,6 +350,63 @@ mod tests {
         assert_eq!(out, [ev("message", "\u{e9}", "")]);
     }
 
+    // The stream-format cases of the web-platform-tests `eventsource`
+    // suite, as the parser sees them (the BOM, line-end, retry and UTF-8
+    // cases are above; the request, status, content-type, redirect and
+    // reconnection cases are in tests/sse_client.rs).
+
+    /// format-comments: comments (with CR, NUL and long ones) between data
+    /// lines, every kind of line end.
+    #[test]
+    fn wpt_format_comments() {
+        let long = ":".to_string() + &"c".repeat(2048);
+        let stream =
+            format!("data:1\r:\0\n:\r\ndata:2\n{long}\rdata:3\n:data:no\r{long}\ndata:4\n\n");
+        let (out, _) = parse(&[stream.as_bytes()]);
+        assert_eq!(out, [ev("message", "1\n2\n3\n4", "")]);
+    }
+
+    /// format-data-before-final-empty-line: an event the stream ends in
+    /// the middle of is not dispatched, nor its id used.
+    #[test]
+    fn wpt_format_data_before_final_empty_line() {
+        let (out, p) = parse(&[b"retry:1000\ndata:test1\n\nid:test\ndata:test2"]);
+        assert_eq!(out, [ev("message", "test1", "")]);
+        assert_eq!(p.retry_ms(), Some(1000));
+    }
+
+    /// format-null-character: NUL in data is data.
+    #[test]
+    fn wpt_format_null_character() {
+        let (out, _) = parse(&[b"data:\0\n\n"]);
+        assert_eq!(out, [ev("message", "\0", "")]);
+    }
+
+    /// format-field-event-empty: an empty `event` is `message`.
+    #[test]
+    fn wpt_format_field_event_empty() {
+        let (out, _) = parse(&[b"event: \ndata:data\n\n"]);
+        assert_eq!(out, [ev("message", "data", "")]);
+    }
+
+    /// format-field-id-3: the id persists across events and a reconnection,
+    /// changes when set again, and an empty `id` resets it.
+    #[test]
+    fn wpt_format_field_id_persists_changes_and_resets() {
+        let (mut out, mut p) = parse(&[b"id: 1\ndata: a\n\n"]);
+        p.reconnected();
+        let streams: [&[u8]; 3] = [
+            b"data: b\n\n",
+            b"id: 2\ndata: c\n\ndata: d\n\n",
+            b"id\ndata: e\n\n",
+        ];
+        for s in streams {
+            p.feed(s, |e| out.push(e)).unwrap();
+        }
+        let ids: Vec<&str> = out.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["1", "1", "2", "2", ""]);
+    }
+
     /// Feeds `chunk` up to `times` times: the first error.
     fn first_error(p: &mut Parser, chunk: &[u8], times: usize) -> Result<(), ParseError> {
         (0..times).try_for_each(|_| p.feed(chunk, |_| {}))
