@@ -2,6 +2,7 @@
 //! against the real server.
 
 mod common;
+mod self_signed;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Output, Stdio};
@@ -230,43 +231,46 @@ fn sub_timeout_fails_when_nothing_arrives() {
     // --no-reconnect against nothing listening: an error at once
     let o = ringcast(&["sub", "ws://127.0.0.1:1/ws?room=x", "--no-reconnect"]);
     assert_eq!(o.status.code(), Some(1));
-    // SSE URLs: not in this build
-    let o = ringcast(&["sub", &format!("http://{}/sse?room=x", srv.addr)]);
+    let o = ringcast(&["sub", "http://127.0.0.1:1/sse?room=x", "--no-reconnect"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("SSE"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("refused"), "{}", stderr(&o));
+
+    // SSE: the same timeout, and a URL that is not an event stream
+    let sse = format!("http://{}/sse?room=quiet", srv.addr);
+    let o = ringcast(&["sub", &sse, "--timeout", "400ms"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no message for 400ms"),
+        "{}",
+        stderr(&o)
+    );
+    let o = ringcast(&["sub", &format!("http://{}/healthz", srv.addr)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not an event stream"), "{}", stderr(&o));
 }
 
 #[test]
-fn sub_resumes_across_a_restart_with_the_json_envelope() {
-    let mut srv = TestServer::start("[ws.rooms]\nenvelope = \"json\"\n");
-    let url = format!("ws://{}/ws?room=feed", srv.addr);
-    let mut sub = Sub::start(&[&url, "--json", "--count", "8", "--timeout", "30s"]);
+fn sub_over_sse_prints_events_and_resumes_across_a_restart() {
+    let mut srv = TestServer::start("[hub]\nauto_join_room = \"\"\n");
+    let url = format!("http://{}/sse?room=feed", srv.addr);
+
+    // bare: the data of each event, one per line
+    let mut sub = Sub::start(&[&url, "--count", "2"]);
     wait_subscribers(srv.addr, "feed", 1);
-    let mut sent = Vec::new();
-    for i in 0..4 {
-        let d = format!("before {i}");
-        sent.push((publish(srv.addr, "feed", None, &d), d));
-    }
-    let mut got = Vec::new();
-    for _ in 0..4 {
-        got.push(sub.line());
-    }
-    srv.restart_same_port();
-    for i in 0..4 {
-        let d = format!("after {i}");
-        sent.push((publish(srv.addr, "feed", Some("late"), &d), d));
-    }
-    for _ in 0..4 {
-        got.push(sub.line());
-    }
+    publish(srv.addr, "feed", None, "one");
+    publish(srv.addr, "feed", Some("e"), "two");
+    assert_eq!([sub.line(), sub.line()], ["one", "two"]);
     assert_eq!(sub.wait(Duration::from_secs(10)), Some(0));
-    let got: Vec<(u64, String)> = got
+
+    // --json across a restart: every message once, in order
+    let mut sub = Sub::start(&[&url, "--json", "--count", "8", "--timeout", "30s"]);
+    let (sent, got) = publish_across_a_restart(&mut srv, &mut sub, "feed");
+    let got: Vec<(u64, String, String)> = got
         .iter()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            assert_eq!(v["room"], "feed");
+        .map(|v| {
             (
-                v["id"].as_u64().unwrap(),
+                v["id"].as_str().unwrap().parse().unwrap(),
+                v["event"].as_str().unwrap().to_string(),
                 v["data"].as_str().unwrap().to_string(),
             )
         })
@@ -275,6 +279,92 @@ fn sub_resumes_across_a_restart_with_the_json_envelope() {
         got, sent,
         "loss, duplicate or reordering across the restart"
     );
+}
+
+#[test]
+fn pub_and_sub_over_https_and_wss_with_a_ca_file() {
+    let dir = common::TempDir::new("cli-tls");
+    let (srv, tls) = self_signed::start("[hub]\nauto_join_room = \"\"\n", &dir);
+    let cert = self_signed::cert(&dir);
+    let sse = format!("https://{tls}/sse?room=secure");
+    let ws = format!("wss://{tls}/ws?room=secure");
+    let mut over_sse = Sub::start(&[&sse, "--ca-file", &cert, "--count", "2", "--json"]);
+    let mut over_ws = Sub::start(&[&ws, "--ca-file", &cert, "--count", "2"]);
+    wait_subscribers(srv.addr, "secure", 2);
+    let server = format!("https://{tls}");
+    let mut ids = Vec::new();
+    for m in ["first", "second"] {
+        let o = ringcast(&["pub", &server, "secure", m, "--ca-file", &cert]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        ids.push(stdout(&o).trim().to_string());
+    }
+    for (id, m) in ids.iter().zip(["first", "second"]) {
+        let v: serde_json::Value = serde_json::from_str(&over_sse.line()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"data": m, "event": "message", "id": id})
+        );
+        assert_eq!(over_ws.line(), m);
+    }
+    assert_eq!(over_sse.wait(Duration::from_secs(10)), Some(0));
+    assert_eq!(over_ws.wait(Duration::from_secs(10)), Some(0));
+
+    // without the CA file the certificate is not trusted: an error, not a retry loop
+    let o = ringcast(&["sub", &sse]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
+}
+
+#[test]
+fn sub_resumes_across_a_restart_with_the_json_envelope() {
+    let mut srv = TestServer::start("[ws.rooms]\nenvelope = \"json\"\n");
+    let url = format!("ws://{}/ws?room=feed", srv.addr);
+    let mut sub = Sub::start(&[&url, "--json", "--count", "8", "--timeout", "30s"]);
+    let (sent, got) = publish_across_a_restart(&mut srv, &mut sub, "feed");
+    let got: Vec<(u64, String, String)> = got
+        .iter()
+        .map(|v| {
+            assert_eq!(v["room"], "feed");
+            (
+                v["id"].as_u64().unwrap(),
+                v["event"].as_str().unwrap_or("message").to_string(),
+                v["data"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got, sent,
+        "loss, duplicate or reordering across the restart"
+    );
+}
+
+/// With `sub` subscribed to `room`: publishes four messages, restarts the
+/// server on its port, publishes four more (event `late`), and reads the
+/// eight JSON lines `sub` prints, after which it must exit 0. Returns what
+/// was published (id, event, data) and the lines.
+fn publish_across_a_restart(
+    srv: &mut TestServer,
+    sub: &mut Sub,
+    room: &str,
+) -> (Vec<(u64, String, String)>, Vec<serde_json::Value>) {
+    wait_subscribers(srv.addr, room, 1);
+    let mut sent = Vec::new();
+    let mut got = Vec::new();
+    for (phase, event) in [("before", None), ("after", Some("late"))] {
+        if phase == "after" {
+            srv.restart_same_port();
+        }
+        for i in 0..4 {
+            let d = format!("{phase} {i}");
+            let id = publish(srv.addr, room, event, &d);
+            sent.push((id, event.unwrap_or("message").to_string(), d));
+        }
+        for _ in 0..4 {
+            got.push(serde_json::from_str(&sub.line()).unwrap());
+        }
+    }
+    assert_eq!(sub.wait(Duration::from_secs(10)), Some(0));
+    (sent, got)
 }
 
 /// A server with `[auth]`: JWT for subscribing and publishing.

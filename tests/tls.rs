@@ -405,69 +405,17 @@ impl TlsClient {
 
     /// Reads more; 0 at the end of the stream (close_notify, EOF or reset).
     fn fill(&mut self) -> usize {
-        let mut tmp = [0u8; 16384];
-        loop {
-            match self.s.read(&mut tmp) {
-                Ok(n) => {
-                    self.buf.extend_from_slice(&tmp[..n]);
-                    return n;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::UnexpectedEof
-                            | std::io::ErrorKind::ConnectionReset
-                            | std::io::ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    return 0
-                }
-                Err(e) => panic!("TLS read failed: {e}"),
-            }
-        }
+        fill_from(&mut self.s, &mut self.buf)
     }
 
     fn read_exact_bytes(&mut self, n: usize) -> Vec<u8> {
-        while self.buf.len() < n {
-            if self.fill() == 0 {
-                break;
-            }
-        }
-        let n = n.min(self.buf.len());
-        self.buf.drain(..n).collect()
+        read_exact_from(&mut self.s, &mut self.buf, n)
     }
 
     /// One response (Content-Length delimited; no body when `head_only`
     /// or for 1xx/204/304).
     fn read_response_for(&mut self, head_only: bool) -> Response {
-        let end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            if self.fill() == 0 {
-                panic!(
-                    "connection closed before a full response head; got {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                );
-            }
-        };
-        let head = String::from_utf8(self.buf.drain(..end).collect()).unwrap();
-        let status: u16 = head[9..12].parse().unwrap();
-        let mut r = Response {
-            status,
-            head,
-            body: Vec::new(),
-        };
-        let len: usize = r
-            .header("content-length")
-            .map(|v| v.parse().unwrap())
-            .unwrap_or(0);
-        if !(head_only || status == 304 || status < 200 || status == 204) {
-            r.body = self.read_exact_bytes(len);
-            assert_eq!(r.body.len(), len, "body shorter than Content-Length");
-        }
-        r
+        read_response_from(&mut self.s, &mut self.buf, head_only)
     }
 
     fn read_response(&mut self) -> Response {
@@ -1284,30 +1232,27 @@ fn tls12_is_allowed_by_default_and_sessions_resume_from_tickets() {
 
     // the same client configuration (its session cache) resumes
     let cfg = trusting(&t.ca);
-    let mut first = TlsClient::connect(t.tls, "localhost", cfg.clone()).unwrap();
-    assert_eq!(
-        first.s.conn.protocol_version(),
-        Some(ProtocolVersion::TLSv1_3)
-    );
-    assert_eq!(first.s.conn.handshake_kind(), Some(HandshakeKind::Full));
-    // (the tickets come after the handshake: reading a response takes them in)
-    assert_eq!(first.get("/healthz").status, 200);
-    drop(first);
-    let mut second = TlsClient::connect(t.tls, "localhost", cfg).unwrap();
-    assert_eq!(second.s.conn.handshake_kind(), Some(HandshakeKind::Resumed));
-    assert_eq!(second.get("/healthz").status, 200);
-    assert_eq!(
-        metric(t.plain(), "ringcast_tls_sessions_resumed_total", ""),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            t.plain(),
-            "ringcast_tls_handshakes_total",
-            "version=\"1.3\""
-        ),
-        2.0
-    );
+    healthz_over_tls13(t.tls, &cfg, HandshakeKind::Full);
+    healthz_over_tls13(t.tls, &cfg, HandshakeKind::Resumed);
+    assert_eq!(resumed_and_tls13_handshakes(t.plain()), (1.0, 2.0));
+}
+
+/// Connects with `cfg` (its session cache), checks the handshake was TLS 1.3
+/// of the given kind, and gets `/healthz` (the session tickets come after
+/// the handshake: reading a response takes them in).
+fn healthz_over_tls13(addr: SocketAddr, cfg: &Arc<ClientConfig>, kind: HandshakeKind) {
+    let mut c = TlsClient::connect(addr, "localhost", cfg.clone()).unwrap();
+    assert_eq!(c.s.conn.protocol_version(), Some(ProtocolVersion::TLSv1_3));
+    assert_eq!(c.s.conn.handshake_kind(), Some(kind));
+    assert_eq!(c.get("/healthz").status, 200);
+}
+
+/// The server's counts of resumed sessions and of TLS 1.3 handshakes.
+fn resumed_and_tls13_handshakes(plain: SocketAddr) -> (f64, f64) {
+    (
+        metric(plain, "ringcast_tls_sessions_resumed_total", ""),
+        metric(plain, "ringcast_tls_handshakes_total", "version=\"1.3\""),
+    )
 }
 
 #[test]
@@ -1335,23 +1280,9 @@ fn min_version_13_refuses_tls12_and_without_tickets_nothing_resumes() {
 
     let cfg = trusting(&t.ca);
     for _ in 0..2 {
-        let mut c = TlsClient::connect(t.tls, "localhost", cfg.clone()).unwrap();
-        assert_eq!(c.s.conn.protocol_version(), Some(ProtocolVersion::TLSv1_3));
-        assert_eq!(c.s.conn.handshake_kind(), Some(HandshakeKind::Full));
-        assert_eq!(c.get("/healthz").status, 200);
+        healthz_over_tls13(t.tls, &cfg, HandshakeKind::Full);
     }
-    assert_eq!(
-        metric(t.plain(), "ringcast_tls_sessions_resumed_total", ""),
-        0.0
-    );
-    assert_eq!(
-        metric(
-            t.plain(),
-            "ringcast_tls_handshakes_total",
-            "version=\"1.3\""
-        ),
-        2.0
-    );
+    assert_eq!(resumed_and_tls13_handshakes(t.plain()), (0.0, 2.0));
 }
 
 // ---------------------------------------------------------------------------

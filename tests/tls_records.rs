@@ -97,30 +97,8 @@ impl Tls {
 
 /// Reads one HTTP response (head and Content-Length body).
 fn response<S: Read>(s: &mut S) -> (String, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 4096];
-    loop {
-        if let Some(end) = find(&buf, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_string();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("Content-Length: "))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            while buf.len() < end + 4 + len {
-                let n = s.read(&mut b).unwrap();
-                assert!(n > 0, "closed inside a response");
-                buf.extend_from_slice(&b[..n]);
-            }
-            return (head, buf[end + 4..end + 4 + len].to_vec());
-        }
-        let n = s.read(&mut b).unwrap();
-        assert!(
-            n > 0,
-            "closed before a response: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.extend_from_slice(&b[..n]);
-    }
+    let r = read_response_from(s, &mut Vec::new(), false);
+    (r.head, r.body)
 }
 
 /// Publishes `n` messages of `size` bytes over the TLS connection `s`

@@ -368,3 +368,40 @@ fn max_attempts_gives_up_with_the_last_error() {
     assert_eq!(waits, [1, 2]);
     assert_eq!(sub.stats().attempts, 3);
 }
+
+/// The async form: the subscriber on its own thread, read through a
+/// `Future` (here on ringcast's own runtime); dropping it closes the
+/// connection, and a closer ends a blocked receive.
+#[test]
+fn the_async_form_runs_on_monoio_and_dropping_it_closes_the_connection() {
+    let srv = TestServer::start(CONFIG);
+    let url = format!("ws://{}/ws?room=async", srv.addr);
+    let mut sub = RoomSubscriber::new(&url, SubscriberOptions::new()).unwrap();
+    sub.connect().unwrap();
+    let items = sub.into_background().unwrap();
+    wait_subscribers(srv.addr, "async", 1);
+    let id = publish(srv.addr, "async", None, "hello");
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap();
+    let m = rt
+        .block_on(async { items.recv().await })
+        .unwrap()
+        .map(message);
+    assert_eq!(m.map(|m| (m.id, m.data)), Some((id, "hello".to_string())));
+    drop(items);
+    wait_subscribers(srv.addr, "async", 0);
+
+    let mut sub = RoomSubscriber::new(&url, SubscriberOptions::new()).unwrap();
+    sub.connect().unwrap();
+    let closer = sub.closer();
+    let addr = srv.addr;
+    let stopper = std::thread::spawn(move || {
+        wait_subscribers(addr, "async", 1);
+        closer.close();
+    });
+    let e = sub.recv().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::Interrupted, "{e}");
+    stopper.join().unwrap();
+}

@@ -4,10 +4,9 @@
 //! file), content-length and chunked bodies.
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
+
+use crate::client::{open_stream, ConnectOptions, Stream, Url};
 
 /// How long connecting, and each read or write, may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,39 +89,6 @@ impl BaseUrl {
     }
 }
 
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => match s.read(buf) {
-                // a server that closes without close_notify: the end of the stream
-                Err(e) if e.kind() == ErrorKind::UnexpectedEof => Ok(0),
-                r => r,
-            },
-        }
-    }
-}
-
-impl Write for Stream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.write(buf),
-            Stream::Tls(s) => s.write(buf),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => s.flush(),
-            Stream::Tls(s) => s.flush(),
-        }
-    }
-}
-
 /// A response: status, reason and body (headers are not kept).
 #[derive(Debug)]
 pub struct Response {
@@ -135,62 +101,31 @@ pub struct Response {
 /// closes it.
 pub struct Connection {
     url: BaseUrl,
-    ca_file: Option<PathBuf>,
-    tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// TLS trust and the configuration built from it (kept, so that a
+    /// connection opened again can resume the TLS session).
+    opts: ConnectOptions,
     stream: Option<BufReader<Stream>>,
 }
 
 impl Connection {
-    /// A connection to `url` (opened on the first request). `ca_file`:
-    /// for `https://`, trust only its CA certificates.
-    pub fn new(url: BaseUrl, ca_file: Option<PathBuf>) -> Connection {
+    /// A connection to `url` (opened on the first request). `opts`:
+    /// the TLS trust for `https://` (its timeouts are replaced by 30 s).
+    pub fn new(url: BaseUrl, opts: ConnectOptions) -> Connection {
         Connection {
             url,
-            ca_file,
-            tls_config: None,
+            opts: opts.timeout(TIMEOUT),
             stream: None,
         }
     }
 
     fn open(&mut self) -> io::Result<BufReader<Stream>> {
-        let addrs: Vec<_> = (self.url.host.as_str(), self.url.port)
-            .to_socket_addrs()?
-            .collect();
-        let mut last = io::Error::new(ErrorKind::NotFound, "the host has no address");
-        let mut tcp = None;
-        for a in addrs {
-            match TcpStream::connect_timeout(&a, TIMEOUT) {
-                Ok(s) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Err(e) => last = e,
-            }
-        }
-        let tcp = tcp.ok_or(last)?;
-        tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(Some(TIMEOUT))?;
-        tcp.set_write_timeout(Some(TIMEOUT))?;
-        let stream = if self.url.tls {
-            let config = match &self.tls_config {
-                Some(c) => c.clone(),
-                None => {
-                    let mut opts = crate::client::ConnectOptions::new();
-                    opts.ca_file = self.ca_file.clone();
-                    let c = opts.tls_client_config()?;
-                    self.tls_config = Some(c.clone());
-                    c
-                }
-            };
-            let name = rustls::pki_types::ServerName::try_from(self.url.host.clone())
-                .map_err(|e| io::Error::new(ErrorKind::InvalidInput, e.to_string()))?;
-            let conn = rustls::ClientConnection::new(config, name)
-                .map_err(|e| io::Error::new(ErrorKind::InvalidData, e.to_string()))?;
-            Stream::Tls(Box::new(rustls::StreamOwned::new(conn, tcp)))
-        } else {
-            Stream::Plain(tcp)
+        let url = Url {
+            tls: self.url.tls,
+            host: self.url.host.clone(),
+            port: self.url.port,
+            resource: "/".into(),
         };
-        Ok(BufReader::new(stream))
+        Ok(BufReader::new(open_stream(&url, &self.opts)?))
     }
 
     /// Sends a request (`target` is the path and query) and reads the

@@ -20,7 +20,8 @@ ringcast: a real-time edge server (SSE, WebSocket, HTTP) on io_uring
 USAGE:
     ringcast [OPTIONS]              run the server
     ringcast pub URL ROOM [MESSAGE] publish (each line of stdin without MESSAGE)
-    ringcast sub URL                print what a ws:// or wss:// subscription receives
+    ringcast sub URL                print what a subscription receives (ws(s):// or
+                                    SSE over http(s)://)
     ringcast token ...              mint or check a JWT for [auth]
 
     ringcast <pub|sub|token> --help describes a subcommand.
@@ -146,6 +147,53 @@ pub(crate) fn flag_value(p: &mut lexopt::Parser, flag: &str) -> Result<String, S
     let v = p.value().map_err(|_| format!("{flag} needs a value"))?;
     v.into_string()
         .map_err(|v| format!("{flag} {v:?}: not UTF-8"))
+}
+
+/// How a client subcommand proves who it is and whom it trusts: `--token`
+/// (default: the environment variable `RINGCAST_TOKEN`) and `--ca-file`.
+#[derive(Debug, Default, Clone)]
+pub struct Access {
+    /// Sent as `Authorization: Bearer`.
+    pub token: Option<String>,
+    /// TLS: trust only the CA certificates of this PEM file.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Access {
+    /// Takes the value of the flag `--token` or `--ca-file` (`name`
+    /// without its dashes).
+    pub(crate) fn flag(&mut self, name: &str, p: &mut lexopt::Parser) -> Result<(), String> {
+        match name {
+            "token" => self.token = Some(flag_value(p, "--token")?),
+            _ => self.ca_file = Some(flag_value(p, "--ca-file")?.into()),
+        }
+        Ok(())
+    }
+
+    /// After the flags: the token from `RINGCAST_TOKEN` when `--token` was
+    /// not given.
+    pub(crate) fn token_from_env(&mut self) {
+        if self.token.is_none() {
+            self.token = std::env::var("RINGCAST_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty());
+        }
+    }
+
+    /// The `Authorization` header's value, with a token.
+    pub fn authorization(&self) -> Option<String> {
+        self.token.as_ref().map(|t| format!("Bearer {t}"))
+    }
+
+    /// Connect options carrying the CA file and the token.
+    pub fn connect_options(&self) -> crate::client::ConnectOptions {
+        let mut opts = crate::client::ConnectOptions::new();
+        opts.ca_file = self.ca_file.clone();
+        if let Some(auth) = self.authorization() {
+            opts = opts.header("Authorization", &auth);
+        }
+        opts
+    }
 }
 
 /// Runs the client subcommand `args` names (`pub`, `sub` or `token`, the

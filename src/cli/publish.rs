@@ -1,12 +1,11 @@
 //! `ringcast pub URL ROOM [MESSAGE]`: publishes with `POST /publish/ROOM`.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::http::{BaseUrl, Connection};
-use super::{flag_value, Failure};
+use super::{flag_value, Access, Failure};
 
 pub const USAGE: &str = "\
 ringcast pub: publish messages to a room
@@ -36,8 +35,7 @@ pub struct PubArgs {
     pub room: String,
     pub message: Option<String>,
     pub event: Option<String>,
-    pub token: Option<String>,
-    pub ca_file: Option<PathBuf>,
+    pub access: Access,
     pub help: bool,
 }
 
@@ -49,8 +47,10 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<PubA
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Long("event") => a.event = Some(flag_value(&mut p, "--event")?),
-            Long("token") => a.token = Some(flag_value(&mut p, "--token")?),
-            Long("ca-file") => a.ca_file = Some(flag_value(&mut p, "--ca-file")?.into()),
+            Long(f @ ("token" | "ca-file")) => {
+                let f = f.to_owned();
+                a.access.flag(&f, &mut p)?
+            }
             Short('h') | Long("help") => a.help = true,
             Value(v) => positional.push(v.string().map_err(|v| format!("{v:?} is not UTF-8"))?),
             _ => return Err(format!("{}\n\n{USAGE}", arg.unexpected())),
@@ -72,11 +72,7 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<PubA
             "unexpected argument {extra:?}: quote a MESSAGE with spaces\n\n{USAGE}"
         ));
     }
-    if a.token.is_none() {
-        a.token = std::env::var("RINGCAST_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty());
-    }
+    a.access.token_from_env();
     Ok(a)
 }
 
@@ -100,12 +96,12 @@ pub fn run(a: &PubArgs, input: &mut dyn BufRead, out: &mut dyn Write) -> Result<
     if let Some(e) = &a.event {
         target.push_str(&format!("?event={}", utf8_percent_encode(e, ESCAPE)));
     }
-    let auth = a.token.as_ref().map(|t| format!("Bearer {t}"));
+    let auth = a.access.authorization();
     let mut headers = vec![("Content-Type", "text/plain; charset=utf-8")];
     if let Some(v) = &auth {
         headers.push(("Authorization", v.as_str()));
     }
-    let mut conn = Connection::new(url, a.ca_file.clone());
+    let mut conn = Connection::new(url, a.access.connect_options());
     let mut publish_one = |msg: &[u8], out: &mut dyn Write| -> Result<(), Failure> {
         let r = conn
             .request("POST", &target, &headers, msg)

@@ -1,18 +1,19 @@
-//! `ringcast sub URL`: prints what a WebSocket (or, later, SSE) subscription
+//! `ringcast sub URL`: prints what a WebSocket or SSE subscription
 //! receives, one message per line, reconnecting and resuming when the
 //! connection drops.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Write};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::{flag_value, Failure};
-use crate::client::{Client, ConnectOptions, HandshakeRefused, Message};
+use super::{flag_value, Access, Failure};
+use crate::client::reconnect::ConnectionEvent;
+use crate::client::sse::{Item as SseItem, SseClient, SseOptions};
+use crate::client::{Client, HandshakeRefused, Message};
 use crate::proto::http::request::{percent_decode, query_params};
 
 pub const USAGE: &str = "\
@@ -21,27 +22,38 @@ ringcast sub: print the messages of a subscription
 USAGE:
     ringcast sub [OPTIONS] URL
 
-URL is a WebSocket URL, e.g. ws://127.0.0.1:8080/ws?room=news (or wss://).
-Each text message is printed on its own line; a binary message as one line
-of standard base64. With ws.rooms.envelope = \"json\" the message's data is
-printed, and a dropped connection resumes with ?last_event_id= exactly
-where it stopped. Gap notices (ringcast-gap) and reconnections are reported
-on standard error.
+URL is a WebSocket URL, e.g. ws://127.0.0.1:8080/ws?room=news (or wss://),
+or an SSE URL, e.g. http://127.0.0.1:8080/sse?room=news (or https://).
+
+WebSocket: each text message is printed on its own line; a binary message
+as one line of standard base64. With ws.rooms.envelope = \"json\" the
+message's data is printed, and a dropped connection resumes with
+?last_event_id= exactly where it stopped.
+
+SSE: each event's data is printed; a dropped stream resumes with
+Last-Event-ID after the server's retry: time. A 204 answer ends the
+subscription (exit 0); another status, or a response that is not
+text/event-stream, is an error (exit 1).
+
+Gap notices (ringcast-gap) and reconnections are reported on standard
+error.
 
 OPTIONS:
         --json              print JSON lines: {\"data\":...}, plus \"room\",
-                            \"id\" and \"event\" with the JSON envelope, and
+                            \"id\" and \"event\" with the JSON envelope (SSE:
+                            \"event\" and, when set, \"id\"), and
                             \"encoding\":\"base64\" for a binary message
     -n, --count <N>         exit 0 after N messages
     -t, --timeout <DUR>     exit 1 when no message arrives for DUR
                             (e.g. 5s, 500ms, 1m), reconnections included
         --no-reconnect      exit when the connection ends (0 after a close
-                            with code 1000, else 1) instead of reconnecting
-                            with backoff (0.1 s doubling to 5 s)
+                            with code 1000 or the end of an SSE stream, else
+                            1) instead of reconnecting with backoff (0.1 s,
+                            SSE: the server's retry:, doubling to 5 s)
         --token <TOKEN>     sent as Authorization: Bearer (default: the
                             environment variable RINGCAST_TOKEN)
-        --ca-file <FILE>    wss://: trust only the CA certificates of this
-                            PEM file instead of the system's roots
+        --ca-file <FILE>    wss://, https://: trust only the CA certificates
+                            of this PEM file instead of the system's roots
     -h, --help              print this help
 ";
 
@@ -64,10 +76,8 @@ pub struct SubOptions {
     pub timeout: Option<Duration>,
     /// Reconnect (and resume) when the connection ends.
     pub reconnect: bool,
-    /// Sent as `Authorization: Bearer`.
-    pub token: Option<String>,
-    /// Trust only these CA certificates (TLS).
-    pub ca_file: Option<PathBuf>,
+    /// The token and the CA file.
+    pub access: Access,
 }
 
 pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<SubArgs, String> {
@@ -96,8 +106,10 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<SubA
                 a.opts.timeout = Some(parse_duration("--timeout", &v)?);
             }
             Long("no-reconnect") => a.opts.reconnect = false,
-            Long("token") => a.opts.token = Some(flag_value(&mut p, "--token")?),
-            Long("ca-file") => a.opts.ca_file = Some(flag_value(&mut p, "--ca-file")?.into()),
+            Long(f @ ("token" | "ca-file")) => {
+                let f = f.to_owned();
+                a.opts.access.flag(&f, &mut p)?
+            }
             Short('h') | Long("help") => a.help = true,
             Value(v) => positional.push(v.string().map_err(|v| format!("{v:?} is not UTF-8"))?),
             _ => return Err(format!("{}\n\n{USAGE}", arg.unexpected())),
@@ -111,11 +123,7 @@ pub fn parse<I: IntoIterator<Item = std::ffi::OsString>>(args: I) -> Result<SubA
     if let Some(extra) = it.next() {
         return Err(format!("unexpected argument {extra:?}\n\n{USAGE}"));
     }
-    if a.opts.token.is_none() {
-        a.opts.token = std::env::var("RINGCAST_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty());
-    }
+    a.opts.access.token_from_env();
     Ok(a)
 }
 
@@ -228,22 +236,77 @@ impl Printer<'_> {
 }
 
 /// An SSE subscription (`http://` and `https://` URLs) with the same
-/// options and output as [`subscribe_ws`].
-///
-/// Not yet supported by this build: the SSE client is to be wired in here
-/// (connect to `url` with `opts.token` as `Authorization: Bearer`, print
-/// each event with `printer` as a [`Received`] whose `id` is the SSE `id:`
-/// and `event` the `event:` field, honour `opts.count` and `opts.timeout`,
-/// and reconnect with `Last-Event-ID` unless `opts.reconnect` is off).
+/// options and output as [`subscribe_ws`]: each event's data (with
+/// `--json`, its event type and id too), resumed with `Last-Event-ID`
+/// after the server's `retry:` (at most 5 s) when the stream
+/// drops.
 pub fn subscribe_sse(
     url: &str,
     opts: &SubOptions,
     printer: &mut Printer<'_>,
 ) -> Result<(), Failure> {
-    let _ = (opts, printer);
-    Err(Failure::Run(format!(
-        "{url}: SSE subscriptions (http:// and https:// URLs) are not supported by this build yet; use the WebSocket endpoint (ws:// or wss://)"
-    )))
+    let sopts = SseOptions::new()
+        .connect_options(opts.access.connect_options())
+        .reconnect(opts.reconnect)
+        .retry_bounds(BACKOFF_START / 10, BACKOFF_MAX)
+        .on_event(|ev| {
+            if let ConnectionEvent::Waiting { delay, error, .. } = ev {
+                let ms = Duration::from_millis(delay.as_millis() as u64);
+                eprintln!(
+                    "ringcast sub: {error}; reconnecting in {}",
+                    humantime::format_duration(ms)
+                );
+            }
+        });
+    let client = SseClient::new(url, sopts).map_err(|e| Failure::Usage(e.to_string()))?;
+    let items = client
+        .into_background()
+        .map_err(|e| Failure::Run(format!("starting the client: {e}")))?;
+    let mut received = 0u64;
+    let mut last_activity = Instant::now();
+    loop {
+        let item = match opts.timeout {
+            None => items.recv_blocking(),
+            Some(t) => match items.recv_timeout(t.saturating_sub(last_activity.elapsed())) {
+                Some(item) => item,
+                None => {
+                    return Err(Failure::Run(format!(
+                        "no message for {}",
+                        humantime::format_duration(t)
+                    )))
+                }
+            },
+        };
+        match item {
+            Ok(Some(SseItem::Event(e))) => {
+                printer.print(&Received {
+                    data: Data::Text(e.data),
+                    room: None,
+                    id: (!e.id.is_empty()).then_some(Value::String(e.id)),
+                    event: Some(e.event),
+                })?;
+                last_activity = Instant::now();
+                received += 1;
+                if opts.count.is_some_and(|n| received >= n) {
+                    return Ok(());
+                }
+            }
+            Ok(Some(SseItem::Gap(g))) => eprintln!(
+                "ringcast sub: messages of room {:?} after {} are gone ({}){}",
+                g.room,
+                g.since,
+                g.reason,
+                g.resume_from
+                    .map(|id| format!("; resuming from {id}"))
+                    .unwrap_or_default()
+            ),
+            Ok(None) => {
+                eprintln!("ringcast sub: the server ended the stream");
+                return Ok(());
+            }
+            Err(e) => return Err(Failure::Run(e.to_string())),
+        }
+    }
 }
 
 /// Where a resuming subscription stands: the rooms of the URL and the last
@@ -396,11 +459,7 @@ pub fn subscribe_ws(
     printer: &mut Printer<'_>,
 ) -> Result<(), Failure> {
     crate::client::Url::parse(url).map_err(|e| Failure::Usage(e.to_string()))?;
-    let mut copts = ConnectOptions::new().permessage_deflate();
-    copts.ca_file = opts.ca_file.clone();
-    if let Some(t) = &opts.token {
-        copts = copts.header("Authorization", &format!("Bearer {t}"));
-    }
+    let copts = opts.access.connect_options().permessage_deflate();
     let mut resume = Resume::new(url);
     let mut received = 0u64;
     let mut last_activity = Instant::now();

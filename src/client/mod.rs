@@ -105,10 +105,13 @@ pub use crate::proto::ws::frame::OpCode;
 use crate::proto::ws::handshake::{self as hs, ClientRequest};
 use crate::proto::ws::mask::KeyRng;
 
+pub mod background;
+mod backoff;
 pub mod reconnect;
 pub mod sse;
 mod tls;
-use tls::{Stream, TlsCache, TlsConnector};
+pub(crate) use tls::Stream;
+use tls::{TlsCache, TlsConnector};
 pub use tls::{TlsHandshakeError, TlsInfo};
 
 /// The permessage-deflate offer made by [`ConnectOptions::permessage_deflate`].
@@ -136,14 +139,16 @@ fn invalid_input(msg: impl Into<String>) -> io::Error {
 // ---------------------------------------------------------------------------
 // URL
 
-/// A parsed `ws://host[:port][/path][?query]` or `wss://…` URL.
+/// A parsed `ws://host[:port][/path][?query]` or `wss://…` URL (or, from
+/// [`Url::parse_http`], `http://…` or `https://…`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
-    /// `wss://`: the connection runs over TLS.
+    /// `wss://` (or `https://`): the connection runs over TLS.
     pub tls: bool,
     /// Host name or address; an IPv6 address without its brackets.
     pub host: String,
-    /// 80 (`ws://`) or 443 (`wss://`) when the URL names none.
+    /// 80 (`ws://`, `http://`) or 443 (`wss://`, `https://`) when the URL
+    /// names none.
     pub port: u16,
     /// Path and query, as sent in the request line; at least `/`.
     pub resource: String,
@@ -153,22 +158,34 @@ impl Url {
     /// Parses a `ws://` or `wss://` URL. Any other scheme, a user-info
     /// part, a fragment (RFC 6455 §3) or a bad port is invalid input.
     pub fn parse(url: &str) -> io::Result<Url> {
+        if url.contains('#') {
+            return Err(invalid_input(format!("{url:?}: fragments are not allowed")));
+        }
+        Url::parse_schemes(url, "ws", "wss")
+    }
+
+    /// Parses an `http://` or `https://` URL (`tls` set for `https://`); a
+    /// fragment is dropped. Any other scheme, a user-info part or a bad
+    /// port is invalid input.
+    pub fn parse_http(url: &str) -> io::Result<Url> {
+        let url = url.split_once('#').map_or(url, |(u, _)| u);
+        Url::parse_schemes(url, "http", "https")
+    }
+
+    fn parse_schemes(url: &str, plain: &str, secure: &str) -> io::Result<Url> {
         let (scheme, rest) = url
             .split_once("://")
-            .ok_or_else(|| invalid_input(format!("{url:?}: not a ws:// URL")))?;
-        let tls = if scheme.eq_ignore_ascii_case("wss") {
+            .ok_or_else(|| invalid_input(format!("{url:?}: not a {plain}:// URL")))?;
+        let tls = if scheme.eq_ignore_ascii_case(secure) {
             true
-        } else if scheme.eq_ignore_ascii_case("ws") {
+        } else if scheme.eq_ignore_ascii_case(plain) {
             false
         } else {
             return Err(invalid_input(format!(
-                "{url:?}: scheme must be ws:// or wss://"
+                "{url:?}: scheme must be {plain}:// or {secure}://"
             )));
         };
         let default_port = if tls { 443 } else { 80 };
-        if rest.contains('#') {
-            return Err(invalid_input(format!("{url:?}: fragments are not allowed")));
-        }
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, resource) = rest.split_at(split);
         let resource = match resource.as_bytes().first() {
@@ -212,7 +229,7 @@ impl Url {
         })
     }
 
-    /// The scheme's port: 80 for `ws://`, 443 for `wss://`.
+    /// The scheme's port: 80 without TLS, 443 with.
     pub fn default_port(&self) -> u16 {
         if self.tls {
             443
@@ -698,7 +715,7 @@ fn build_request(url: &Url, key: &str, opts: &ConnectOptions) -> String {
 
 /// Reads the response head from `stream` (TCP or TLS); returns it and the
 /// bytes read past it.
-fn read_response_head(stream: &mut impl Read) -> io::Result<(Response, Vec<u8>)> {
+pub(crate) fn read_response_head(stream: &mut impl Read) -> io::Result<(Response, Vec<u8>)> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -894,18 +911,7 @@ impl Client {
     /// one, and the TLS handshake (see [`TlsHandshakeError`]).
     pub fn handshake(url: &str, opts: &ConnectOptions) -> io::Result<Handshake> {
         let url = Url::parse(url)?;
-        let tls = match url.tls {
-            true => Some(TlsConnector::new(&url, opts)?),
-            false => None,
-        };
-        let tcp = connect_tcp(&url, opts.connect_timeout)?;
-        tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(opts.read_timeout)?;
-        tcp.set_write_timeout(opts.write_timeout)?;
-        let mut stream = match tls {
-            Some(tls) => tls.handshake(tcp)?,
-            None => Stream::Plain(tcp),
-        };
+        let mut stream = open_stream(&url, opts)?;
 
         let mut rng = KeyRng::from_entropy();
         let key = match find_header(&opts.headers, "Sec-WebSocket-Key") {
@@ -1192,6 +1198,25 @@ impl Client {
     /// handshake.
     pub fn shutdown(&self) -> io::Result<()> {
         self.stream.tcp().shutdown(Shutdown::Both)
+    }
+}
+
+/// The byte stream to `url`'s server: a TCP connection with `opts`'s
+/// timeouts and `TCP_NODELAY`, and when `url.tls` is set the TLS handshake
+/// over it (trust and server name from `opts`). A bad CA file or server
+/// name fails before the TCP connect.
+pub(crate) fn open_stream(url: &Url, opts: &ConnectOptions) -> io::Result<Stream> {
+    let tls = match url.tls {
+        true => Some(TlsConnector::new(url, opts)?),
+        false => None,
+    };
+    let tcp = connect_tcp(url, opts.connect_timeout)?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(opts.read_timeout)?;
+    tcp.set_write_timeout(opts.write_timeout)?;
+    match tls {
+        Some(tls) => tls.handshake(tcp),
+        None => Ok(Stream::Plain(tcp)),
     }
 }
 

@@ -60,6 +60,8 @@ use std::io::{self, ErrorKind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::background::{Background, Closer};
+use super::backoff::Backoff;
 use super::{Client, ConnectOptions, HandshakeRefused, Message, Url};
 
 /// A message of a room, from the JSON envelope.
@@ -151,10 +153,32 @@ pub struct Stats {
     pub gaps: u64,
 }
 
-type EventHook = Arc<dyn Fn(&ConnectionEvent<'_>) + Send + Sync>;
+/// A function called on every [`ConnectionEvent`] (none: nothing to call).
+#[derive(Clone, Default)]
+pub(crate) struct EventHook(Option<Arc<HookFn>>);
+
+type HookFn = dyn Fn(&ConnectionEvent<'_>) + Send + Sync;
+
+impl EventHook {
+    pub(crate) fn new(hook: impl Fn(&ConnectionEvent<'_>) + Send + Sync + 'static) -> EventHook {
+        EventHook(Some(Arc::new(hook)))
+    }
+
+    pub(crate) fn emit(&self, ev: &ConnectionEvent<'_>) {
+        if let Some(hook) = &self.0 {
+            hook(ev);
+        }
+    }
+}
+
+impl fmt::Debug for EventHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
+}
 
 /// How a [`RoomSubscriber`] connects, waits and keeps the connection alive.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SubscriberOptions {
     /// The WebSocket options of every connection (headers such as
     /// `Authorization`, subprotocols, permessage-deflate, TLS trust,
@@ -176,22 +200,7 @@ pub struct SubscriberOptions {
     /// The server's `hub.auto_join_room`, when it has one: it is a room of
     /// the stream, so it has a position in the cursor.
     pub auto_join_room: Option<String>,
-    on_event: Option<EventHook>,
-}
-
-impl fmt::Debug for SubscriberOptions {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SubscriberOptions")
-            .field("connect", &self.connect)
-            .field("initial_delay", &self.initial_delay)
-            .field("max_delay", &self.max_delay)
-            .field("max_attempts", &self.max_attempts)
-            .field("ping_interval", &self.ping_interval)
-            .field("pong_timeout", &self.pong_timeout)
-            .field("auto_join_room", &self.auto_join_room)
-            .field("on_event", &self.on_event.is_some())
-            .finish()
-    }
+    on_event: EventHook,
 }
 
 impl Default for SubscriberOptions {
@@ -204,7 +213,7 @@ impl Default for SubscriberOptions {
             ping_interval: None,
             pong_timeout: Duration::from_secs(10),
             auto_join_room: None,
-            on_event: None,
+            on_event: EventHook::default(),
         }
     }
 }
@@ -254,7 +263,7 @@ impl SubscriberOptions {
         mut self,
         hook: impl Fn(&ConnectionEvent<'_>) + Send + Sync + 'static,
     ) -> SubscriberOptions {
-        self.on_event = Some(Arc::new(hook));
+        self.on_event = EventHook::new(hook);
         self
     }
 }
@@ -267,10 +276,10 @@ pub struct RoomSubscriber {
     rooms: Vec<(String, u64)>,
     opts: SubscriberOptions,
     client: Option<Client>,
-    /// Failed attempts in a row.
-    failures: u32,
+    /// Failed attempts in a row, and the jitter.
+    backoff: Backoff,
+    closer: Closer,
     stats: Stats,
-    rng: u64,
     /// Keep-alive: when the last frame arrived, and when the ping in
     /// flight was sent.
     last_frame: Instant,
@@ -379,25 +388,14 @@ impl RoomSubscriber {
         } else {
             format!("{path}?{}", kept.join("&"))
         };
-        let seed = {
-            use std::hash::{BuildHasher, Hasher};
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_nanos(),
-            );
-            h.finish() | 1
-        };
         Ok(RoomSubscriber {
             base_url,
             rooms,
             opts,
             client: None,
-            failures: 0,
+            backoff: Backoff::new(),
+            closer: Closer::default(),
             stats: Stats::default(),
-            rng: seed,
             last_frame: Instant::now(),
             ping_sent: None,
         })
@@ -446,8 +444,15 @@ impl RoomSubscriber {
         format!("{}{sep}last_event_id={cursor}", self.base_url)
     }
 
+    /// Drops the connection (the closer lets go of its socket too).
+    fn drop_client(&mut self) {
+        self.client = None;
+        self.closer.unwatch();
+    }
+
     /// Closes the connection (closing handshake, best effort).
     pub fn close(&mut self) {
+        self.closer.unwatch();
         if let Some(mut c) = self.client.take() {
             let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
             let _ = c.close(1000, "");
@@ -466,17 +471,21 @@ impl RoomSubscriber {
             match self.read_one() {
                 Ok(Some(item)) => return Ok(item),
                 Ok(None) => {}
+                Err(_) if self.closer.is_closed() => {
+                    self.drop_client();
+                    return Err(super::background::closed());
+                }
                 Err(e) if e.kind() == ErrorKind::InvalidInput => {
                     // not the JSON envelope: reconnecting would not help
-                    self.client = None;
+                    self.drop_client();
                     return Err(e);
                 }
                 Err(e) => {
-                    self.client = None;
+                    self.drop_client();
                     self.stats.disconnects += 1;
                     self.emit(&ConnectionEvent::Disconnected { error: &e });
                     // the first attempt after a drop waits the initial delay
-                    self.failures = 0;
+                    self.backoff.reset();
                     self.wait(&e)?;
                 }
             }
@@ -484,47 +493,28 @@ impl RoomSubscriber {
     }
 
     fn emit(&self, ev: &ConnectionEvent<'_>) {
-        if let Some(hook) = &self.opts.on_event {
-            hook(ev);
-        }
-    }
-
-    fn random_unit(&mut self) -> f64 {
-        // xorshift64*
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+        self.opts.on_event.emit(ev);
     }
 
     /// Counts a failure; waits before the next attempt (or gives up).
     fn wait(&mut self, error: &io::Error) -> io::Result<()> {
-        self.failures += 1;
-        if let Some(max) = self.opts.max_attempts {
-            if self.failures >= max {
-                return Err(io::Error::new(
-                    error.kind(),
-                    format!("{} failure(s) in a row; the last: {error}", self.failures),
-                ));
-            }
-        }
-        let shift = (self.failures - 1).min(30);
-        let base = self
-            .opts
-            .initial_delay
-            .saturating_mul(1u32 << shift)
-            .min(self.opts.max_delay);
-        let delay = base.mul_f64(0.5 + 0.5 * self.random_unit());
-        self.emit(&ConnectionEvent::Waiting {
-            attempt: self.failures,
-            base,
-            delay,
-            error,
-        });
-        std::thread::sleep(delay);
-        Ok(())
+        let o = &self.opts;
+        let limits = (o.initial_delay, o.max_delay, o.max_attempts);
+        self.backoff.wait(limits, &o.on_event, &self.closer, error)
+    }
+
+    /// A handle that stops this subscriber from another thread: the
+    /// current or next [`RoomSubscriber::recv`] fails (kind `Interrupted`).
+    pub fn closer(&self) -> Closer {
+        self.closer.clone()
+    }
+
+    /// The async form: this subscriber on a thread of its own (see
+    /// [`Background`]); it never ends by itself (`Ok(None)` only after an
+    /// error or [`Background::close`]).
+    pub fn into_background(mut self) -> io::Result<Background<Item>> {
+        let closer = self.closer.clone();
+        Background::spawn("ringcast-ws-sub", closer, move || self.recv().map(Some))
     }
 
     /// Connects now unless connected, retrying with backoff as
@@ -536,6 +526,9 @@ impl RoomSubscriber {
             return Ok(());
         }
         loop {
+            if self.closer.is_closed() {
+                return Err(super::background::closed());
+            }
             self.stats.attempts += 1;
             let url = self.url();
             let mut opts = self.opts.connect.clone();
@@ -548,16 +541,17 @@ impl RoomSubscriber {
                         .ping_interval
                         .map(|i| i.max(Duration::from_millis(1)));
                     client.set_read_timeout(timeout)?;
+                    self.closer.watch(client.get_ref())?;
                     self.client = Some(client);
                     self.stats.connects += 1;
                     self.last_frame = Instant::now();
                     self.ping_sent = None;
                     let cursor = self.cursor();
                     self.emit(&ConnectionEvent::Connected {
-                        attempt: self.failures,
+                        attempt: self.backoff.failures(),
                         cursor: &cursor,
                     });
-                    self.failures = 0;
+                    self.backoff.reset();
                     return Ok(());
                 }
                 Err(e) => {
@@ -645,7 +639,7 @@ impl RoomSubscriber {
             }
         };
         // Any message counts as activity: the connection is healthy.
-        self.failures = 0;
+        self.backoff.reset();
         let item = parse_envelope(&text)?;
         match item {
             Item::Message(m) => {

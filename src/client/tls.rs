@@ -23,14 +23,14 @@ const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 /// What the client reads and writes: the socket itself for `ws://`, a TLS
 /// session over it for `wss://`.
-pub(super) enum Stream {
+pub(crate) enum Stream {
     Plain(TcpStream),
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
 impl Stream {
     /// The socket underneath.
-    pub(super) fn tcp(&self) -> &TcpStream {
+    pub(crate) fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(s) => &s.sock,
@@ -47,7 +47,7 @@ impl Stream {
 
     /// Writes all of `bytes` and everything TLS has buffered: when this
     /// returns `Ok`, the bytes have been handed to the socket.
-    pub(super) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.write_all(bytes)?;
         self.flush()
     }

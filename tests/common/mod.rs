@@ -315,60 +315,17 @@ impl Client {
     }
 
     fn fill(&mut self) -> usize {
-        let mut tmp = [0u8; 16384];
-        loop {
-            match self.stream.read(&mut tmp) {
-                Ok(n) => {
-                    self.buf.extend_from_slice(&tmp[..n]);
-                    return n;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return 0,
-                Err(e) => panic!("read failed: {e}"),
-            }
-        }
+        fill_from(&mut self.stream, &mut self.buf)
     }
 
     /// Reads exactly `n` more bytes (or what arrives before end of stream).
     pub fn read_exact_bytes(&mut self, n: usize) -> Vec<u8> {
-        while self.buf.len() < n {
-            if self.fill() == 0 {
-                break;
-            }
-        }
-        let n = n.min(self.buf.len());
-        self.buf.drain(..n).collect()
+        read_exact_from(&mut self.stream, &mut self.buf, n)
     }
 
     /// Reads one response (`Content-Length` delimited; no body for 1xx/204/304 or `head_only`).
     pub fn read_response_for(&mut self, head_only: bool) -> Response {
-        let end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            if self.fill() == 0 {
-                panic!(
-                    "connection closed before a full response head; got {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                );
-            }
-        };
-        let head = String::from_utf8(self.buf.drain(..end).collect()).unwrap();
-        let status: u16 = head[9..12].parse().unwrap();
-        let mut r = Response {
-            status,
-            head,
-            body: Vec::new(),
-        };
-        let len: usize = r
-            .header("content-length")
-            .map(|v| v.parse().unwrap())
-            .unwrap_or(0);
-        if !(head_only || status == 304 || status < 200 || status == 204) {
-            r.body = self.read_exact_bytes(len);
-            assert_eq!(r.body.len(), len, "body shorter than Content-Length");
-        }
-        r
+        read_response_from(&mut self.stream, &mut self.buf, head_only)
     }
 
     /// The next response, or None if the connection ends before its head.
@@ -410,6 +367,78 @@ impl Client {
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Reads more of `r` into `buf`; 0 at the end of the stream (EOF, a TLS
+/// stream cut without close_notify, a reset). Panics on any other error
+/// (a read timeout: [`IO_LIMIT`]).
+pub fn fill_from<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> usize {
+    let mut tmp = [0u8; 16384];
+    loop {
+        match r.read(&mut tmp) {
+            Ok(n) => {
+                buf.extend_from_slice(&tmp[..n]);
+                return n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                return 0
+            }
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+}
+
+/// Takes exactly `n` bytes from `buf`, reading more of `r` as needed (or
+/// what arrives before the end of the stream).
+pub fn read_exact_from<R: Read>(r: &mut R, buf: &mut Vec<u8>, n: usize) -> Vec<u8> {
+    while buf.len() < n {
+        if fill_from(r, buf) == 0 {
+            break;
+        }
+    }
+    let n = n.min(buf.len());
+    buf.drain(..n).collect()
+}
+
+/// Takes one response from `buf`, reading more of `r` as needed
+/// (`Content-Length` delimited; no body for 1xx/204/304 or `head_only`).
+/// What follows it stays in `buf` (pipelined responses, a stream).
+pub fn read_response_from<R: Read>(r: &mut R, buf: &mut Vec<u8>, head_only: bool) -> Response {
+    let end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if fill_from(r, buf) == 0 {
+            panic!(
+                "connection closed before a full response head; got {:?}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    };
+    let head = String::from_utf8(buf.drain(..end).collect()).unwrap();
+    let status: u16 = head[9..12].parse().unwrap();
+    let mut resp = Response {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    let len: usize = resp
+        .header("content-length")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0);
+    if !(head_only || status == 304 || status < 200 || status == 204) {
+        resp.body = read_exact_from(r, buf, len);
+        assert_eq!(resp.body.len(), len, "body shorter than Content-Length");
+    }
+    resp
 }
 
 /// One SSE event as a client assembles it (per the WHATWG parsing rules).

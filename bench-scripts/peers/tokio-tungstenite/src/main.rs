@@ -100,6 +100,17 @@ enum Session {
 }
 
 impl Session {
+    /// Runs the session over an upgraded connection: its stream (TCP or
+    /// TLS) and the bytes hyper had read past the request.
+    async fn serve<S>(self, io: S, read_buf: &[u8])
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let ws =
+            WebSocketStream::from_partially_read(io, read_buf.to_vec(), Role::Server, None).await;
+        let _ = self.run(ws).await;
+    }
+
     async fn run<S>(
         self,
         ws: WebSocketStream<S>,
@@ -129,29 +140,13 @@ fn upgrade(req: &mut Request<Incoming>, session: Session) -> Response<Body> {
         // The connection's I/O is a `TokioIo<TcpStream>` from the plain
         // listener, or a `TokioIo<TlsStream>` from the TLS listener (see
         // peer_common::server).
-        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => {
-                let ws = WebSocketStream::from_partially_read(
-                    parts.io.into_inner(),
-                    parts.read_buf.to_vec(),
-                    Role::Server,
-                    None,
-                )
-                .await;
-                let _ = session.run(ws).await;
-                return;
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => session.serve(parts.io.into_inner(), &parts.read_buf).await,
+            Err(upgraded) => {
+                if let Ok(parts) = upgraded.downcast::<TokioIo<TlsStream>>() {
+                    session.serve(parts.io.into_inner(), &parts.read_buf).await
+                }
             }
-            Err(upgraded) => upgraded,
-        };
-        if let Ok(parts) = upgraded.downcast::<TokioIo<TlsStream>>() {
-            let ws = WebSocketStream::from_partially_read(
-                parts.io.into_inner(),
-                parts.read_buf.to_vec(),
-                Role::Server,
-                None,
-            )
-            .await;
-            let _ = session.run(ws).await;
         }
     });
     let mut res = Response::new(Body::empty());

@@ -1,29 +1,7 @@
 //! Server-Sent Events: the `text/event-stream` parser of the HTML
 //! standard ("Interpreting an event stream"), bounded so that a hostile
-//! server cannot make it allocate without limit. The reconnecting SSE
-//! client is built on it.
-//!
-//! ```
-//! use ringcast::client::sse::{Event, Parser};
-//!
-//! let mut p = Parser::new();
-//! let mut got = Vec::new();
-//! p.feed(b"id: 7\nevent: tick\ndata: a\ndata: b\n\n", |e| got.push(e)).unwrap();
-//! assert_eq!(got, [Event { event: "tick".into(), data: "a\nb".into(), id: "7".into() }]);
-//! assert_eq!(p.last_event_id(), "7");
-//! ```
-//!
-//! The rules, all of which the unit tests check: a UTF-8 byte order mark
-//! at the very start is skipped; lines end with CRLF, LF or CR, also when a
-//! CRLF is split between two reads; lines starting with `:` are comments;
-//! a line without a colon is a field with an empty value; one space after
-//! the colon is removed; `data` lines are joined with `\n`; an `id` that
-//! contains NUL is ignored; `retry` counts only when it is all ASCII
-//! digits; an empty line dispatches the event, unless it has no data (then
-//! only the last event id stays); the event type goes back to `message`
-//! after each dispatch; unknown fields are ignored; bytes that are not
-//! UTF-8 become U+FFFD; an event cut off by the end of the stream is not
-//! dispatched.
+//! server cannot make it allocate without limit. The reconnecting
+//! [`SseClient`](super::SseClient) is built on it.
 
 use std::fmt;
 
@@ -63,6 +41,28 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 /// The incremental parser: feed it what arrives, in any pieces.
+///
+/// ```
+/// use ringcast::client::sse::{Event, Parser};
+///
+/// let mut p = Parser::new();
+/// let mut got = Vec::new();
+/// p.feed(b"id: 7\nevent: tick\ndata: a\ndata: b\n\n", |e| got.push(e)).unwrap();
+/// assert_eq!(got, [Event { event: "tick".into(), data: "a\nb".into(), id: "7".into() }]);
+/// assert_eq!(p.last_event_id(), "7");
+/// ```
+///
+/// The rules, all of which the unit tests check: a UTF-8 byte order mark
+/// at the very start is skipped; lines end with CRLF, LF or CR, also when a
+/// CRLF is split between two reads; lines starting with `:` are comments;
+/// a line without a colon is a field with an empty value; one space after
+/// the colon is removed; `data` lines are joined with `\n`; an `id` that
+/// contains NUL is ignored; `retry` counts only when it is all ASCII
+/// digits; an empty line dispatches the event, unless it has no data (then
+/// only the last event id stays); the event type goes back to `message`
+/// after each dispatch; unknown fields are ignored; bytes that are not
+/// UTF-8 become U+FFFD; an event cut off by the end of the stream is not
+/// dispatched.
 #[derive(Debug)]
 pub struct Parser {
     line: Vec<u8>,
@@ -119,6 +119,14 @@ impl Parser {
     /// The last event id the stream set (for `Last-Event-ID` on reconnect).
     pub fn last_event_id(&self) -> &str {
         &self.last_id
+    }
+
+    /// Sets the last event id, as a resuming client starts from (an id
+    /// containing NUL is ignored, as in the stream).
+    pub fn set_last_event_id(&mut self, id: &str) {
+        if !id.contains('\0') {
+            self.last_id = id.to_string();
+        }
     }
 
     /// The reconnection time the stream asked for last, in milliseconds.
@@ -340,6 +348,63 @@ mod tests {
         // a character split between reads stays whole
         let (out, _) = parse(&[b"data: \xc3", b"\xa9\n\n"]);
         assert_eq!(out, [ev("message", "\u{e9}", "")]);
+    }
+
+    // The stream-format cases of the web-platform-tests `eventsource`
+    // suite, as the parser sees them (the BOM, line-end, retry and UTF-8
+    // cases are above; the request, status, content-type, redirect and
+    // reconnection cases are in tests/sse_client.rs).
+
+    /// format-comments: comments (with CR, NUL and long ones) between data
+    /// lines, every kind of line end.
+    #[test]
+    fn wpt_format_comments() {
+        let long = ":".to_string() + &"c".repeat(2048);
+        let stream =
+            format!("data:1\r:\0\n:\r\ndata:2\n{long}\rdata:3\n:data:no\r{long}\ndata:4\n\n");
+        let (out, _) = parse(&[stream.as_bytes()]);
+        assert_eq!(out, [ev("message", "1\n2\n3\n4", "")]);
+    }
+
+    /// format-data-before-final-empty-line: an event the stream ends in
+    /// the middle of is not dispatched, nor its id used.
+    #[test]
+    fn wpt_format_data_before_final_empty_line() {
+        let (out, p) = parse(&[b"retry:1000\ndata:test1\n\nid:test\ndata:test2"]);
+        assert_eq!(out, [ev("message", "test1", "")]);
+        assert_eq!(p.retry_ms(), Some(1000));
+    }
+
+    /// format-null-character: NUL in data is data.
+    #[test]
+    fn wpt_format_null_character() {
+        let (out, _) = parse(&[b"data:\0\n\n"]);
+        assert_eq!(out, [ev("message", "\0", "")]);
+    }
+
+    /// format-field-event-empty: an empty `event` is `message`.
+    #[test]
+    fn wpt_format_field_event_empty() {
+        let (out, _) = parse(&[b"event: \ndata:data\n\n"]);
+        assert_eq!(out, [ev("message", "data", "")]);
+    }
+
+    /// format-field-id-3: the id persists across events and a reconnection,
+    /// changes when set again, and an empty `id` resets it.
+    #[test]
+    fn wpt_format_field_id_persists_changes_and_resets() {
+        let (mut out, mut p) = parse(&[b"id: 1\ndata: a\n\n"]);
+        p.reconnected();
+        let streams: [&[u8]; 3] = [
+            b"data: b\n\n",
+            b"id: 2\ndata: c\n\ndata: d\n\n",
+            b"id\ndata: e\n\n",
+        ];
+        for s in streams {
+            p.feed(s, |e| out.push(e)).unwrap();
+        }
+        let ids: Vec<&str> = out.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(ids, ["1", "1", "2", "2", ""]);
     }
 
     /// Feeds `chunk` up to `times` times: the first error.
