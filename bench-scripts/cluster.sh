@@ -11,7 +11,10 @@
 # Servers (Redis and every node) are pinned to core 0, the load generator
 # to core 1; every node runs one worker.
 #
-#   bench-scripts/cluster.sh            # SUBS=10000 DUR=10s RATE=10
+# The machine is shared and noisy: each single/cluster pair runs REPEAT
+# times (default 3), alternating, and the summary compares medians.
+#
+#   bench-scripts/cluster.sh            # SUBS=10000 DUR=10s RATE=10 REPEAT=3
 # Output: bench-scripts/out/cluster/summary.md and the raw loadgen lines.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,6 +22,7 @@ cd "$root"
 subs=${SUBS:-10000}
 dur=${DUR:-10s}
 rate=${RATE:-10}
+repeat=${REPEAT:-3}
 out=bench-scripts/out/cluster
 rm -rf "$out"
 mkdir -p "$out"
@@ -90,19 +94,22 @@ results=()
 run_set() { # LABEL EXTRA...
     local label=$1
     shift
-    # single process
-    local p1; p1=$(free_port)
-    start_ringcast "$p1"
-    results+=("$label single $(fanout "single-$label" "http://127.0.0.1:$p1/sse?room=b" "http://127.0.0.1:$p1/publish/b" "$@")")
-    stop_all
-    # two ringcast nodes on one Redis
-    local r a b; r=$(free_port); a=$(free_port); b=$(free_port)
-    start_redis "$r"
-    start_ringcast "$a" "$r"
-    start_ringcast "$b" "$r"
-    results+=("$label cluster $(fanout "cluster-$label" "http://127.0.0.1:$a/sse?room=b,http://127.0.0.1:$b/sse?room=b" "http://127.0.0.1:$a/publish/b" "$@")")
-    stop_all
-    # two nginx + nchan on one Redis
+    local i p1 r a b
+    for i in $(seq "$repeat"); do
+        # single process
+        p1=$(free_port)
+        start_ringcast "$p1"
+        results+=("$label single $(fanout "single-$label-$i" "http://127.0.0.1:$p1/sse?room=b" "http://127.0.0.1:$p1/publish/b" "$@")")
+        stop_all
+        # two ringcast nodes on one Redis
+        r=$(free_port); a=$(free_port); b=$(free_port)
+        start_redis "$r"
+        start_ringcast "$a" "$r"
+        start_ringcast "$b" "$r"
+        results+=("$label cluster $(fanout "cluster-$label-$i" "http://127.0.0.1:$a/sse?room=b,http://127.0.0.1:$b/sse?room=b" "http://127.0.0.1:$a/publish/b" "$@")")
+        stop_all
+    done
+    # two nginx + nchan on one Redis (far slower: once)
     if [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
         r=$(free_port); a=$(free_port); b=$(free_port)
         start_redis "$r"
@@ -153,6 +160,17 @@ for label, system, j in rows:
         label, system, g(j, "subs_open"), round(g(j, "publishes_per_sec") or 0),
         round(g(j, "delivered_per_sec") or 0), ms(g(j, "latency_p50_us")),
         ms(g(j, "latency_p99_us")), g(j, "missing"), g(j, "duplicates"), g(j, "subs_dropped")))
+def median(label, system, key):
+    vs = sorted(g(j, key) for l, s, j in rows if l == label and s == system and g(j, key) is not None)
+    return vs[len(vs) // 2] if vs else None
+def ratio(a, b):
+    return None if not a or not b else round(a / b, 2)
+lines.append("")
+d = {s: median("flat", s, "delivered_per_sec") for s in ("single", "cluster", "nchan")}
+lines.append(f"flat out, median deliveries/s: single {d['single']:.0f}, cluster {d['cluster']:.0f}, nchan {d['nchan'] or 0:.0f}; cluster/single {ratio(d['cluster'], d['single'])}, cluster/nchan {ratio(d['cluster'], d['nchan'])}")
+p = {s: median("paced", s, "latency_p99_us") for s in ("single", "cluster", "nchan")}
+if p["single"] and p["cluster"]:
+    lines.append(f"paced, median p99: single {ms(p['single'])} ms, cluster {ms(p['cluster'])} ms (added {ms(p['cluster'] - p['single'])} ms), nchan {ms(p['nchan'])} ms")
 def rps(f):
     t = open(f"{out}/{f}").read()
     m = re.search(r"Requests/sec:\s*([\d.]+)", t)
