@@ -3,6 +3,8 @@
 # split over two ringcast nodes on one Redis (`[cluster] engine = "redis"`),
 # against, in the same run:
 #   - one ringcast process (the single-process engine) with the same subscribers,
+#   - one ringcast node on Redis with every subscriber (`cluster1`: the cost
+#     of the Redis hop alone, without two nodes sharing one core),
 #   - two nginx + nchan instances on the same Redis (nchan_redis_url).
 # Flat out (deliveries/s) and paced at RATE/s (publish-to-receive p99); then
 # publishes per second through Redis from one node (wrk, 64 connections, a
@@ -108,6 +110,12 @@ run_set() { # LABEL EXTRA...
         start_ringcast "$b" "$r"
         results+=("$label cluster $(fanout "cluster-$label-$i" "http://127.0.0.1:$a/sse?room=b,http://127.0.0.1:$b/sse?room=b" "http://127.0.0.1:$a/publish/b" "$@")")
         stop_all
+        # one node on Redis
+        r=$(free_port); a=$(free_port)
+        start_redis "$r"
+        start_ringcast "$a" "$r"
+        results+=("$label cluster1 $(fanout "cluster1-$label-$i" "http://127.0.0.1:$a/sse?room=b" "http://127.0.0.1:$a/publish/b" "$@")")
+        stop_all
     done
     # two nginx + nchan on one Redis (far slower: once)
     if [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
@@ -166,11 +174,12 @@ def median(label, system, key):
 def ratio(a, b):
     return None if not a or not b else round(a / b, 2)
 lines.append("")
-d = {s: median("flat", s, "delivered_per_sec") for s in ("single", "cluster", "nchan")}
-lines.append(f"flat out, median deliveries/s: single {d['single']:.0f}, cluster {d['cluster']:.0f}, nchan {d['nchan'] or 0:.0f}; cluster/single {ratio(d['cluster'], d['single'])}, cluster/nchan {ratio(d['cluster'], d['nchan'])}")
-p = {s: median("paced", s, "latency_p99_us") for s in ("single", "cluster", "nchan")}
-if p["single"] and p["cluster"]:
-    lines.append(f"paced, median p99: single {ms(p['single'])} ms, cluster {ms(p['cluster'])} ms (added {ms(p['cluster'] - p['single'])} ms), nchan {ms(p['nchan'])} ms")
+systems = ("single", "cluster", "cluster1", "nchan")
+d = {s: median("flat", s, "delivered_per_sec") for s in systems}
+lines.append(f"flat out, median deliveries/s: single {d['single']:.0f}, cluster {d['cluster']:.0f}, cluster1 {d['cluster1'] or 0:.0f}, nchan {d['nchan'] or 0:.0f}; cluster/single {ratio(d['cluster'], d['single'])}, cluster1/single {ratio(d['cluster1'], d['single'])}, cluster/nchan {ratio(d['cluster'], d['nchan'])}")
+p = {s: median("paced", s, "latency_p99_us") for s in systems}
+if p["single"] and p["cluster"] and p["cluster1"]:
+    lines.append(f"paced, median p99: single {ms(p['single'])} ms, cluster {ms(p['cluster'])} ms (added {ms(p['cluster'] - p['single'])} ms), cluster1 {ms(p['cluster1'])} ms (added {ms(p['cluster1'] - p['single'])} ms), nchan {ms(p['nchan'])} ms")
 def rps(f):
     t = open(f"{out}/{f}").read()
     m = re.search(r"Requests/sec:\s*([\d.]+)", t)
