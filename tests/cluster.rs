@@ -764,3 +764,23 @@ fn a_multi_room_cursor_resumes_on_another_node() {
         "the last cursor holds both positions: {got:?}"
     );
 }
+
+#[test]
+fn a_stopped_node_stops_counting_at_once() {
+    let r = Redis::start();
+    // counts that would outlive the test if the node did not withdraw them
+    let config = node_config(&[&r], 2).replace("presence_ttl = \"3s\"", "presence_ttl = \"10m\"");
+    let a = node(&[&r]);
+    let mut b = TestServer::start(&config);
+    wait_health(b.addr, 200);
+    let _subs: Vec<SseClient> = (0..3)
+        .map(|_| SseClient::open(b.addr, "/sse?room=cnt", ""))
+        .collect();
+    wait_subscribers(a.addr, "cnt", 3);
+    b.signal(libc::SIGTERM);
+    assert!(
+        b.wait_exit(Duration::from_secs(15)).is_some(),
+        "b did not stop"
+    );
+    assert_eq!(room_info(a.addr, "cnt")["subscribers"].as_u64(), Some(0));
+}

@@ -144,6 +144,8 @@ pub struct Link {
     pub shards: Vec<Arc<Shard>>,
     names: store::Names,
     limits: store::Limits,
+    /// `cluster.command_timeout`.
+    timeout: Duration,
     max_inflight: usize,
     inflight: AtomicUsize,
     pub stats: Arc<LinkStats>,
@@ -191,6 +193,7 @@ impl Link {
                 history_size: cfg.hub.history_size,
                 history_ttl: cfg.hub.history_ttl.0,
             },
+            timeout: c.command_timeout.0,
             max_inflight: c.max_inflight_publishes,
             inflight: AtomicUsize::new(0),
             stats: Arc::new(LinkStats::default()),
@@ -237,8 +240,13 @@ impl Link {
         Ok(link)
     }
 
-    /// Stops the link's thread (after the workers stopped).
+    /// Stops the link's thread (after the workers stopped): first removes
+    /// this node's subscriber counts from Redis (within `cluster.command_timeout`).
     pub fn stop(&self) {
+        let (done, withdrawn) = flume::bounded(1);
+        if self.cmds.try_send(Cmd::Stop { done }).is_ok() {
+            let _ = withdrawn.recv_timeout(self.timeout + Duration::from_millis(100));
+        }
         if let Some(tx) = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = tx.send(());
         }

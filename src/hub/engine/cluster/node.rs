@@ -51,6 +51,10 @@ pub enum Cmd {
     Quiesce {
         worker: usize,
     },
+    /// The node stops: its subscriber counts are removed from Redis, then `done`.
+    Stop {
+        done: flume::Sender<()>,
+    },
 }
 
 /// A publish handed over to the link (see [`super::Link::submit`]).
@@ -447,6 +451,10 @@ impl Node {
             Cmd::Info { room, reply } => self.info(room, reply),
             Cmd::History { room, since, reply } => self.history(room, since, reply),
             Cmd::Quiesce { worker } => self.quiesce(worker),
+            Cmd::Stop { done } => {
+                self.withdraw().await;
+                let _ = done.send(());
+            }
         }
     }
 
@@ -1098,6 +1106,34 @@ impl Node {
             .unwrap_or(false);
         if full || again {
             self.catch_up(&name);
+        }
+    }
+
+    /// Removes every count of this node from Redis (the node is stopping),
+    /// so the others stop counting its subscribers at once.
+    async fn withdraw(&mut self) {
+        let mut by_shard: HashMap<usize, Vec<(RoomName, u64)>> = HashMap::new();
+        for r in self.rooms.keys().chain(self.presence_dirty.iter()) {
+            by_shard
+                .entry(shard_of(&self.s.shards, r))
+                .or_default()
+                .push((r.clone(), 0));
+        }
+        for (shard, counts) in by_shard {
+            if let Ok(mut conn) = self.conn(shard) {
+                let _ = store::within(
+                    self.s.timeout,
+                    store::presence(
+                        &mut conn,
+                        &self.s.names,
+                        &self.s.node_id,
+                        &counts,
+                        self.s.presence_ttl,
+                        store::now_ms(),
+                    ),
+                )
+                .await;
+            }
         }
     }
 
