@@ -430,6 +430,14 @@ fn cluster_config_mistakes_are_refused_at_start_with_the_key() {
             "[cluster]\nengine = \"redis\"\nredis = [\"redis://:s3cret@127.0.0.1:1\", \"redis://:s3cret@127.0.0.1:1\"]\n",
             "listed twice",
         ),
+        (
+            "[cluster]\nengine = \"redis\"\nredis = [\"redis://:s3cret@127.0.0.1:notaport\"]\n",
+            "did not parse",
+        ),
+        (
+            "[cluster]\nengine = \"redis\"\nredis = [\"redis://127.0.0.1:6379/x\"]\n",
+            "Invalid database number",
+        ),
     ];
     for (cfg, needle) in cases {
         let path = dir.0.join("c.toml");
@@ -783,4 +791,32 @@ fn a_stopped_node_stops_counting_at_once() {
         "b did not stop"
     );
     assert_eq!(room_info(a.addr, "cnt")["subscribers"].as_u64(), Some(0));
+}
+
+#[test]
+fn many_clients_resuming_at_once_each_get_all_they_missed() {
+    let r = Redis::start();
+    let (a, b) = (node(&[&r]), node(&[&r]));
+    let mut p = Publisher::new(a.addr);
+    let first = p.publish("storm", "m0");
+    let sent: Vec<(u64, String)> = std::iter::once((first, "m0".to_string()))
+        .chain((1..300).map(|i| (p.publish("storm", &format!("m{i}")), format!("m{i}"))))
+        .collect();
+    // more resuming clients than the node reads streams for at once
+    let clients: Vec<SseClient> = (0..80)
+        .map(|_| {
+            SseClient::open(
+                b.addr,
+                "/sse?room=storm",
+                &format!("Last-Event-ID: {}\r\n", first - 1),
+            )
+        })
+        .collect();
+    let readers: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| std::thread::spawn(move || sse_take(&mut c, 300)))
+        .collect();
+    for t in readers {
+        assert_eq!(t.join().unwrap(), sent);
+    }
 }

@@ -140,7 +140,10 @@ fn check_redis_url(url: &str) -> Result<(), String> {
     if hostport.is_empty() {
         return Err("names no host".into());
     }
-    Ok(())
+    // what the Redis client itself accepts (port, database number, escapes)
+    redis::Client::open(url)
+        .map(|_| ())
+        .map_err(|e| format!("not a Redis URL the client accepts ({e})"))
 }
 
 /// `url` with any password replaced by `***`: fit for logs, errors and metrics.

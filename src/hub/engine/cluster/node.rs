@@ -254,7 +254,14 @@ struct Node {
     /// Messages for each worker, sent together at the end of a turn (or
     /// before anything else for the worker, which must come after them).
     outbox: Vec<Vec<Arc<Published>>>,
+    /// Stream reads in flight at most ([`MAX_READS`]): what reads hold is
+    /// bounded, however many clients resume at once (the others wait).
+    reads: Arc<tokio::sync::Semaphore>,
 }
+
+/// Stream reads (joins, replays, catch-ups, history) in flight at once: at
+/// most this many times `cluster.read_batch` messages are held by reads.
+const MAX_READS: usize = 32;
 
 /// Runs the link until the workers are gone.
 pub async fn run(mut s: Setup, cmds: flume::Receiver<Cmd>) {
@@ -271,17 +278,18 @@ pub async fn run(mut s: Setup, cmds: flume::Receiver<Cmd>) {
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut ctl = Vec::new();
     for (i, url) in s.urls.iter().enumerate() {
-        let client = match redis::Client::open(url.as_str()) {
-            Ok(c) => c,
+        match redis::Client::open(url.as_str()) {
+            Ok(client) => {
+                tokio::spawn(manage_commands(client, s.shards[i].clone(), s.timeout));
+            }
+            // the configuration checks URLs: kept as a reason, the instance stays down
             Err(e) => {
                 *s.shards[i]
                     .last_error
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = format!("bad URL: {e}");
-                continue;
             }
-        };
-        tokio::spawn(manage_commands(client, s.shards[i].clone(), s.timeout));
+        }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         ctl.push(tx);
         tokio::spawn(pubsub::run(
@@ -306,6 +314,7 @@ pub async fn run(mut s: Setup, cmds: flume::Receiver<Cmd>) {
         barriers: Vec::new(),
         sub_was_down: vec![false; shards],
         outbox: Vec::new(),
+        reads: Arc::new(tokio::sync::Semaphore::new(MAX_READS)),
     };
     node.outbox = vec![Vec::new(); node.workers()];
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -606,7 +615,9 @@ impl Node {
         );
         let ttl = self.s.limits.history_ttl;
         let shard = self.s.shards[shard].clone();
+        let reads = self.reads.clone();
         tokio::spawn(async move {
+            let _turn = reads.acquire().await;
             let r = async {
                 let mut conn = conn?;
                 store::within(timeout, read_after(&mut conn, &names, &room, since, count)).await
@@ -636,8 +647,9 @@ impl Node {
         let shard = shard_of(&self.s.shards, &room);
         let conn = self.conn(shard);
         let (names, count, timeout) = (self.s.names.clone(), self.s.read_batch, self.s.timeout);
-        let evs = self.evs.clone();
+        let (evs, reads) = (self.evs.clone(), self.reads.clone());
         tokio::spawn(async move {
+            let _turn = reads.acquire().await;
             let result = async {
                 let mut conn = conn?;
                 store::within(timeout, read_after(&mut conn, &names, &room, since, count)).await
@@ -656,8 +668,9 @@ impl Node {
             ReadFor::Head => 0,
             _ => self.s.read_batch,
         };
-        let evs = self.evs.clone();
+        let (evs, reads) = (self.evs.clone(), self.reads.clone());
         tokio::spawn(async move {
+            let _turn = reads.acquire().await;
             let result = async {
                 let mut conn = conn?;
                 if count == 0 {
