@@ -4,12 +4,12 @@
 mod common;
 mod self_signed;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{bin, publish, wait_subscribers, TestServer};
+use common::{bin, lines_of, publish, wait_child, wait_subscribers, TestServer};
 
 const SECRET: &str = "cli-test-secret-0123456789abcdef0123";
 
@@ -67,16 +67,7 @@ impl Sub {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn ringcast sub");
-        let out = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines() {
-                let Ok(l) = l else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(child.stdout.take().unwrap());
         Sub { child, lines }
     }
 
@@ -87,16 +78,7 @@ impl Sub {
     }
 
     fn wait(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st.code();
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_child(&mut self.child, limit).and_then(|st| st.code())
     }
 }
 

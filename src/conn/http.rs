@@ -608,18 +608,7 @@ impl Conn {
                 }
                 Action::Publish { room, msg } => {
                     let r = self.worker.hub.publish(room.clone(), msg).await;
-                    match r {
-                        Ok(id) => {
-                            publish_accepted(&mut self.out, &room, id, keep_alive);
-                            202
-                        }
-                        Err(e) => {
-                            if let HubError::BadMessage(_) = e {
-                                self.worker.stats.hub_rejects.inc();
-                            }
-                            hub_error(&mut self.out, &e, keep_alive)
-                        }
-                    }
+                    self.publish_answer(&room, r, keep_alive)
                 }
                 Action::RoomInfo { room } => match self.worker.hub.info(room.clone()).await {
                     Ok(info) => {
@@ -676,22 +665,28 @@ impl Conn {
         }
     }
 
+    /// Writes the answer to a publish; its status.
+    fn publish_answer(&mut self, room: &str, r: Result<u64, HubError>, keep_alive: bool) -> u16 {
+        match r {
+            Ok(id) => {
+                publish_accepted(&mut self.out, room, id, keep_alive);
+                202
+            }
+            Err(e) => {
+                if let HubError::BadMessage(_) = e {
+                    self.worker.stats.hub_rejects.inc();
+                }
+                hub_error(&mut self.out, &e, keep_alive)
+            }
+        }
+    }
+
     /// Waits for the publishes handed over, in order, and writes their answers.
     async fn answer_deferred(&mut self, deferred: &mut VecDeque<Deferred>) {
         while let Some(d) = deferred.pop_front() {
             let at = self.out.len();
-            let status = match d.answer.await {
-                Ok(id) => {
-                    publish_accepted(&mut self.out, &d.room, id, d.keep_alive);
-                    202
-                }
-                Err(e) => {
-                    if let HubError::BadMessage(_) = e {
-                        self.worker.stats.hub_rejects.inc();
-                    }
-                    hub_error(&mut self.out, &e, d.keep_alive)
-                }
-            };
+            let r = d.answer.await;
+            let status = self.publish_answer(&d.room, r, d.keep_alive);
             if d.mark {
                 response::mark_keep_alive(&mut self.out, at);
             }

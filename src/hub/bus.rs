@@ -82,6 +82,21 @@ pub enum BusMsg {
     },
 }
 
+impl BusMsg {
+    /// The room of a request about one room.
+    pub fn room(&self) -> Option<&RoomName> {
+        match self {
+            BusMsg::Publish { room, .. }
+            | BusMsg::Join { room, .. }
+            | BusMsg::Replay { room, .. }
+            | BusMsg::Leave { room, .. }
+            | BusMsg::Info { room, .. }
+            | BusMsg::History { room, .. } => Some(room),
+            _ => None,
+        }
+    }
+}
+
 /// Which subscriber (on the joining worker) a join is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubRef {
@@ -104,6 +119,29 @@ pub struct JoinReply {
     pub gap: Option<Gap>,
     /// The join was refused (`hub.max_rooms`).
     pub refused: bool,
+}
+
+impl JoinReply {
+    /// A join answered without a replay: live from `head`.
+    pub fn at_head(room: RoomName, sub: SubRef, head: u64) -> JoinReply {
+        JoinReply {
+            room,
+            sub,
+            head,
+            replay: Vec::new(),
+            more: false,
+            gap: None,
+            refused: false,
+        }
+    }
+
+    /// A join refused (`hub.max_rooms`).
+    pub fn refused(room: RoomName, sub: SubRef) -> JoinReply {
+        JoinReply {
+            refused: true,
+            ..JoinReply::at_head(room, sub, 0)
+        }
+    }
 }
 
 /// A home's answer to [`BusMsg::Replay`].
@@ -171,14 +209,8 @@ impl Bus {
 
     fn home_of_msg(&self, msg: &BusMsg) -> usize {
         match msg {
-            BusMsg::Publish { room, .. }
-            | BusMsg::Join { room, .. }
-            | BusMsg::Replay { room, .. }
-            | BusMsg::Leave { room, .. }
-            | BusMsg::Info { room, .. }
-            | BusMsg::History { room, .. } => self.home_of(room),
             BusMsg::Quiesce { .. } => unreachable!("Quiesce goes to every home"),
-            _ => unreachable!("not a request"),
+            _ => self.home_of(msg.room().expect("not a request")),
         }
     }
 

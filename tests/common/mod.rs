@@ -64,17 +64,37 @@ fn spawn_server(
         }
     }
     let mut child = cmd.spawn().expect("spawn ringcast");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, log_rx) = mpsc::channel();
+    let log_rx = lines_of(child.stderr.take().unwrap());
+    (child, log_rx)
+}
+
+/// The lines a child process writes to `out` (its stdout or stderr), as
+/// they come, read by a thread of their own.
+pub fn lines_of(out: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
+        for line in BufReader::new(out).lines() {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
                 break;
             }
         }
     });
-    (child, log_rx)
+    lines
+}
+
+/// Waits at most `limit` for a child process to exit; its status.
+pub fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// A directory removed on drop.
@@ -238,16 +258,7 @@ impl TestServer {
 
     /// Waits (bounded by `limit`) for the process to exit.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return Some(st);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_child(&mut self.child, limit)
     }
 }
 

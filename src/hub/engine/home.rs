@@ -111,15 +111,7 @@ impl HomeEngine {
             },
             Err(e) => {
                 self.count_refusal(&e);
-                JoinReply {
-                    room,
-                    sub,
-                    head: 0,
-                    replay: Vec::new(),
-                    more: false,
-                    gap: None,
-                    refused: true,
-                }
+                JoinReply::refused(room, sub)
             }
         }
     }

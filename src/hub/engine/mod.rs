@@ -92,15 +92,9 @@ impl WorkerEngine {
         };
         while let Ok(msg) = rx.recv_async().await {
             let in_process = match &msg {
-                BusMsg::Publish { room, .. }
-                | BusMsg::Join { room, .. }
-                | BusMsg::Replay { room, .. }
-                | BusMsg::Leave { room, .. }
-                | BusMsg::Info { room, .. }
-                | BusMsg::History { room, .. } => node_local(room),
                 // the drain barrier of the rooms kept in the process
                 BusMsg::Quiesce { .. } => true,
-                _ => false,
+                m => m.room().is_some_and(|r| node_local(r)),
             };
             if in_process {
                 if local.handle_request(msg, deliveries).await.is_err() {

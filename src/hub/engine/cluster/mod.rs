@@ -270,11 +270,6 @@ impl Link {
         }
     }
 
-    /// Publishes through the room's Redis; the id once Redis accepted it.
-    pub async fn publish(self: &Arc<Self>, room: RoomName, msg: Message) -> Result<u64, HubError> {
-        self.submit(room, msg).await
-    }
-
     /// Hands a publish over now and gives its id later: publishes handed
     /// over one after the other are numbered in that order (each instance's
     /// publishes go to Redis in order, several in one round trip).

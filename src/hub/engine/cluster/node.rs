@@ -278,28 +278,32 @@ pub async fn run(mut s: Setup, cmds: flume::Receiver<Cmd>) {
     let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut ctl = Vec::new();
     for (i, url) in s.urls.iter().enumerate() {
-        match redis::Client::open(url.as_str()) {
-            Ok(client) => {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        ctl.push(tx);
+        let client = redis::Client::open(url.as_str()).ok();
+        let target = client
+            .as_ref()
+            .and_then(|c| Target::of(c.get_connection_info()));
+        match (client, target) {
+            (Some(client), Some(target)) => {
                 tokio::spawn(manage_commands(client, s.shards[i].clone(), s.timeout));
+                tokio::spawn(pubsub::run(
+                    i,
+                    target,
+                    s.timeout,
+                    s.max_frame,
+                    rx,
+                    ps_tx.clone(),
+                ));
             }
             // the configuration checks URLs: kept as a reason, the instance stays down
-            Err(e) => {
+            _ => {
                 *s.shards[i]
                     .last_error
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = format!("bad URL: {e}");
+                    .unwrap_or_else(|p| p.into_inner()) = "not a TCP redis:// URL".into();
             }
         }
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        ctl.push(tx);
-        tokio::spawn(pubsub::run(
-            i,
-            Target::from_url(url),
-            s.timeout,
-            s.max_frame,
-            rx,
-            ps_tx.clone(),
-        ));
     }
     drop(ps_tx);
     let shards = s.shards.len();
@@ -473,15 +477,7 @@ impl Node {
             && self.rooms.len() >= self.s.max_rooms.load(Ordering::Relaxed)
         {
             self.s.worker_stats[j.worker].rejected_max_rooms.inc();
-            let reply = JoinReply {
-                room: j.room,
-                sub: j.sub,
-                head: 0,
-                replay: Vec::new(),
-                more: false,
-                gap: None,
-                refused: true,
-            };
+            let reply = JoinReply::refused(j.room, j.sub);
             self.send(j.worker, BusMsg::Joined(reply)).await;
             return;
         }
@@ -525,15 +521,7 @@ impl Node {
             (Some(_), None) => false,
         };
         if caught_up {
-            let reply = JoinReply {
-                room: j.room,
-                sub: j.sub,
-                head,
-                replay: Vec::new(),
-                more: false,
-                gap: None,
-                refused: false,
-            };
+            let reply = JoinReply::at_head(j.room, j.sub, head);
             self.send(j.worker, BusMsg::Joined(reply)).await;
             return;
         }
@@ -853,7 +841,7 @@ impl Node {
         };
         if next {
             let p = Arc::new(Published::encode(key.clone(), pos.id(), 0, msg));
-            self.deliver(&key, p, pos).await;
+            self.deliver(&key, p, pos);
         } else {
             self.catch_up(&key);
         }
@@ -879,16 +867,15 @@ impl Node {
         self.read_from(name.clone(), from, ReadFor::CatchUp);
     }
 
-    async fn deliver(&mut self, name: &RoomName, p: Arc<Published>, pos: Pos) {
-        let targets: Vec<usize> = match self.rooms.get_mut(name) {
-            Some(r) => {
-                r.pos = Some(pos);
-                (0..r.subs.len()).filter(|&w| r.subs[w] > 0).collect()
-            }
-            None => return,
+    fn deliver(&mut self, name: &RoomName, p: Arc<Published>, pos: Pos) {
+        let Some(r) = self.rooms.get_mut(name) else {
+            return;
         };
-        for w in targets {
-            self.outbox[w].push(p.clone());
+        r.pos = Some(pos);
+        for (w, &n) in r.subs.iter().enumerate() {
+            if n > 0 {
+                self.outbox[w].push(p.clone());
+            }
         }
     }
 
@@ -1087,7 +1074,7 @@ impl Node {
             }
             pos = Some(e.pos);
             let p = e.pos;
-            self.deliver(&name, publish_of(&name, e), p).await;
+            self.deliver(&name, publish_of(&name, e), p);
             recovered += 1;
         }
         self.s

@@ -46,47 +46,19 @@ pub struct Target {
 }
 
 impl Target {
-    /// Host, port and credentials of a `redis://` URL (checked by the config).
-    pub fn from_url(url: &str) -> Target {
-        let rest = url.strip_prefix("redis://").unwrap_or(url);
-        let (auth, hostport) = match rest.rsplit_once('@') {
-            Some((a, h)) => (Some(a), h),
-            None => (None, rest),
-        };
-        let hostport = hostport.split('/').next().unwrap_or("");
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                (h.to_string(), p.parse().unwrap_or(6379))
-            }
-            _ => (hostport.to_string(), 6379),
-        };
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let (username, password) = match auth {
-            Some(a) => match a.split_once(':') {
-                Some((u, p)) => (
-                    (!u.is_empty()).then(|| decode(u)),
-                    (!p.is_empty()).then(|| decode(p)),
-                ),
-                None => (None, Some(decode(a))),
-            },
-            None => (None, None),
-        };
-        Target {
-            host,
-            port,
-            username,
-            password,
+    /// Where the Redis client connects, with its credentials (`None` for an
+    /// address that is not TCP: the configuration allows only `redis://`).
+    pub fn of(info: &redis::ConnectionInfo) -> Option<Target> {
+        match &info.addr {
+            redis::ConnectionAddr::Tcp(host, port) => Some(Target {
+                host: host.clone(),
+                port: *port,
+                username: info.redis.username.clone(),
+                password: info.redis.password.clone(),
+            }),
+            _ => None,
         }
     }
-}
-
-fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// Runs the subscription connection for ever: connects, subscribes to
@@ -476,13 +448,16 @@ mod tests {
 
     #[test]
     fn urls_give_host_port_and_credentials() {
-        let t = Target::from_url("redis://:p%40ss@10.1.2.3:7000/2");
+        let of = |url: &str| {
+            Target::of(redis::Client::open(url).unwrap().get_connection_info()).unwrap()
+        };
+        let t = of("redis://:p%40ss@10.1.2.3:7000/2");
         assert_eq!((t.host.as_str(), t.port), ("10.1.2.3", 7000));
         assert_eq!((t.username, t.password.as_deref()), (None, Some("p@ss")));
-        let t = Target::from_url("redis://user:pw@[::1]:6380");
+        let t = of("redis://user:pw@[::1]:6380");
         assert_eq!((t.host.as_str(), t.port), ("::1", 6380));
         assert_eq!(t.username.as_deref(), Some("user"));
-        let t = Target::from_url("redis://localhost");
+        let t = of("redis://localhost");
         assert_eq!((t.host.as_str(), t.port), ("localhost", 6379));
     }
 }
